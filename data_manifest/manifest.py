@@ -1,0 +1,37 @@
+"""The manifest: one JSON line per video (id, path, label, bytes, shard, kind, fps).
+
+Shards are contiguous runs of `shard_size` videos in id order. Rebuilding over a grown folder keeps
+every existing line and shard as it was and puts only the new videos into new shards after the last
+one, so finished shards are never reshuffled.
+"""
+import json
+import os
+from dataclasses import asdict
+
+from .scan import Entry
+
+
+def read(path: str) -> list[dict]:
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def assign(entries: list[Entry], shard_size: int, existing: list[dict] = ()) -> list[dict]:
+    """Existing rows unchanged, then rows for entries not yet listed (by id), in new shards."""
+    if shard_size <= 0:
+        raise ValueError(f"--shard-size must be > 0, got {shard_size}")
+    known = {row["id"] for row in existing}
+    first = max((row["shard"] for row in existing), default=-1) + 1
+    new = [e for e in entries if e.id not in known]
+    rows = [dict(asdict(e), shard=first + i // shard_size) for i, e in enumerate(new)]
+    return list(existing) + rows
+
+
+def write(rows: list[dict], path: str) -> None:
+    """Atomic write (temp file + rename) so a killed build never leaves half a manifest."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        for row in rows:
+            f.write(json.dumps(row, sort_keys=True) + "\n")
+    os.replace(tmp, path)
