@@ -90,6 +90,8 @@ def config_name(alg: str, **params) -> str:
             raise ValueError(f"config_name({alg!r}) needs {key}")
         v = params[key]
         parts.append(f"{short}{v:g}" if isinstance(v, float) else f"{short}{v}")
+    if alg == "slic" and params.get("impl", "opencv") != "opencv":
+        parts.append(params["impl"])  # the fast OpenCV SLIC is the default; skimage's is named
     return "-".join(parts)
 
 

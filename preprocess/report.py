@@ -1,0 +1,147 @@
+"""Looking at a store: status table, superpixel overlays, HDF5 export of a shard."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from . import store
+
+
+def status(root) -> list[dict]:
+    """One row per shard directory: frames state, and per configuration done / missing."""
+    root = Path(root)
+    rows, cfgs = [], set()
+    for sp in sorted(root.glob("shard-[0-9]*")):
+        fm = store.read_marker(sp / store.FRAMES_MARKER)
+        row = {"shard": int(sp.name[6:]), "frames": "done" if fm else "incomplete",
+               "videos_ok": len(fm["ok"]) if fm else 0, "videos_failed": len(fm["failed"]) if fm else 0,
+               "configs": {}}
+        for m in sp.glob("_done_*.json"):
+            if m.name != store.FRAMES_MARKER:
+                lm = store.read_marker(m)
+                if fm and lm:
+                    row["configs"][lm["config"]] = "failed" if lm["failed"] else "done"
+                    cfgs.add(lm["config"])
+        rows.append(row)
+    for r in rows:
+        for c in cfgs:
+            r["configs"].setdefault(c, "missing")
+    return rows
+
+
+def cmd_status(a) -> int:
+    rows = status(a.store)
+    if not rows:
+        print(f"{a.store}: no shards")
+        return 0
+    cfgs = sorted({c for r in rows for c in r["configs"]})
+    print(f"{'shard':>6} {'frames':>10} {'ok':>4} {'fail':>5} " + " ".join(f"{c:>20}" for c in cfgs))
+    for r in rows:
+        print(f"{r['shard']:>6} {r['frames']:>10} {r['videos_ok']:>4} {r['videos_failed']:>5} "
+              + " ".join(f"{r['configs'][c]:>20}" for c in cfgs))
+    done = sum(r["frames"] == "done" for r in rows)
+    print(f"frames: {done}/{len(rows)} shards done")
+    for c in cfgs:
+        n = {s: sum(r["configs"][c] == s for r in rows) for s in ("done", "failed", "missing")}
+        print(f"{c}: {n['done']} done, {n['failed']} with failed videos, {n['missing']} missing")
+    if a.json:
+        Path(a.json).write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+def overlay(frames: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Frames side by side with superpixel boundaries drawn in yellow."""
+    from skimage.segmentation import find_boundaries
+
+    tiles = []
+    for f, l in zip(frames, labels):
+        t = f.copy()
+        t[find_boundaries(l, mode="thick")] = (255, 230, 0)
+        tiles.append(t)
+    return np.concatenate(tiles, axis=1)
+
+
+def cmd_show(a) -> int:
+    import cv2
+
+    r = store.StoreReader(a.store)
+    cfgs = r.configs()
+    cfg = a.config or (cfgs[0] if cfgs else None)
+    if cfg is None:
+        print(f"error: {a.store} has no complete label configuration")
+        return 2
+    refs = [v for v in r.videos(cfg) if v.video_id == a.video]
+    if not refs:
+        ids = [v.video_id for v in r.videos(cfg)][:10]
+        print(f"error: video {a.video!r} not in {a.store} ({cfg}); some ids: {ids}")
+        return 2
+    ref = refs[0]
+    picks = np.linspace(0, ref.length - 1, min(a.frames, ref.length)).astype(int)
+    rows = []
+    for t in picks:
+        f, l = r.read_clip(ref, int(t), 1, cfg)
+        rows.append(overlay(f, l))
+    grid = np.concatenate(rows, axis=1)
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(a.out), grid[:, :, ::-1])
+    ns = r.nseg(ref, cfg)[picks]
+    print(f"{a.out}: {ref.video_id} frames {picks.tolist()} ({cfg}, S = {list(map(int, ns))})")
+    return 0
+
+
+def export_hdf5(root, shard: int, out) -> dict:
+    """Copy one complete shard to HDF5 (frames decoded to raw uint8, labels gzip) for HDF5 tools."""
+    import h5py
+    import zarr
+
+    sp = store.shard_path(root, shard)
+    if store.read_marker(sp / store.FRAMES_MARKER) is None:
+        raise ValueError(f"{sp}: frames not complete")
+    g = zarr.open_group(sp, mode="r")
+    tmp = Path(str(out) + ".tmp")
+    with h5py.File(tmp, "w") as h:
+        fr = g["frames"]
+        h.create_dataset("frames", data=fr[:], chunks=(1,) + fr.shape[1:], compression="gzip")
+        h.attrs["videos"] = json.dumps(g.attrs["videos"])
+        cfgs = [c for c in (g["labels"].array_keys() if "labels" in g else [])
+                if store.read_marker(sp / store.labels_marker(c))]
+        for c in cfgs:
+            la = g["labels"][c]
+            h.create_dataset(f"labels/{c}", data=la[:], chunks=(1,) + la.shape[1:], compression="gzip")
+            h.create_dataset(f"nseg/{c}", data=g["nseg"][c][:])
+    tmp.replace(out)
+    return {"frames": int(g["frames"].shape[0]), "configs": cfgs}
+
+
+def cmd_export(a) -> int:
+    try:
+        info = export_hdf5(a.store, a.shard, a.out)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}")
+        return 2
+    print(f"{a.out}: shard {a.shard}, {info['frames']} frames, configs {info['configs']}")
+    return 0
+
+
+def main(sub: str, argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog=f"python -m preprocess {sub}")
+    p.add_argument("--store", required=True, help="store root")
+    if sub == "status":
+        p.description = "Shards done / failed / missing, per label configuration."
+        p.add_argument("--json", default=None, help="also write the table as JSON here")
+        return cmd_status(p.parse_args(argv))
+    if sub == "show":
+        p.description = "Superpixel boundaries over a few frames of one video, as a PNG."
+        p.add_argument("--video", required=True, help="video id (as in the manifest)")
+        p.add_argument("--config", default=None, help="label configuration, e.g. slic-n30-c30 (default: first)")
+        p.add_argument("--frames", type=int, default=4, help="frames to show")
+        p.add_argument("--out", required=True, help="output PNG")
+        return cmd_show(p.parse_args(argv))
+    p.description = "Export one shard to HDF5 (frames raw uint8 + label maps), for tools that read HDF5."
+    p.add_argument("--shard", type=int, required=True)
+    p.add_argument("--format", default="hdf5", choices=["hdf5"])
+    p.add_argument("--out", required=True, help="output .h5 file")
+    return cmd_export(p.parse_args(argv))
