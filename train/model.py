@@ -4,10 +4,15 @@ The encoder is a plain torchvision resnet18 whose layer3 and layer4 run at strid
 frame gives a 32x32x512 map. Only strides change: every parameter keeps torchvision's name and
 shape, so `encoder.state_dict()` loads into `torchvision.models.resnet18()` (minus `fc`).
 """
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
+from torchvision.ops import roi_align
+
+from train.pool import pool
 
 
 def _unstride(layer: nn.Sequential) -> None:
@@ -62,3 +67,77 @@ def load_encoder(path: str, drop_layer4: bool = False, map_location="cpu") -> En
         state = {k: v for k, v in state.items() if not k.startswith("layer4.")}
     enc.load_state_dict(state, strict=True)
     return enc
+
+
+# ---- training-time network: encoder + node construction + head (added for the trainer) ----
+
+IMG_MEAN = (0.485, 0.456, 0.406)
+IMG_STD = (0.229, 0.224, 0.225)
+
+
+def patch_boxes(n_frames: int, size: int = 256, patch: int = 64, stride: int = 32, jitter: bool = False,
+                device="cpu") -> list[torch.Tensor]:
+    """CRW's 7x7 grid of 64 px windows at stride 32, as roi_align boxes (x1, y1, x2, y2) per frame.
+
+    jitter=True draws CRW's per-patch RandomResizedCrop(scale 0.7-0.9, ratio 3/4-4/3) inside each window.
+    """
+    starts = torch.arange(0, size - patch + 1, stride, device=device, dtype=torch.float32)
+    y0, x0 = torch.meshgrid(starts, starts, indexing="ij")
+    n = y0.numel()
+    x0, y0 = x0.reshape(1, n).expand(n_frames, n), y0.reshape(1, n).expand(n_frames, n)
+    if jitter:
+        area = torch.empty(n_frames, n, device=device).uniform_(0.7, 0.9) * patch * patch
+        ratio = torch.exp(torch.empty(n_frames, n, device=device).uniform_(math.log(3 / 4), math.log(4 / 3)))
+        w = torch.sqrt(area * ratio).clamp(max=patch)
+        h = torch.sqrt(area / ratio).clamp(max=patch)
+        x0 = x0 + torch.rand(n_frames, n, device=device) * (patch - w)
+        y0 = y0 + torch.rand(n_frames, n, device=device) * (patch - h)
+    else:
+        w = h = torch.full((n_frames, n), float(patch), device=device)
+    return list(torch.stack([x0, y0, x0 + w, y0 + h], -1).unbind(0))
+
+
+class WalkNet(nn.Module):
+    """Encoder (`encoder.*` keys = torchvision resnet18 names) + node builder + 128-d head.
+
+    Superpixel clips: each full frame encoded once, pooled with the overlap weights (eq. 3.5).
+    Patch clips (CRW baseline): 49 crops of 64 px per frame, each encoded and mean-pooled.
+    """
+
+    def __init__(self, patch: int = 64, patch_stride: int = 32):
+        super().__init__()
+        self.encoder = Encoder()
+        self.head = NodeHead(self.encoder.out_channels, 128)
+        self.patch, self.patch_stride = patch, patch_stride
+        self.register_buffer("mean", torch.tensor(IMG_MEAN).view(1, 3, 1, 1) * 255, persistent=False)
+        self.register_buffer("std", torch.tensor(IMG_STD).view(1, 3, 1, 1) * 255, persistent=False)
+
+    def normalise(self, frames: torch.Tensor) -> torch.Tensor:
+        return ((frames.float() - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
+
+    def superpixel_nodes(self, frames: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        return pool(self.encoder(self.normalise(frames)), weights)
+
+    def patch_nodes(self, frames: torch.Tensor) -> torch.Tensor:
+        x = self.normalise(frames)
+        boxes = patch_boxes(len(x), x.shape[-1], self.patch, self.patch_stride, jitter=self.training, device=x.device)
+        crops = roi_align(x, boxes, self.patch, spatial_scale=1.0, sampling_ratio=1, aligned=True)
+        feats = self.encoder(crops.contiguous(memory_format=torch.channels_last)).mean((2, 3))
+        return feats.view(len(x), -1, feats.shape[-1])
+
+    def forward(self, frames: torch.Tensor, weights: torch.Tensor, is_patch: torch.Tensor) -> torch.Tensor:
+        """frames uint8 (B, T, 3, H, W), weights (B, T, M, cells), is_patch (B,) -> nodes (B, T, M, 128)."""
+        B, T = frames.shape[:2]
+        M = weights.shape[2]
+        feats = None
+        for sel, build in ((~is_patch, "sp"), (is_patch, "patch")):
+            idx = sel.nonzero().flatten()
+            if len(idx) == 0:
+                continue
+            x = frames[idx].flatten(0, 1)
+            f = self.superpixel_nodes(x, weights[idx].flatten(0, 1)) if build == "sp" else self.patch_nodes(x)
+            f = F.pad(f, (0, 0, 0, M - f.shape[1])).view(len(idx), T, M, -1)
+            if feats is None:
+                feats = f.new_zeros(B, T, M, f.shape[-1])
+            feats = feats.index_copy(0, idx, f)
+        return self.head(feats)

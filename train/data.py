@@ -1,0 +1,161 @@
+"""Clips of T stored frames with their label maps, augmented identically, plus the pooling weights.
+
+Everything random about a clip (crop, flip, jitter, node mode, label configuration) is drawn from a
+generator seeded by (seed, epoch, clip index), so a clip does not depend on which worker loads it and
+training resumes exactly from a saved data position.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+
+from preprocess.store import StoreReader, VideoRef
+from train.pool import overlap_weights
+
+
+
+def n_patches(size: int, patch: int = 64, stride: int = 32) -> int:
+    """Nodes of CRW's grid of 64 px windows at stride 32: 7x7=49 on a 256 px frame."""
+    return ((size - patch) // stride + 1) ** 2
+
+
+@dataclass
+class Aug:
+    size: int = 256
+    scale: tuple = (0.8, 0.95)  # CRW's RandomResizedCrop
+    ratio: tuple = (0.7, 1.3)
+    flip: bool = True
+    jitter: float = 0.1  # brightness / contrast / saturation, CRW's ColorJitter(0.1, 0.1, 0.1, 0)
+
+
+def crop_box(rng: np.random.Generator, H: int, W: int, scale, ratio) -> tuple[int, int, int, int]:
+    """torchvision RandomResizedCrop's box (y, x, h, w), drawn from rng."""
+    area = H * W
+    for _ in range(10):
+        a = area * rng.uniform(*scale)
+        r = math.exp(rng.uniform(math.log(ratio[0]), math.log(ratio[1])))
+        w, h = int(round(math.sqrt(a * r))), int(round(math.sqrt(a / r)))
+        if 0 < w <= W and 0 < h <= H:
+            return int(rng.integers(0, H - h + 1)), int(rng.integers(0, W - w + 1)), h, w
+    s = min(H, W)
+    return (H - s) // 2, (W - s) // 2, s, s
+
+
+def colour_jitter(img: np.ndarray, rng: np.random.Generator, amount: float) -> np.ndarray:
+    x = img.astype(np.float32)
+    x *= rng.uniform(1 - amount, 1 + amount)  # brightness
+    gray = x @ np.float32([0.299, 0.587, 0.114])
+    x = (x - gray.mean()) * rng.uniform(1 - amount, 1 + amount) + gray.mean()  # contrast
+    gray = x @ np.float32([0.299, 0.587, 0.114])
+    x = (x - gray[..., None]) * rng.uniform(1 - amount, 1 + amount) + gray[..., None]  # saturation
+    return np.clip(x, 0, 255).astype(np.uint8)
+
+
+def contiguous(labels: np.ndarray) -> np.ndarray:
+    """Relabel to 0..S-1 (a crop may drop superpixels), keeping the order of the ids."""
+    present = np.zeros(int(labels.max()) + 1, bool)
+    present[labels] = True
+    return (np.cumsum(present) - 1).astype(np.int16)[labels]
+
+
+def augment(frames: np.ndarray, labels: np.ndarray | None, rng: np.random.Generator, aug: Aug):
+    """Per-frame random resized crop + resize, per-clip flip, per-frame colour jitter.
+
+    The spatial ops hit frame t and label map t with the same box (bilinear for pixels, centre-aligned
+    nearest for labels); jitter touches pixels only. Returns frames (T, size, size, 3), labels or None.
+    """
+    T, H, W = frames.shape[:3]
+    flip = aug.flip and rng.random() < 0.5
+    out_f, out_l = [], []
+    for t in range(T):
+        y, x, h, w = crop_box(rng, H, W, aug.scale, aug.ratio)
+        f = cv2.resize(frames[t, y:y + h, x:x + w], (aug.size, aug.size), interpolation=cv2.INTER_LINEAR)
+        if labels is not None:
+            l = cv2.resize(labels[t, y:y + h, x:x + w], (aug.size, aug.size), interpolation=cv2.INTER_NEAREST_EXACT)
+            out_l.append(contiguous(l[:, ::-1] if flip else l))
+        if aug.jitter > 0:
+            f = colour_jitter(f, rng, aug.jitter)
+        out_f.append(f[:, ::-1] if flip else f)
+    return np.stack(out_f), (np.stack(out_l) if labels is not None else None)
+
+
+def clip_index(refs: list[VideoRef], T: int, stride: int) -> tuple[list, list]:
+    """(ref, t0) for every clip start; videos shorter than T are returned separately."""
+    clips, short = [], []
+    for r in refs:
+        if r.length < T:
+            short.append(r)
+        clips += [(r, t0) for t0 in range(0, r.length - T + 1, stride)]
+    return clips, short
+
+
+class ClipDataset(torch.utils.data.Dataset):
+    """Indexed by (epoch, i): clip i of the index, augmented with the generator of (seed, epoch, i)."""
+
+    def __init__(self, reader: StoreReader, clips: list, T: int, cfgs: list[str], nodes: str,
+                 patch_prob: float = 0.7, seed: int = 0, aug: Aug | None = None, stride: int = 8):
+        self.reader, self.clips, self.T, self.cfgs = reader, clips, T, cfgs
+        self.nodes, self.patch_prob, self.seed = nodes, patch_prob, seed
+        self.aug, self.stride = aug or Aug(), stride
+
+    def __len__(self):
+        return len(self.clips)
+
+    def __getitem__(self, key):
+        epoch, i = key
+        rng = np.random.default_rng([self.seed, epoch, i])
+        ref, t0 = self.clips[i]
+        patch = self.nodes == "patches" or (self.nodes == "mixed" and rng.random() < self.patch_prob)
+        cfg = None if patch else self.cfgs[int(rng.integers(len(self.cfgs)))]
+        try:
+            frames, labels = self.reader.read_clip(ref, t0, self.T, cfg)
+            frames, labels = augment(frames, labels, rng, self.aug)
+        except Exception as e:  # a bad clip drops out of its batch with one line; training goes on
+            print(f"[train] skipped clip {ref.video_id}@{t0} (shard {ref.shard}): {type(e).__name__}: {e}", flush=True)
+            return None
+        weights = None if patch else [overlap_weights(l, self.stride) for l in labels]
+        return {"frames": torch.from_numpy(np.ascontiguousarray(frames.transpose(0, 3, 1, 2))),
+                "weights": weights, "patch": patch}
+
+
+def collate(items: list) -> dict | None:
+    """Stack clips; pad every frame's nodes to the batch maximum M with a mask."""
+    n_in = len(items)
+    items = [it for it in items if it is not None]
+    if not items:
+        return None
+    sizes = [[n_patches(it["frames"].shape[-1])] * len(it["frames"]) if it["patch"] else [len(w) for w in it["weights"]] for it in items]
+    M = max(max(s) for s in sizes)
+    B, T = len(items), len(items[0]["frames"])
+    H, W = items[0]["frames"].shape[-2:]
+    cells = (H // 8) * (W // 8)
+    weights = torch.zeros(B, T, M, cells)
+    mask = torch.zeros(B, T, M, dtype=torch.bool)
+    for b, it in enumerate(items):
+        for t, n in enumerate(sizes[b]):
+            mask[b, t, :n] = True
+            if not it["patch"]:
+                weights[b, t, :n] = torch.from_numpy(it["weights"][t])
+    return {"frames": torch.stack([it["frames"] for it in items]), "weights": weights, "mask": mask,
+            "patch": torch.tensor([it["patch"] for it in items]), "dropped": n_in - len(items)}
+
+
+class StreamSampler(torch.utils.data.Sampler):
+    """Endless (epoch, i) stream: a fresh permutation per epoch, this rank's slice, from position `start`."""
+
+    def __init__(self, n: int, seed: int, start: int = 0, rank: int = 0, world: int = 1):
+        self.n, self.seed, self.start, self.rank, self.world = n, seed, start, rank, world
+        self.per_rank = n // world
+
+    def __iter__(self):
+        pos = self.start
+        while True:
+            epoch, off = divmod(pos, self.per_rank)
+            perm = np.random.default_rng([self.seed, 10**6 + epoch]).permutation(self.n)
+            for i in perm[self.rank::self.world][off:self.per_rank]:
+                yield (epoch, int(i))
+            pos = (epoch + 1) * self.per_rank
