@@ -13,7 +13,7 @@ EPS = 1e-20
 def transitions(q0: torch.Tensor, q1: torch.Tensor, mask1: torch.Tensor, tau: float, drop: float,
                 generator: torch.Generator | None = None) -> torch.Tensor:
     """Row-stochastic (B, N, M) matrix from nodes q0 (B, N, D) to q1 (B, M, D); mask1 (B, M) marks real targets."""
-    logits = torch.bmm(q0, q1.transpose(1, 2)).float() / tau
+    logits = torch.bmm(q0, q1.transpose(1, 2)) / tau
     keep = mask1[:, None, :].expand_as(logits)
     if drop > 0:
         dropped = torch.rand(logits.shape, generator=generator, device=logits.device) < drop
