@@ -1,0 +1,147 @@
+"""Reading and writing DAVIS-format folders.
+
+Layout: ROOT/JPEGImages/480p/<seq>/<frame>.jpg, ROOT/Annotations/480p/<seq>/<frame>.png,
+ROOT/ImageSets/<year>/<set>.txt. DAVIS-2016 masks are mode L with 255 = object; DAVIS-2017 masks
+are indexed (mode P) with 0 = background, k = object k, 255 = void. Every problem with the input
+raises InputError with one line that names the file or sequence and the reason.
+"""
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+VOID = 255
+
+
+class InputError(Exception):
+    """Bad input: the message is one line naming the input and the reason."""
+
+
+def palette() -> np.ndarray:
+    """The DAVIS / PASCAL VOC colour map (256 x 3 uint8): bits of the index spread over r, g, b."""
+    pal = np.zeros((256, 3), dtype=np.uint8)
+    for i in range(256):
+        c, r, g, b = i, 0, 0, 0
+        for shift in range(7, -1, -1):
+            r |= (c & 1) << shift
+            g |= ((c >> 1) & 1) << shift
+            b |= ((c >> 2) & 1) << shift
+            c >>= 3
+        pal[i] = (r, g, b)
+    return pal
+
+
+PALETTE = palette()
+
+
+def sequence_list(root, year, subset="val", sequences=None) -> list[str]:
+    """Sequences named on the command line, else those listed in ImageSets/<year>/<subset>.txt."""
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"{root}: DAVIS root not found")
+    if sequences:
+        names = list(sequences)
+    else:
+        listing = root / "ImageSets" / str(year) / f"{subset}.txt"
+        if not listing.is_file():
+            raise InputError(f"{listing}: sequence list not found (pass --sequences or add the file)")
+        names = [line.strip() for line in listing.read_text().splitlines() if line.strip()]
+    if not names:
+        raise InputError(f"{root}: no sequences to evaluate")
+    return names
+
+
+def frame_paths(root, seq, resolution="480p") -> list[Path]:
+    """Sorted JPEG frames of one sequence; raises for an unknown sequence or an empty folder."""
+    folder = Path(root) / "JPEGImages" / resolution / seq
+    if not folder.is_dir():
+        raise InputError(f"{seq}: unknown sequence (no folder {folder})")
+    frames = sorted(folder.glob("*.jpg"))
+    if not frames:
+        raise InputError(f"{seq}: no .jpg frames in {folder}")
+    return frames
+
+
+def mask_path(root, seq, frame_id, resolution="480p") -> Path:
+    return Path(root) / "Annotations" / resolution / seq / f"{frame_id}.png"
+
+
+def load_frame(path) -> np.ndarray:
+    """RGB uint8 (H, W, 3)."""
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path}: unreadable frame ({e})") from None
+
+
+def load_mask(path, year) -> np.ndarray:
+    """Label map uint8 (H, W): 0 background, k object k, 255 void (2017 only).
+
+    2016 masks (mode L, 255 = object) become 0/1; a 2017 mask must be indexed (mode P): a colour
+    or grey PNG read as labels is exactly the conversion bug that silently ruins scores.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: mask missing")
+    try:
+        with Image.open(path) as im:
+            mode = im.mode
+            arr = np.array(im)
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path}: unreadable mask ({e})") from None
+    if int(year) == 2016:
+        if arr.ndim != 2:
+            raise InputError(f"{path}: DAVIS-2016 mask must be single-channel, got mode {mode}")
+        return (arr > 127).astype(np.uint8)
+    if mode != "P":
+        raise InputError(f"{path}: DAVIS-2017 mask must be an indexed (palette) PNG, got mode {mode}")
+    return arr.astype(np.uint8)
+
+
+def load_result(path) -> np.ndarray:
+    """A predicted label map as the official toolkit reads it (the PNG's raw values)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: result frame missing")
+    try:
+        with Image.open(path) as im:
+            arr = np.array(im)
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path}: unreadable result ({e})") from None
+    if arr.ndim != 2:
+        raise InputError(f"{path}: result must be a single-channel indexed PNG, got shape {arr.shape}")
+    return arr
+
+
+def save_indexed(labels: np.ndarray, path) -> None:
+    im = Image.fromarray(labels.astype(np.uint8), mode="P")
+    im.putpalette(PALETTE.flatten().tolist())
+    im.save(path)
+
+
+def overlay(frame: np.ndarray, labels: np.ndarray, alpha=0.5) -> np.ndarray:
+    """Objects tinted with their palette colour, background untouched."""
+    out = frame.astype(np.float32)
+    fg = labels > 0
+    out[fg] = alpha * out[fg] + (1 - alpha) * PALETTE[labels[fg]]
+    return out.astype(np.uint8)
+
+
+def write_listing(root, year, subset, names) -> None:
+    d = Path(root) / "ImageSets" / str(year)
+    d.mkdir(parents=True, exist_ok=True)
+    (d / f"{subset}.txt").write_text("".join(f"{n}\n" for n in names))
+
+
+def atomic_dir_swap(tmp: Path, final: Path) -> None:
+    """Replace `final` by the completed `tmp` folder so a crash never leaves a half-written one."""
+    if final.exists():
+        old = final.with_name(final.name + ".old")
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)

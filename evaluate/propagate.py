@@ -1,0 +1,154 @@
+"""CRW label propagation (Jabri et al. 2020) in bounded memory.
+
+For every target frame t the keys are the first frame (every position) and the n_context preceding
+frames (positions closer than `radius` feature cells to the query; CRW pads the start of a video with
+copies of the first frame, so for t < n_context the first frame fills the missing slots). The top-k
+affinities over all keys jointly are soft-maxed with temperature tau and the context soft labels are
+averaged with those weights; the prediction becomes the label of frame t for later frames.
+
+Only the keys near each query are ever multiplied: queries are cut into tile x tile blocks and each
+block meets the (tile + 2 r) square of keys around it, which is masked to the disk. Top-k of the union
+of key sets equals the merge of per-frame top-k, so no affinity row over all context keys exists and
+the memory held is n_context + 1 frames of features and soft labels, whatever the video length.
+"""
+from collections import deque
+from functools import lru_cache
+
+import math
+import torch
+import torch.nn.functional as F
+
+NEG = float("-inf")
+
+
+@lru_cache(maxsize=8)
+def _tiling(h: int, w: int, radius: float, tile: int):
+    """Key-window geometry for an h x w grid: flat key index per window slot and the allowed mask."""
+    p = math.ceil(radius) - 1  # largest offset with distance < radius
+    ty, tx = math.ceil(h / tile), math.ceil(w / tile)
+    win = tile + 2 * p
+    qy = torch.arange(tile).repeat_interleave(tile)  # query position inside its tile
+    qx = torch.arange(tile).repeat(tile)
+    wy = torch.arange(win).repeat_interleave(win)  # key position inside the window
+    wx = torch.arange(win).repeat(win)
+    dy = (wy[None, :] - p) - qy[:, None]
+    dx = (wx[None, :] - p) - qx[:, None]
+    disk = (dy * dy + dx * dx).float().sqrt() < radius  # (tile^2, win^2), as CRW's D < radius
+    oy = (torch.arange(ty) * tile)[:, None, None] + wy[None, None, :] - p  # (ty, 1, win^2)
+    ox = (torch.arange(tx) * tile)[None, :, None] + wx[None, None, :] - p  # (1, tx, win^2)
+    inside = (oy >= 0) & (oy < h) & (ox >= 0) & (ox < w)
+    key = torch.where(inside, oy * w + ox, h * w).reshape(ty * tx, win * win)  # h*w = a zero row
+    allowed = disk[None] & inside.reshape(ty * tx, 1, win * win)
+    return key, allowed, ty, tx
+
+
+def _tiles(q: torch.Tensor, tile: int, ty: int, tx: int) -> torch.Tensor:
+    """(C, h, w) -> (ty*tx, tile^2, C), zero padded at the bottom/right."""
+    c, h, w = q.shape
+    q = F.pad(q, (0, tx * tile - w, 0, ty * tile - h))
+    return q.reshape(c, ty, tile, tx, tile).permute(1, 3, 2, 4, 0).reshape(ty * tx, tile * tile, c)
+
+
+def _untile(x: torch.Tensor, h: int, w: int, tile: int, ty: int, tx: int) -> torch.Tensor:
+    """(ty*tx, tile^2, k) -> (h*w, k)."""
+    k = x.shape[-1]
+    x = x.reshape(ty, tx, tile, tile, k).permute(0, 2, 1, 3, 4).reshape(ty * tile, tx * tile, k)
+    return x[:h, :w].reshape(h * w, k)
+
+
+def local_topk(q: torch.Tensor, keys: torch.Tensor, radius: float, topk: int, tile: int = 8):
+    """Top-k affinities of every query of q (C,h,w) among the keys (C,h,w) closer than radius.
+    Returns values (h*w, k) and flat key indices (h*w, k)."""
+    c, h, w = q.shape
+    key_index, allowed, ty, tx = _tiling(h, w, radius, tile)
+    kt = torch.cat([keys.reshape(c, h * w).t(), keys.new_zeros(1, c)])  # (h*w + 1, C)
+    windows = kt[key_index]  # (tiles, win^2, C)
+    aff = torch.bmm(_tiles(q, tile, ty, tx), windows.transpose(1, 2))  # (tiles, tile^2, win^2)
+    aff.masked_fill_(~allowed, NEG)
+    vals, slot = aff.topk(topk, dim=-1)
+    idx = torch.gather(key_index[:, None, :].expand(-1, tile * tile, -1), 2, slot)
+    return _untile(vals, h, w, tile, ty, tx), _untile(idx, h, w, tile, ty, tx)
+
+
+def full_topk(q: torch.Tensor, keys: torch.Tensor, topk: int, chunk: int = 2048):
+    """Top-k affinities of every query among all keys (the unrestricted first frame)."""
+    c, h, w = q.shape
+    qt, kf = q.reshape(c, -1).t(), keys.reshape(c, -1)
+    vals, idx = [], []
+    for s in range(0, qt.shape[0], chunk):
+        v, i = (qt[s:s + chunk] @ kf).topk(topk, dim=-1)
+        vals.append(v)
+        idx.append(i)
+    return torch.cat(vals), torch.cat(idx)
+
+
+class Propagator:
+    """Feeds frames one at a time; holds the first frame and the last n_context frames."""
+
+    def __init__(self, n_context=20, radius=12.0, topk=10, tau=0.05, tile=12):
+        self.n_context, self.radius, self.topk, self.tau, self.tile = n_context, radius, topk, tau, tile
+
+    def start(self, feat0: torch.Tensor, labels0: torch.Tensor) -> None:
+        """feat0 (C,h,w) L2-normalised, labels0 (K,h,w) soft labels of the first frame."""
+        k = labels0.shape[0]
+        self.shape = feat0.shape[1:]
+        first = (feat0, labels0.reshape(k, -1).t().contiguous())
+        self.first = first
+        self.context = deque([first] * self.n_context, maxlen=self.n_context)
+
+    @torch.no_grad()
+    def step(self, feat: torch.Tensor) -> torch.Tensor:
+        """Soft labels (K,h,w) of the next frame; they join the context."""
+        h, w = self.shape
+        vals, labs = [], []
+        f0, l0 = self.first
+        v, i = full_topk(feat, f0, self.topk)
+        vals.append(v)
+        labs.append(l0[i])
+        done = {}
+        for keys, lab in self.context:  # the same frame may fill several slots: compute it once
+            if id(keys) not in done:
+                v, i = local_topk(feat, keys, self.radius, self.topk, self.tile)
+                lab_z = torch.cat([lab, lab.new_zeros(1, lab.shape[1])])
+                done[id(keys)] = (v, lab_z[i])
+            v, l = done[id(keys)]
+            vals.append(v)
+            labs.append(l)
+        vals, labs = torch.cat(vals, 1), torch.cat(labs, 1)  # (hw, F*k), (hw, F*k, K)
+        best, slot = vals.topk(self.topk, dim=1)
+        weights = F.softmax(best / self.tau, dim=1)
+        chosen = torch.gather(labs, 1, slot[..., None].expand(-1, -1, labs.shape[-1]))
+        pred = (weights[..., None] * chosen).sum(1)  # (hw, K)
+        self.context.append((feat, pred))
+        return pred.t().reshape(-1, h, w)
+
+
+def propagate_full(feats: list, labels0: torch.Tensor, n_context=20, radius=12.0, topk=10, tau=0.05,
+                   chunk=512) -> list:
+    """Reference: CRW's algorithm written the straightforward way (all context features kept, full
+    affinity of every query to every key, the radius applied as a mask afterwards). Slow; for checks."""
+    c, h, w = feats[0].shape
+    k = labels0.shape[0]
+    ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    pos = torch.stack([ys.flatten(), xs.flatten()], 1).float()
+    far = torch.cdist(pos, pos) >= radius  # (hw, hw)
+    flat = [f.reshape(c, -1) for f in feats]
+    labels = [labels0.reshape(k, -1).t()]
+    preds = []
+    for t in range(1, len(feats)):
+        ctx = [0] + [max(0, t - n_context + j) for j in range(n_context)]
+        keys = torch.cat([flat[s] for s in ctx], 1)  # (C, (n+1) hw)
+        labs = torch.cat([labels[s] for s in ctx], 0)  # ((n+1) hw, K)
+        q = flat[t].t()
+        out = []
+        for s in range(0, h * w, chunk):
+            aff = q[s:s + chunk] @ keys
+            aff = aff.reshape(aff.shape[0], n_context + 1, h * w)
+            aff[:, 1:].masked_fill_(far[s:s + chunk, None, :], NEG)
+            best, idx = aff.reshape(aff.shape[0], -1).topk(topk, dim=1)
+            wgt = F.softmax(best / tau, dim=1)
+            out.append((wgt[..., None] * labs[idx]).sum(1))
+        pred = torch.cat(out)
+        labels.append(pred)
+        preds.append(pred.t().reshape(k, h, w))
+    return preds

@@ -1,0 +1,112 @@
+"""Semi-supervised video object segmentation on a DAVIS-format folder: first-frame mask in,
+indexed PNGs for every frame out (DIR/<seq>/<frame>.png, overlays in DIR/<seq>/overlay/)."""
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+
+from .davis import (InputError, atomic_dir_swap, frame_paths, load_frame, load_mask, mask_path, overlay,
+                    save_indexed, sequence_list)
+from .propagate import Propagator
+
+
+def first_frame_labels(mask: np.ndarray, hw) -> tuple[np.ndarray, torch.Tensor]:
+    """Object ids of the first mask (void counts as background) and their soft labels at feature size:
+    the one-hot mask downsampled bilinearly, as CRW does."""
+    mask = np.where(mask == 255, 0, mask)
+    ids = np.unique(mask)
+    if ids[0] != 0:
+        ids = np.concatenate([[0], ids])
+    if len(ids) < 2:
+        raise ValueError("first mask has no object")
+    onehot = (mask[..., None] == ids[None, None, :]).astype(np.float32)
+    low = cv2.resize(onehot, (hw[1], hw[0]), interpolation=cv2.INTER_LINEAR)
+    low = low.reshape(hw[0], hw[1], len(ids))
+    return ids.astype(np.uint8), torch.from_numpy(low).permute(2, 0, 1).contiguous()
+
+
+def hard_labels(soft: torch.Tensor, ids: np.ndarray, size) -> np.ndarray:
+    """Bilinear upsampling of (K,h,w) soft labels to size (H,W), argmax, mapped to object ids."""
+    up = cv2.resize(soft.permute(1, 2, 0).numpy(), (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+    up = up.reshape(size[0], size[1], -1)
+    return ids[np.argmax(up, axis=-1)]
+
+
+def run_sequence(davis, year, seq, featurize, out: Path, prop_kwargs=None, overlays=True) -> dict:
+    """Propagate one sequence into out/<seq>/ (written under a temporary name, renamed when complete)."""
+    frames = frame_paths(davis, seq)
+    first_mask = load_mask(mask_path(davis, seq, frames[0].stem), year)
+    tmp = out / f".{seq}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "overlay").mkdir(parents=True)
+    try:
+        t0 = time.perf_counter()
+        img = load_frame(frames[0])
+        size = img.shape[:2]
+        if first_mask.shape != size:
+            raise InputError(f"{mask_path(davis, seq, frames[0].stem)}: mask size {first_mask.shape} differs "
+                             f"from frame size {size}")
+        feat = featurize(img)
+        try:
+            ids, labels0 = first_frame_labels(first_mask, feat.shape[1:])
+        except ValueError as e:
+            raise InputError(f"{mask_path(davis, seq, frames[0].stem)}: {e}") from None
+        prop = Propagator(**(prop_kwargs or {}))
+        prop.start(feat, labels0)
+        save_indexed(np.where(first_mask == 255, 0, first_mask), tmp / f"{frames[0].stem}.png")
+        t_prop = 0.0
+        for path in frames[1:]:
+            img = load_frame(path)
+            if img.shape[:2] != size:
+                raise InputError(f"{path}: frame size {img.shape[:2]} differs from the first frame {size}")
+            feat = featurize(img)
+            t1 = time.perf_counter()
+            pred = hard_labels(prop.step(feat), ids, size)
+            t_prop += time.perf_counter() - t1
+            save_indexed(pred, tmp / f"{path.stem}.png")
+            if overlays:
+                Image.fromarray(overlay(img, pred)).save(tmp / "overlay" / f"{path.stem}.png", compress_level=1)
+        seconds = time.perf_counter() - t0
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    atomic_dir_swap(tmp, out / seq)
+    n = len(frames)
+    return {"sequence": seq, "frames": n, "objects": int(len(ids) - 1), "seconds": seconds,
+            "seconds_per_frame": seconds / max(n - 1, 1), "propagation_seconds_per_frame": t_prop / max(n - 1, 1)}
+
+
+def run(davis, year, out, featurize, subset="val", sequences=None, prop_kwargs=None, overlays=True,
+        config=None, progress=True) -> dict:
+    from tqdm import tqdm
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if config is not None:
+        (out / "config.json").write_text(json.dumps(config, indent=1))
+    names = sequence_list(davis, year, subset, sequences)
+    stats, failures = [], []
+    for seq in tqdm(names, desc="propagate", disable=not progress, file=sys.stderr):
+        try:
+            stats.append(run_sequence(davis, year, seq, featurize, out, prop_kwargs, overlays))
+        except InputError as e:
+            print(f"error: {e}", file=sys.stderr)
+            failures.append({"sequence": seq, "reason": str(e)})
+    summary = {"sequences": stats, "failures": failures, "complete": not failures}
+    (out / "propagation.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def print_summary(summary: dict) -> None:
+    print(f"{'sequence':<24}{'frames':>7}{'objects':>8}{'s/frame':>9}{'prop s/frame':>13}")
+    for s in summary["sequences"]:
+        print(f"{s['sequence']:<24}{s['frames']:>7}{s['objects']:>8}{s['seconds_per_frame']:>9.3f}"
+              f"{s['propagation_seconds_per_frame']:>13.3f}")
+    for f in summary["failures"]:
+        print(f"FAILED {f['sequence']}: {f['reason']}")
