@@ -1,9 +1,9 @@
 """Per-frame superpixel label maps: int16, contiguous 0..S-1.
 
 SLIC default is OpenCV's SLIC on a 2x downsampled LAB frame, labels upsampled by nearest
-neighbour: ~3 ms/frame instead of skimage's ~24 ms, with boundary recall and undersegmentation
-error on DAVIS-2016 val within 2% of skimage's at the same count (`benchmarks/preprocess.py`
-measures it). `impl="skimage"` gives the reference.
+neighbour: ~3 ms/frame instead of skimage's ~24 ms at the same segment count; on DAVIS-2016 val its
+boundary recall is ~4 points higher and its undersegmentation error <1 point higher
+(`benchmarks/preprocess.py` measures both). `impl="skimage"` gives the reference.
 """
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import numpy as np
 
 ALGORITHMS = ("slic", "fh", "lsc", "random")
 DEFAULTS = {
-    "slic": {"n_segments": 30, "compactness": 30.0, "impl": "opencv", "iterations": 8},
+    "slic": {"n_segments": 30, "compactness": 30.0, "impl": "opencv", "iterations": 6},
     "fh": {"scale": 600.0, "sigma": 0.5, "min_size": 400},
-    # 2 iterations at ratio 0.5 agree with 10 on ~93% of pixels at a fifth of the cost (benchmark)
+    # 2 iterations cost a quarter of 10; benchmarks/preprocess.py reports how many pixels agree
     "lsc": {"region_size": 47, "ratio": 0.5, "iterations": 2},
     "random": {"n_segments": 30},
 }
@@ -51,7 +51,7 @@ def check_params(alg: str, size: int, **p) -> None:
             raise ValueError(f"lsc: need ratio > 0 and iterations >= 1 (got {p})")
 
 
-def slic(img, n_segments=30, compactness=30.0, impl="opencv", iterations=8):
+def slic(img, n_segments=30, compactness=30.0, impl="opencv", iterations=6):
     if impl == "skimage":
         from skimage.segmentation import slic as sk_slic
 

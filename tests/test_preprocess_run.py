@@ -108,3 +108,16 @@ def test_sigkill_mid_shard_then_rerun_equals_uninterrupted_run(tmp_path):
     res = preprocess("--manifest", m, "--store", st, *args)
     assert res.returncode == 0, res.stdout + res.stderr
     assert tree(st) == expected
+
+
+def test_array_tasks_cover_every_shard_exactly_once():
+    from preprocess.run import select_shards
+
+    shards = list(range(3, 40))
+    for n in (1, 4, 7, 37, 50):
+        parts = [select_shards(shards, shard_index=i, num_shards=n) for i in range(n)]
+        assert sorted(s for p in parts for s in p) == shards
+        assert all(p == sorted(p) for p in parts)  # contiguous ranges, in order
+    assert select_shards(shards, shard="5,7") == [5, 7]
+    with pytest.raises(ValueError, match="not in the manifest"):
+        select_shards(shards, shard="99")
