@@ -56,14 +56,21 @@ def _untile(x: torch.Tensor, h: int, w: int, tile: int, ty: int, tx: int) -> tor
     return x[:h, :w].reshape(h * w, k)
 
 
-def local_topk(q: torch.Tensor, keys: torch.Tensor, radius: float, topk: int, tile: int = 8):
-    """Top-k affinities of every query of q (C,h,w) among the keys (C,h,w) closer than radius.
-    Returns values (h*w, k) and flat key indices (h*w, k)."""
+def key_rows(keys: torch.Tensor) -> torch.Tensor:
+    """(C,h,w) -> (h*w + 1, C): one row per key plus a zero row that padded window slots point to."""
+    c = keys.shape[0]
+    return torch.cat([keys.reshape(c, -1).t(), keys.new_zeros(1, c)])
+
+
+def local_topk(q: torch.Tensor, keys: torch.Tensor, radius: float, topk: int, tile: int = 8, q_tiles=None):
+    """Top-k affinities of every query of q (C,h,w) among the keys closer than radius; keys are
+    (C,h,w) or key_rows(...). Returns values (h*w, k) and flat key indices (h*w, k)."""
     c, h, w = q.shape
     key_index, allowed, ty, tx = _tiling(h, w, radius, tile)
-    kt = torch.cat([keys.reshape(c, h * w).t(), keys.new_zeros(1, c)])  # (h*w + 1, C)
+    kt = keys if keys.dim() == 2 else key_rows(keys)
     windows = kt[key_index]  # (tiles, win^2, C)
-    aff = torch.bmm(_tiles(q, tile, ty, tx), windows.transpose(1, 2))  # (tiles, tile^2, win^2)
+    q_tiles = _tiles(q, tile, ty, tx) if q_tiles is None else q_tiles
+    aff = torch.bmm(q_tiles, windows.transpose(1, 2))  # (tiles, tile^2, win^2)
     aff.masked_fill_(~allowed, NEG)
     vals, slot = aff.topk(topk, dim=-1)
     idx = torch.gather(key_index[:, None, :].expand(-1, tile * tile, -1), 2, slot)
@@ -85,32 +92,33 @@ def full_topk(q: torch.Tensor, keys: torch.Tensor, topk: int, chunk: int = 2048)
 class Propagator:
     """Feeds frames one at a time; holds the first frame and the last n_context frames."""
 
-    def __init__(self, n_context=20, radius=12.0, topk=10, tau=0.05, tile=12):
+    def __init__(self, n_context=20, radius=12.0, topk=10, tau=0.05, tile=8):
         self.n_context, self.radius, self.topk, self.tau, self.tile = n_context, radius, topk, tau, tile
 
     def start(self, feat0: torch.Tensor, labels0: torch.Tensor) -> None:
         """feat0 (C,h,w) L2-normalised, labels0 (K,h,w) soft labels of the first frame."""
-        k = labels0.shape[0]
         self.shape = feat0.shape[1:]
-        first = (feat0, labels0.reshape(k, -1).t().contiguous())
-        self.first = first
-        self.context = deque([first] * self.n_context, maxlen=self.n_context)
+        self.first = (feat0, labels0.reshape(labels0.shape[0], -1).t().contiguous())
+        self.context = deque([self._entry(feat0, self.first[1])] * self.n_context, maxlen=self.n_context)
+
+    @staticmethod
+    def _entry(feat, labels):
+        return key_rows(feat), torch.cat([labels, labels.new_zeros(1, labels.shape[1])])
 
     @torch.no_grad()
     def step(self, feat: torch.Tensor) -> torch.Tensor:
         """Soft labels (K,h,w) of the next frame; they join the context."""
         h, w = self.shape
-        vals, labs = [], []
         f0, l0 = self.first
         v, i = full_topk(feat, f0, self.topk)
-        vals.append(v)
-        labs.append(l0[i])
+        vals, labs = [v], [l0[i]]
+        _, _, ty, tx = _tiling(h, w, self.radius, self.tile)
+        q_tiles = _tiles(feat, self.tile, ty, tx)
         done = {}
         for keys, lab in self.context:  # the same frame may fill several slots: compute it once
             if id(keys) not in done:
-                v, i = local_topk(feat, keys, self.radius, self.topk, self.tile)
-                lab_z = torch.cat([lab, lab.new_zeros(1, lab.shape[1])])
-                done[id(keys)] = (v, lab_z[i])
+                v, i = local_topk(feat, keys, self.radius, self.topk, self.tile, q_tiles)
+                done[id(keys)] = (v, lab[i])
             v, l = done[id(keys)]
             vals.append(v)
             labs.append(l)
@@ -119,7 +127,7 @@ class Propagator:
         weights = F.softmax(best / self.tau, dim=1)
         chosen = torch.gather(labs, 1, slot[..., None].expand(-1, -1, labs.shape[-1]))
         pred = (weights[..., None] * chosen).sum(1)  # (hw, K)
-        self.context.append((feat, pred))
+        self.context.append(self._entry(feat, pred))
         return pred.t().reshape(-1, h, w)
 
 
