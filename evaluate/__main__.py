@@ -37,7 +37,7 @@ def cmd_davis(args) -> int:
     config = {"command": "davis", **{k: v for k, v in vars(args).items() if k != "func"}, "features_kind": kind,
               "propagation": prop}
     summary = vos.run(args.davis, args.year, args.out, featurize, args.set, _seqs(args), prop,
-                      overlays=not args.no_overlays, config=config)
+                      overlays=not args.no_overlays, config=config, max_frames=args.max_frames)
     vos.print_summary(summary)
     return 0 if summary["complete"] else 1
 
@@ -83,6 +83,8 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0, help="seed of --init random")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     p.add_argument("--no-overlays", action="store_true", help="skip the overlay PNGs")
+    p.add_argument("--max-frames", type=int, default=0,
+                   help="only the first N frames of each sequence (quick looks; metrics need every frame)")
     p.set_defaults(func=cmd_davis)
 
     p = sub.add_parser("metrics", help="J and F as the official DAVIS-2017 toolkit (semi-supervised)")

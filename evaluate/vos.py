@@ -1,6 +1,7 @@
 """Semi-supervised video object segmentation on a DAVIS-format folder: first-frame mask in,
 indexed PNGs for every frame out (DIR/<seq>/<frame>.png, overlays in DIR/<seq>/overlay/)."""
 import json
+import resource
 import shutil
 import sys
 import time
@@ -38,9 +39,11 @@ def hard_labels(soft: torch.Tensor, ids: np.ndarray, size) -> np.ndarray:
     return ids[np.argmax(up, axis=-1)]
 
 
-def run_sequence(davis, year, seq, featurize, out: Path, prop_kwargs=None, overlays=True) -> dict:
+def run_sequence(davis, year, seq, featurize, out: Path, prop_kwargs=None, overlays=True, max_frames=0) -> dict:
     """Propagate one sequence into out/<seq>/ (written under a temporary name, renamed when complete)."""
     frames = frame_paths(davis, seq)
+    if max_frames:
+        frames = frames[:max_frames]
     first_mask = load_mask(mask_path(davis, seq, frames[0].stem), year)
     tmp = out / f".{seq}.partial"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -79,11 +82,12 @@ def run_sequence(davis, year, seq, featurize, out: Path, prop_kwargs=None, overl
     atomic_dir_swap(tmp, out / seq)
     n = len(frames)
     return {"sequence": seq, "frames": n, "objects": int(len(ids) - 1), "seconds": seconds,
-            "seconds_per_frame": seconds / max(n - 1, 1), "propagation_seconds_per_frame": t_prop / max(n - 1, 1)}
+            "seconds_per_frame": seconds / max(n - 1, 1), "propagation_seconds_per_frame": t_prop / max(n - 1, 1),
+            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}  # process peak so far
 
 
 def run(davis, year, out, featurize, subset="val", sequences=None, prop_kwargs=None, overlays=True,
-        config=None, progress=True) -> dict:
+        config=None, progress=True, max_frames=0) -> dict:
     from tqdm import tqdm
 
     out = Path(out)
@@ -94,7 +98,7 @@ def run(davis, year, out, featurize, subset="val", sequences=None, prop_kwargs=N
     stats, failures = [], []
     for seq in tqdm(names, desc="propagate", disable=not progress, file=sys.stderr):
         try:
-            stats.append(run_sequence(davis, year, seq, featurize, out, prop_kwargs, overlays))
+            stats.append(run_sequence(davis, year, seq, featurize, out, prop_kwargs, overlays, max_frames))
         except InputError as e:
             print(f"error: {e}", file=sys.stderr)
             failures.append({"sequence": seq, "reason": str(e)})
@@ -104,9 +108,9 @@ def run(davis, year, out, featurize, subset="val", sequences=None, prop_kwargs=N
 
 
 def print_summary(summary: dict) -> None:
-    print(f"{'sequence':<24}{'frames':>7}{'objects':>8}{'s/frame':>9}{'prop s/frame':>13}")
+    print(f"{'sequence':<24}{'frames':>7}{'objects':>8}{'s/frame':>9}{'prop s/frame':>13}{'peak GB':>9}")
     for s in summary["sequences"]:
         print(f"{s['sequence']:<24}{s['frames']:>7}{s['objects']:>8}{s['seconds_per_frame']:>9.3f}"
-              f"{s['propagation_seconds_per_frame']:>13.3f}")
+              f"{s['propagation_seconds_per_frame']:>13.3f}{s['peak_rss_gb']:>9.2f}")
     for f in summary["failures"]:
         print(f"FAILED {f['sequence']}: {f['reason']}")
