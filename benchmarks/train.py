@@ -16,7 +16,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see train/__main__.py
 import argparse  # noqa: E402
 import importlib.util  # noqa: E402
 import json  # noqa: E402
-import resource  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -109,6 +108,14 @@ def pooling_fns(batch, feats_shape):
     }
 
 
+def hwm_mib() -> float:
+    """Peak resident memory of this process (VmHWM; unlike ru_maxrss it does not carry over an exec)."""
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def peak_rss_child(code: str) -> dict:
     """Run `code` in a fresh interpreter; it prints a JSON dict; peak RSS (MiB) is added."""
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
@@ -119,20 +126,21 @@ def peak_rss_child(code: str) -> dict:
 
 
 POOL_MEM = """
-import json, resource, pickle, sys, torch
+import json, sys, torch
 sys.path.insert(0, '.')
-from benchmarks.train import pooling_fns
+from benchmarks.train import pooling_fns, hwm_mib
 torch.set_num_threads({threads})
 batch = torch.load({path!r}, weights_only=False)
 fns = pooling_fns(batch, {shape})
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+base = hwm_mib()
 fns[{name!r}]()
-print(json.dumps({{"peak_extra_mib": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024}}))
+print(json.dumps({{"peak_extra_mib": hwm_mib() - base}}))
 """
 
 STEP_MEM = """
-import json, resource, sys, torch
+import json, sys, torch
 sys.path.insert(0, '.')
+from benchmarks.train import hwm_mib
 from train.model import WalkNet
 from train.walk import walk_loss
 torch.set_num_threads({threads})
@@ -148,17 +156,22 @@ if {patch}:
 q = net(frames, w, patch)
 walk_loss(q, mask)[0].backward()
 opt.step()
-print(json.dumps({{"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+print(json.dumps({{"peak_rss_mib": hwm_mib()}}))
 """
 
 
-def max_batch(mode: str, budget_mib: float, threads: int, probe=(1, 2, 3)) -> dict:
+def max_batch(mode: str, budget_mib: float, threads: int, probe=(1, 2, 3), verify=False) -> dict:
     """Peak RSS of one step at a few batch sizes, a line through them, the largest batch under the budget."""
     peaks = {b: peak_rss_child(STEP_MEM.format(threads=threads, batch=b, M=49, patch=mode == "patches"))["peak_rss_mib"]
              for b in probe}
     slope, icpt = np.polyfit(list(peaks), list(peaks.values()), 1)
-    return {"peaks_mib": peaks, "mib_per_clip": round(float(slope), 1), "fixed_mib": round(float(icpt), 1),
-            "max_batch": int((budget_mib - icpt) // slope)}
+    best = int((budget_mib - icpt) // slope)
+    out = {"peaks_mib": peaks, "mib_per_clip": round(float(slope), 1), "fixed_mib": round(float(icpt), 1),
+           "max_batch": best, "method": f"line through peak RSS at batch {list(probe)}, extrapolated"}
+    if verify:  # one real step at the predicted batch: does it stay in the budget?
+        out["verified_peak_mib"] = peak_rss_child(STEP_MEM.format(threads=threads, batch=best, M=49,
+                                                                  patch=mode == "patches"))["peak_rss_mib"]
+    return out
 
 
 # ---------------------------------------------------------------- 3: loader
@@ -225,6 +238,7 @@ def main(argv=None):
     p.add_argument("--reps", type=int, default=2)
     p.add_argument("--budget-mib", type=float, default=6144, help="memory budget for the largest batch (peak RSS)")
     p.add_argument("--skip-memory", action="store_true")
+    p.add_argument("--verify-max", action="store_true", help="also run one step at each predicted largest batch")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     res = {"threads": a.threads, "clips_per_batch": a.clips, "frames_per_clip": T, "label_config": CFG,
@@ -276,7 +290,7 @@ def main(argv=None):
 
     if not a.skip_memory:
         res["memory_budget_mib"] = a.budget_mib
-        res["max_batch_detail"] = {m: max_batch(m, a.budget_mib, a.threads) for m in ("superpixels", "patches")}
+        res["max_batch_detail"] = {m: max_batch(m, a.budget_mib, a.threads, verify=a.verify_max) for m in ("superpixels", "patches")}
         res["max_batch_superpixel"] = res["max_batch_detail"]["superpixels"]["max_batch"]
         res["max_batch_patch"] = res["max_batch_detail"]["patches"]["max_batch"]
         print(f"max batch in {a.budget_mib:.0f} MiB: superpixels {res['max_batch_superpixel']}, "

@@ -147,3 +147,23 @@ def test_short_run_on_real_videos_lowers_the_loss(tmp_path):
 
     before, after = loss_of(None), loss_of(params(run)["model"])
     assert after < 0.9 * before, (before, after)
+
+
+def test_alg_random_draws_a_configuration_per_clip(tmp_path):
+    import numpy as np
+    from preprocess.store import StoreReader, write_frames, write_labels
+    from train.data import ClipDataset, clip_index
+    root = tmp_path / "s"
+    make_store(root, shards=((0, 2),), n_frames=8, size=64)  # slic-n30-c30: 12 moving regions
+    for cfg, value in (("fh-s600-g0.5-m400", 0), ("random-n30", 0)):  # one segment per frame: recognisable
+        write_labels(root, 0, cfg, [np.full((8, 64, 64), value, np.int16)] * 2, {}, [])
+    run = tmp_path / "r"
+    assert main(["--store", str(root), "--alg", "random", "--run", str(run), "--steps", "1", *FAST]) == 0
+    cfg = json.loads((run / "config.json").read_text())
+    # the random-cell baseline is a configuration of its own (--label-config random-n30), not one of the draws
+    assert cfg["label_configs"] == ["fh-s600-g0.5-m400", "slic-n30-c30"]
+    r = StoreReader(root)
+    clips, _ = clip_index(r.videos(), 4, 4)
+    ds = ClipDataset(r, clips, 4, cfg["label_configs"], "superpixels")
+    one_segment = [len(ds[(e, i)]["weights"][0]) == 1 for e in range(3) for i in range(len(clips))]
+    assert any(one_segment) and not all(one_segment)
