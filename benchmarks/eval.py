@@ -153,7 +153,10 @@ def main(argv=None):
     args = ap.parse_args(argv)
     skip = set(args.skip.split(","))
     log = lambda m: print(m, flush=True)  # noqa: E731
-    res = {"torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}
+    out = Path(args.out)
+    # a part skipped in this run keeps the figures of the previous run
+    res = json.loads(out.read_text()) if out.is_file() and skip - {""} else {}
+    res.update(torch_threads=torch.get_num_threads(), cpu_count=os.cpu_count())
     d16 = Path(args.davis16)
     if not d16.is_dir():
         sys.exit(f"error: {d16}: DAVIS-2016 data not found")
@@ -201,7 +204,6 @@ def main(argv=None):
             res.update(metrics_max_abs_diff=STORED_OFFICIAL["max_abs_diff"],
                        metrics_official_source=f"STORED figure, not measured in this run: {STORED_OFFICIAL['source']}")
 
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1))
     log("\nsummary")
