@@ -69,7 +69,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     g.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     g = p.add_argument_group("run directory")
-    g.add_argument("--run", required=True, help="output directory: config, logs, plot, checkpoint, summary")
+    g.add_argument("--run", "--run-dir", dest="run", required=True,
+                   help="output directory: config, logs, plot, checkpoint, summary "
+                   "(--run-dir: the same, for torchrun, whose own --run-path swallows --run)")
     g.add_argument("--ckpt-every", type=int, default=100)
     g.add_argument("--resume", default="auto",
                    help="auto: continue RUN/checkpoint.pt if present; never: refuse an existing one; or a path")
@@ -98,8 +100,6 @@ def label_configs(reader: StoreReader, a) -> list[str]:
 
 
 def clips_of(reader: StoreReader, cfgs: list[str], a) -> list:
-    if not Path(a.store).is_dir():
-        raise BadInput(f"store {a.store}: no such directory")
     refs = reader.videos()
     for c in cfgs:  # a clip may draw any of the configurations: keep videos complete for all of them
         ok = set(reader.videos(c))
@@ -174,6 +174,8 @@ def train(a) -> dict:
     rank, a.world, device = setup_dist(a)
     if a.threads:
         torch.set_num_threads(a.threads)
+    if not Path(a.store).is_dir():
+        raise BadInput(f"store {a.store}: no such directory")
     reader = StoreReader(a.store)
     cfgs = label_configs(reader, a)
     clips = clips_of(reader, cfgs, a)
