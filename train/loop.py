@@ -19,7 +19,7 @@ from train.model import WalkNet
 from train.walk import walk_loss
 
 # options that change what a checkpoint means: resuming with different values is refused
-RUN_KEYS = ("label_configs", "nodes", "patch_prob", "clip_len", "clip_stride", "batch", "lr", "warmup", "tau",
+RUN_KEYS = ("label_configs", "clips", "nodes", "patch_prob", "clip_len", "clip_stride", "batch", "lr", "warmup", "tau",
             "edge_drop", "cycles", "seed", "img_size", "world")
 SUMMARY = "summary.json"
 
@@ -176,6 +176,9 @@ def train(a) -> dict:
         torch.set_num_threads(a.threads)
     if not Path(a.store).is_dir():
         raise BadInput(f"store {a.store}: no such directory")
+    if a.img_size % 8 or a.img_size < 64 or a.clip_len < (3 if a.cycles == "crw" else 2):
+        raise BadInput(f"--img-size {a.img_size} must be a multiple of 8 and >= 64, --clip-len {a.clip_len} >= "
+                       f"{3 if a.cycles == 'crw' else 2} (--cycles {a.cycles})")
     reader = StoreReader(a.store)
     cfgs = label_configs(reader, a)
     clips = clips_of(reader, cfgs, a)
@@ -270,6 +273,7 @@ def train(a) -> dict:
     bar.close()
     checkpoint()
     summary = log.summary(cfg, seconds, done, a.batch * a.world) if rank == 0 else {}
+    summary["train_seconds_total"] = round(seconds_before + seconds, 2)
     if rank == 0:
         (run / SUMMARY).write_text(json.dumps(summary, indent=1))
         log.plot()
