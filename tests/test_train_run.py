@@ -167,3 +167,18 @@ def test_alg_random_draws_a_configuration_per_clip(tmp_path):
     ds = ClipDataset(r, clips, 4, cfg["label_configs"], "superpixels")
     one_segment = [len(ds[(e, i)]["weights"][0]) == 1 for e in range(3) for i in range(len(clips))]
     assert any(one_segment) and not all(one_segment)
+
+
+def test_unreadable_clips_are_dropped_named_and_flagged(store, tmp_path, capfd):
+    broken = tmp_path / "broken"
+    shutil.copytree(store, broken)
+    for f in (shard_path(broken, 1) / "frames").rglob("*"):
+        if f.is_file() and f.name != "zarr.json":
+            f.write_bytes(b"not a jpeg shard")  # shard 1's frame data is corrupt on disk
+    run = tmp_path / "run"
+    rc = main(["--store", str(broken), "--run", str(run), "--steps", "4", *FAST, "--batch", "3"])
+    out = capfd.readouterr()
+    assert rc == 1  # training finished, but not on every clip it was asked to read
+    assert "s1v0" in out.out and "skipped clip" in out.out
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["dropped_clips"] > 0 and summary["steps"] == 4 and (run / "checkpoint.pt").exists()

@@ -52,6 +52,8 @@ class RunLog:
             "data_wait_fraction": round(mean(waits), 4) if waits else None,
             "first_loss": losses[0] if losses else None, "final_loss": mean(losses[-tail:]) if losses else None,
             "final_acc": mean(accs[-tail:]) if accs else None, "final_loss_window": tail,
+            "dropped_clips": sum(r.get("dropped_clips", 0) for r in self.rows),
+            "skipped_steps": sum(1 for r in self.rows if "skipped" in r),
             "checkpoint": str(self.run / "checkpoint.pt"), "device": cfg["device"],
         }
 

@@ -264,7 +264,7 @@ def train(a) -> dict:
                     "lr": sched.get_last_lr()[0], "patch_clips": int(batch["patch"].sum()),
                     "nodes_max": batch["mask"].shape[2], "dropped_clips": batch["dropped"], "seconds": round(dt, 4)}
         else:
-            last = {"step": step, "skipped": "every clip of the batch failed to load"}
+            last = {"step": step, "skipped": "every clip of the batch failed to load", "dropped_clips": a.batch}
         log.write(last)
         bar.update(1)
         bar.set_postfix(loss=f"{last.get('loss', float('nan')):.3f}")
@@ -290,7 +290,7 @@ def _bar(total, initial, enabled):
 
 def _table(s: dict) -> None:
     keys = ["nodes", "label_configs", "steps", "batch", "train_seconds", "clips_per_s", "data_wait_fraction",
-            "first_loss", "final_loss", "final_acc", "checkpoint"]
+            "first_loss", "final_loss", "final_acc", "dropped_clips", "checkpoint"]
     w = max(map(len, keys))
     print("\n".join(f"{k:<{w}}  {s.get(k)}" for k in keys))
 
@@ -298,8 +298,12 @@ def _table(s: dict) -> None:
 def main(argv=None) -> int:
     a = parse_args(argv)
     try:
-        train(a)
+        summary = train(a)
     except BadInput as e:
         print(f"[train] error: {e}", file=sys.stderr)
         return 2
+    if summary.get("dropped_clips"):  # trained, but on fewer clips than asked: say so in the exit code
+        print(f"[train] {summary['dropped_clips']} clip(s) failed to load and were left out (see lines above)",
+              file=sys.stderr)
+        return 1
     return 0
