@@ -146,7 +146,7 @@ def test_short_run_on_real_videos_lowers_the_loss(tmp_path):
             return walk_loss(q, batch["mask"], drop=0.0)[0].item()
 
     before, after = loss_of(None), loss_of(params(run)["model"])
-    assert after < 0.9 * before, (before, after)
+    assert after < 0.6 * before, (before, after)  # measured 9.07 -> 2.76
 
 
 def test_alg_random_draws_a_configuration_per_clip(tmp_path):

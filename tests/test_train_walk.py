@@ -112,3 +112,35 @@ def test_dropped_edges_get_zero_probability():
     zero_real = (A[..., :15] == 0).float().mean().item()
     assert 0.35 < zero_real < 0.65  # about half of the real edges dropped
     torch.testing.assert_close(A.sum(-1), torch.ones(4, 20))
+
+
+def test_padding_invariance_through_the_network():
+    from train.model import WalkNet
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small ops: busy-waiting OpenMP threads on a shared CPU cost more than they give
+    try:
+        _padding_through_network(WalkNet)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _padding_through_network(WalkNet):
+    torch.manual_seed(0)
+    net = WalkNet().double()
+    frames = torch.randint(0, 255, (2, 3, 3, 64, 64), dtype=torch.uint8)
+    sizes = torch.tensor([[3, 1, 5], [4, 4, 2]])
+    w = torch.rand(2, 3, 5, 64, dtype=torch.float64)
+    mask = torch.arange(5) < sizes[..., None]
+    w = w * mask[..., None]
+    w = w / w.sum(-1, keepdim=True).clamp_min(1e-12)
+    out = []
+    for M in (5, 11):
+        wM = torch.cat([w, torch.zeros(2, 3, M - 5, 64, dtype=torch.float64)], 2)
+        mM = torch.cat([mask, torch.zeros(2, 3, M - 5, dtype=torch.bool)], 2)
+        net.zero_grad()
+        loss = walk_loss(net(frames, wM, torch.tensor([False, False])), mM, drop=0.0)[0]
+        loss.backward()
+        out.append((loss.detach(), [p.grad.clone() for p in net.parameters()]))
+    torch.testing.assert_close(out[0][0], out[1][0], atol=1e-10, rtol=1e-10)
+    for a, b in zip(out[0][1], out[1][1]):
+        torch.testing.assert_close(a, b, atol=1e-9, rtol=1e-7)
