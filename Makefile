@@ -32,6 +32,8 @@ YEAR ?= 2017
 CKPT ?= $(RUN)/checkpoint.pt
 OUT ?= $(WORK)/eval/$(notdir $(RUN))
 EXTRA ?=
+# idle OpenMP threads sleep instead of spinning: on small shared CPUs spinning made torch steps ~15x slower
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: help venv test demo sample manifest frames superpixels status show train eval-davis \
         davis-synth superpixel-benchmark report bench clean
@@ -67,8 +69,9 @@ status: $(STAMP) ## shards done / failed / missing per configuration
 	$(PY) -m preprocess status --store $(STORE)
 
 train: $(STAMP) ## train the walk: STORE= ALG= NODES=superpixels|patches|mixed BATCH= STEPS= LR= RUN=
-	$(PY) -m train --store $(STORE) --alg $(ALG) --n-segments $(N) --nodes $(NODES) --batch $(BATCH) \
-	  --steps $(STEPS) --lr $(LR) --run $(RUN) $(EXTRA)
+	$(PY) -m train --store $(STORE) --alg $(ALG) --n-segments $(N) --compactness $(COMPACTNESS) \
+	  --scale $(SCALE) --sigma $(SIGMA) --min-size $(MIN_SIZE) --region-size $(REGION) --ratio $(RATIO) \
+	  --nodes $(NODES) --batch $(BATCH) --steps $(STEPS) --lr $(LR) --run $(RUN) $(EXTRA)
 
 davis-synth: $(STAMP) ## generate the embedded synthetic DAVIS-format set
 	@test -d $(WORK)/davis-synth || $(PY) -m evaluate synth --out $(WORK)/davis-synth
