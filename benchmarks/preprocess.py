@@ -22,6 +22,7 @@ from preprocess.superpixels import label_video, lsc, relabel, slic
 REPO = Path(__file__).resolve().parents[1]
 DAVIS16 = REPO.parent / "shared" / "data" / "davis2016-val"
 SLIC30 = {"n_segments": 30, "compactness": 30.0}
+COPIES = 8  # copies of the sample videos in the end-to-end runs (one shard each): ~1,200 frames
 
 
 def sample_videos() -> list[Path]:
@@ -96,12 +97,14 @@ def slic_quality(pairs) -> dict:
 # ---------------------------------------------------------------- end to end
 
 
-def manifest_rows(videos, copies=1):
+def manifest_rows(videos, lengths, copies=1):
+    """One single-video shard per copy, longest first (as a scheduler would order known work)."""
     rows = []
     for c in range(copies):
-        for v in videos:
-            rows.append({"id": f"{v.stem}-{c}", "path": str(v), "shard": len(rows)})
-    return rows
+        for v, n in zip(videos, lengths):
+            rows.append({"id": f"{v.stem}-{c}", "path": str(v), "frames": n})
+    rows.sort(key=lambda r: -r["frames"])
+    return [dict(r, shard=i) for i, r in enumerate(rows)]
 
 
 def run_store(root, rows, jobs, alg="slic", params=SLIC30):
@@ -112,9 +115,17 @@ def run_store(root, rows, jobs, alg="slic", params=SLIC30):
     tasks = [dict(root=root, shard=r["shard"], rows=[r], alg=alg, params=params, cfg=cfg) for r in rows]
     list(parallel_map(process_shard, tasks[:jobs], jobs, "loky"))  # warm the worker pool out of the timing
     shutil.rmtree(root)
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), _busy_cpu_s()
     stats = list(parallel_map(process_shard, tasks, jobs, "loky"))
-    return time.perf_counter() - t, stats, cfg
+    return time.perf_counter() - t, stats, cfg, _busy_cpu_s() - cpu
+
+
+def _busy_cpu_s() -> float:
+    """Machine-wide busy CPU seconds (all cores): counts ffmpeg's and zarr's helper threads too."""
+    import psutil
+
+    c = psutil.cpu_times()
+    return c.user + c.system + getattr(c, "nice", 0.0)
 
 
 def main():
@@ -150,13 +161,14 @@ def main():
     res["lsc_i2_vs_i10_pixel_agreement"] = float(np.mean(agree))
 
     # end to end: decode + SLIC-30 + store write, one worker, real sample videos
-    wall1, stats1, cfg = run_store(tmp / "s1", manifest_rows(videos, 3), 1)
+    wall1, stats1, cfg, cpu1 = run_store(tmp / "s1", manifest_rows(videos, [len(d) for d in decoded], COPIES), 1)
     n1 = sum(s["frames"] for s in stats1)
     res["frames_per_s_per_core"] = n1 / wall1
+    res["frames_per_busy_cpu_s"] = n1 / cpu1  # stricter: one worker also keeps ffmpeg/zarr threads busy
     res["skimage_slic_frames_per_s"] = 1e3 / res["ms_per_frame"]["slic_skimage"]
     res["speedup_vs_skimage_slic_alone"] = res["frames_per_s_per_core"] / res["skimage_slic_frames_per_s"]
     res["end_to_end_stage_s"] = {k: sum(s[k] for s in stats1) for k in ("decode_s", "label_s", "write_s")}
-    wall2, _, _ = run_store(tmp / "s2", manifest_rows(videos, 3), 2)
+    wall2, _, _, _ = run_store(tmp / "s2", manifest_rows(videos, [len(d) for d in decoded], COPIES), 2)
     res["joblib_wall_s"] = {"1": wall1, "2": wall2}
     res["joblib_speedup_2v1"] = wall1 / wall2
 
@@ -170,7 +182,9 @@ def main():
     r = store.StoreReader(root)
     refs = r.videos(cfg)
     psnr = []
-    for ref, dec in zip(refs, decoded):
+    by_stem = {v.stem: d for v, d in zip(videos, decoded)}
+    for ref in (r for r in refs if r.video_id.endswith("-0")):
+        dec = by_stem[ref.video_id[:-2]]
         got = r.read_clip(ref, 0, ref.length)[0].astype(float)
         psnr.append(10 * np.log10(255 ** 2 / ((got - dec) ** 2).mean()))
     res["frame_psnr_db"] = float(np.mean(psnr))
@@ -220,6 +234,7 @@ def main():
 def print_table(r):
     rows = [
         ("end to end, decode + SLIC-30 + write", f"{r['frames_per_s_per_core']:.0f} frames/s/core", ">= 150"),
+        ("  same, per busy CPU-second (all threads)", f"{r['frames_per_busy_cpu_s']:.0f} frames/s", ""),
         ("skimage SLIC-30 alone", f"{r['skimage_slic_frames_per_s']:.0f} frames/s", f"ratio {r['speedup_vs_skimage_slic_alone']:.2f}x"),
         ("joblib 2 vs 1 worker", f"{r['joblib_speedup_2v1']:.2f}x", ">= 1.8"),
         ("frame bytes / frame", f"{r['frame_bytes_per_frame'] / 1e3:.1f} KB", "<= 25 KB"),

@@ -24,6 +24,7 @@ from zarr.codecs import BloscCodec, BytesCodec, ShardingCodec, ZstdCodec
 from zarr.registry import register_codec
 
 FRAMES_MARKER = "_done_frames.json"
+SLIC_ITERATIONS = 4  # default OpenCV SLIC iterations (preprocess.superpixels.DEFAULTS)
 FRAMES_PER_SHARD_CHUNK = 64  # frames per zarr shard file: few files, one call per clip, partial reads
 
 
@@ -92,6 +93,8 @@ def config_name(alg: str, **params) -> str:
         parts.append(f"{short}{v:g}" if isinstance(v, float) else f"{short}{v}")
     if alg == "slic" and params.get("impl", "opencv") != "opencv":
         parts.append(params["impl"])  # the fast OpenCV SLIC is the default; skimage's is named
+    elif alg == "slic" and params.get("iterations", SLIC_ITERATIONS) != SLIC_ITERATIONS:
+        parts.append(f"i{params['iterations']}")  # a non-default iteration count is another configuration
     return "-".join(parts)
 
 

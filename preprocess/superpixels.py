@@ -12,9 +12,11 @@ import zlib
 import cv2
 import numpy as np
 
+from .store import SLIC_ITERATIONS
+
 ALGORITHMS = ("slic", "fh", "lsc", "random")
 DEFAULTS = {
-    "slic": {"n_segments": 30, "compactness": 30.0, "impl": "opencv", "iterations": 6},
+    "slic": {"n_segments": 30, "compactness": 30.0, "impl": "opencv", "iterations": SLIC_ITERATIONS},
     "fh": {"scale": 600.0, "sigma": 0.5, "min_size": 400},
     # 2 iterations cost a quarter of 10; benchmarks/preprocess.py reports how many pixels agree
     "lsc": {"region_size": 47, "ratio": 0.5, "iterations": 2},
@@ -51,7 +53,7 @@ def check_params(alg: str, size: int, **p) -> None:
             raise ValueError(f"lsc: need ratio > 0 and iterations >= 1 (got {p})")
 
 
-def slic(img, n_segments=30, compactness=30.0, impl="opencv", iterations=6):
+def slic(img, n_segments=30, compactness=30.0, impl="opencv", iterations=SLIC_ITERATIONS):
     if impl == "skimage":
         from skimage.segmentation import slic as sk_slic
 

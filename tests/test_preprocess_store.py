@@ -85,6 +85,8 @@ def test_labels_need_complete_frames(tmp_path):
 
 def test_config_names():
     assert store.config_name("slic", n_segments=30, compactness=30.0) == "slic-n30-c30"
+    assert store.config_name("slic", n_segments=30, compactness=30.0, iterations=store.SLIC_ITERATIONS) == "slic-n30-c30"
+    assert store.config_name("slic", n_segments=30, compactness=30.0, iterations=10) == "slic-n30-c30-i10"
     assert store.config_name("fh", scale=600.0, sigma=0.5, min_size=400) == "fh-s600-g0.5-m400"
     assert store.config_name("lsc", region_size=47, ratio=0.5, iterations=2) == "lsc-r47-a0.5-i2"
     with pytest.raises(ValueError):
