@@ -38,8 +38,8 @@ def _tiling(h: int, w: int, radius: float, tile: int):
     ox = (torch.arange(tx) * tile)[None, :, None] + wx[None, None, :] - p  # (1, tx, win^2)
     inside = (oy >= 0) & (oy < h) & (ox >= 0) & (ox < w)
     key = torch.where(inside, oy * w + ox, h * w).reshape(ty * tx, win * win)  # h*w = a zero row
-    allowed = disk[None] & inside.reshape(ty * tx, 1, win * win)
-    return key, allowed, ty, tx
+    blocked = ~(disk[None] & inside.reshape(ty * tx, 1, win * win))
+    return key, blocked, ty, tx
 
 
 def _tiles(q: torch.Tensor, tile: int, ty: int, tx: int) -> torch.Tensor:
@@ -62,16 +62,32 @@ def key_rows(keys: torch.Tensor) -> torch.Tensor:
     return torch.cat([keys.reshape(c, -1).t(), keys.new_zeros(1, c)])
 
 
-def local_topk(q: torch.Tensor, keys: torch.Tensor, radius: float, topk: int, tile: int = 8, q_tiles=None):
+def _buffer(work: dict, name: str, shape: tuple, dtype) -> torch.Tensor:
+    """A scratch tensor reused across calls: fresh ~100 MB allocations page-fault on every call
+    (glibc hands large blocks back to the OS), which cost more than the gather itself."""
+    buf = work.get(name)
+    if buf is None or buf.shape != shape or buf.dtype != dtype:
+        buf = work[name] = torch.empty(shape, dtype=dtype)
+    return buf
+
+
+def local_topk(q: torch.Tensor, keys: torch.Tensor, radius: float, topk: int, tile: int = 8, q_tiles=None,
+               work: dict | None = None):
     """Top-k affinities of every query of q (C,h,w) among the keys closer than radius; keys are
-    (C,h,w) or key_rows(...). Returns values (h*w, k) and flat key indices (h*w, k)."""
+    (C,h,w) or key_rows(...). Returns values (h*w, k) and flat key indices (h*w, k).
+    `work` holds scratch buffers between calls."""
     c, h, w = q.shape
-    key_index, allowed, ty, tx = _tiling(h, w, radius, tile)
+    key_index, blocked, ty, tx = _tiling(h, w, radius, tile)
     kt = keys if keys.dim() == 2 else key_rows(keys)
-    windows = kt[key_index]  # (tiles, win^2, C)
+    work = {} if work is None else work
+    n_tiles, n_win = key_index.shape
+    windows = _buffer(work, "windows", (n_tiles * n_win, c), kt.dtype)
+    torch.index_select(kt, 0, key_index.flatten(), out=windows)
+    windows = windows.view(n_tiles, n_win, c)
     q_tiles = _tiles(q, tile, ty, tx) if q_tiles is None else q_tiles
-    aff = torch.bmm(q_tiles, windows.transpose(1, 2))  # (tiles, tile^2, win^2)
-    aff.masked_fill_(~allowed, NEG)
+    aff = _buffer(work, "aff", (n_tiles, tile * tile, n_win), q_tiles.dtype)
+    torch.bmm(q_tiles, windows.transpose(1, 2), out=aff)  # (tiles, tile^2, win^2)
+    aff.masked_fill_(blocked, NEG)
     vals, slot = aff.topk(topk, dim=-1)
     idx = torch.gather(key_index[:, None, :].expand(-1, tile * tile, -1), 2, slot)
     return _untile(vals, h, w, tile, ty, tx), _untile(idx, h, w, tile, ty, tx)
@@ -94,6 +110,7 @@ class Propagator:
 
     def __init__(self, n_context=20, radius=12.0, topk=10, tau=0.05, tile=8):
         self.n_context, self.radius, self.topk, self.tau, self.tile = n_context, radius, topk, tau, tile
+        self.work = {}
 
     def start(self, feat0: torch.Tensor, labels0: torch.Tensor) -> None:
         """feat0 (C,h,w) L2-normalised, labels0 (K,h,w) soft labels of the first frame."""
@@ -117,7 +134,7 @@ class Propagator:
         done = {}
         for keys, lab in self.context:  # the same frame may fill several slots: compute it once
             if id(keys) not in done:
-                v, i = local_topk(feat, keys, self.radius, self.topk, self.tile, q_tiles)
+                v, i = local_topk(feat, keys, self.radius, self.topk, self.tile, q_tiles, self.work)
                 done[id(keys)] = (v, lab[i])
             v, l = done[id(keys)]
             vals.append(v)
