@@ -23,14 +23,23 @@ MIN_SIZE ?= 400
 REGION ?= 47
 RATIO ?= 0.5
 NODES ?= superpixels
-BATCH ?= 8
-STEPS ?= 200
+BATCH ?= 4
+STEPS ?= 100
 LR ?= 1e-4
 RUN ?= $(WORK)/runs/$(NODES)
 DAVIS ?= $(WORK)/davis-synth
 YEAR ?= 2017
+# CKPT: a checkpoint, or the baselines `rgb` (raw RGB features) and `random` (random-init encoder)
 CKPT ?= $(RUN)/checkpoint.pt
-OUT ?= $(WORK)/eval/$(notdir $(RUN))
+EVAL_ROOT ?= $(WORK)/eval/$(notdir $(patsubst %/,%,$(DAVIS)))
+EVAL_NAME = $(if $(filter rgb random,$(CKPT)),$(CKPT),$(notdir $(patsubst %/,%,$(dir $(CKPT)))))
+OUT ?= $(EVAL_ROOT)/$(EVAL_NAME)
+FEATURES = $(if $(filter rgb,$(CKPT)),--features rgb,$(if $(filter random,$(CKPT)),--init random,--ckpt $(CKPT)))
+# make demo: three short CPU trainings (superpixel, patch and mixed nodes) at 128 px
+DEMO_STEPS ?= 120
+DEMO_BATCH ?= 4
+DEMO_IMG ?= 128
+DEMO_RUNS = $(WORK)/runs/superpixels $(WORK)/runs/patches $(WORK)/runs/mixed
 EXTRA ?=
 # idle OpenMP threads sleep instead of spinning: on small shared CPUs spinning made torch steps ~15x slower
 export OMP_WAIT_POLICY ?= PASSIVE
@@ -78,17 +87,25 @@ davis-synth: $(STAMP) ## generate the embedded synthetic DAVIS-format set
 
 eval-davis: $(STAMP) ## label propagation + J&F: DAVIS= YEAR= CKPT= OUT=
 	@if [ "$(DAVIS)" = "$(WORK)/davis-synth" ]; then $(MAKE) --no-print-directory davis-synth; fi
-	$(PY) -m evaluate davis --davis $(DAVIS) --year $(YEAR) --set val --ckpt $(CKPT) --out $(OUT) $(EXTRA)
+	$(PY) -m evaluate davis --davis $(DAVIS) --year $(YEAR) --set val $(FEATURES) --out $(OUT) $(EXTRA)
 	$(PY) -m evaluate metrics --davis $(DAVIS) --year $(YEAR) --set val --results $(OUT)
 
 superpixel-benchmark: $(STAMP) ## superpixel maps scored against DAVIS masks (thesis tables 4.1-4.3)
 	$(PY) -m evaluate superpixels --davis $(DAVIS) --year $(YEAR) --sweep --out $(WORK)/superpixel-benchmark
 
-demo: $(STAMP) ## every stage end to end on the embedded sample
-	$(PY) -m benchmarks.demo $(if $(filter-out $(WORK)/davis-synth,$(DAVIS)),--davis $(DAVIS) --year $(YEAR))
+demo: $(STAMP) ## every stage end to end on the embedded sample (DAVIS= YEAR= to evaluate on real DAVIS)
+	@start=$$(date +%s); set -e; \
+	$(MAKE) --no-print-directory superpixels; \
+	for n in superpixels patches mixed; do \
+	  $(MAKE) --no-print-directory train NODES=$$n RUN=$(WORK)/runs/$$n STEPS=$(DEMO_STEPS) BATCH=$(DEMO_BATCH) \
+	    LR=3e-4 EXTRA="--img-size $(DEMO_IMG)"; done; \
+	for c in rgb random $(DEMO_RUNS:%=%/checkpoint.pt); do \
+	  $(MAKE) --no-print-directory eval-davis CKPT=$$c EXTRA=; done; \
+	$(PY) -m evaluate report --runs $(DEMO_RUNS) --eval-root $(EVAL_ROOT) --out $(WORK)/report; \
+	echo "demo finished in $$(( $$(date +%s) - start )) s (set-up excluded)"
 
-report: $(STAMP) ## markdown report of runs: RUN="work/runs/a work/runs/b"
-	$(PY) -m evaluate report --runs $(RUN) --out $(WORK)/report
+report: $(STAMP) ## markdown report of runs: RUN="work/runs/a work/runs/b" (evaluations from EVAL_ROOT)
+	$(PY) -m evaluate report --runs $(RUN) --eval-root $(EVAL_ROOT) --out $(WORK)/report
 
 bench: $(STAMP) ## benchmarks: ratios ours vs reference, written to bench-results/*.json
 	$(PY) -m benchmarks.preprocess

@@ -1,4 +1,4 @@
-"""python -m evaluate {davis,metrics,synth,superpixels} ...  (see --help of each)."""
+"""python -m evaluate {davis,metrics,synth,superpixels,report} ...  (see --help of each)."""
 import argparse
 import sys
 
@@ -65,6 +65,20 @@ def cmd_superpixels(args) -> int:
     return superpixels.main(args)
 
 
+def cmd_report(args) -> int:
+    from . import report
+
+    if args.table_only:
+        print(report.text(report.scores_table(report.method_rows(args.runs, args.eval_root))))
+        return 0
+    path = report.write_report(args.runs, args.eval_root, args.out)
+    print(report.text(report.timing_table(args.runs)))
+    print()
+    print(report.text(report.scores_table(report.method_rows(args.runs, args.eval_root))))
+    print(f"\nwrote {path}")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m evaluate", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -108,6 +122,14 @@ def main(argv=None) -> int:
     from .superpixels import add_arguments
     add_arguments(p)
     p.set_defaults(func=cmd_superpixels)
+
+    p = sub.add_parser("report", help="tables (training cost, DAVIS scores) and figures across runs")
+    p.add_argument("--runs", nargs="*", default=[], help="training run directories")
+    p.add_argument("--eval-root", default="work/eval",
+                   help="evaluations: <root>/<run name>, baselines <root>/rgb and <root>/random")
+    p.add_argument("--out", default="work/report", help="folder for report.md and its figures")
+    p.add_argument("--table-only", action="store_true", help="print the DAVIS table and write nothing")
+    p.set_defaults(func=cmd_report)
 
     args = ap.parse_args(argv)
     try:

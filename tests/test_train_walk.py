@@ -144,3 +144,12 @@ def _padding_through_network(WalkNet):
     torch.testing.assert_close(out[0][0], out[1][0], atol=1e-10, rtol=1e-10)
     for a, b in zip(out[0][1], out[1][1]):
         torch.testing.assert_close(a, b, atol=1e-9, rtol=1e-7)
+
+
+def test_patch_grid_is_crws_7x7_at_any_image_size():
+    from train.model import patch_boxes
+
+    for size in (256, 128):
+        boxes = patch_boxes(2, size, size // 4, size // 8)[0]
+        assert boxes.shape == (49, 4)
+        assert boxes[:, 2].max().item() == size and (boxes[:, 2] - boxes[:, 0]).eq(size // 4).all()
