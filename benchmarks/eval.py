@@ -145,10 +145,13 @@ def main(argv=None):
     ap.add_argument("--prop-sequences", default="blackswan,car-shadow", help="sequences for ours vs full")
     ap.add_argument("--prop-frames", type=int, default=24, help="frames per sequence for ours vs full (> 21 "
                     "reaches the steady state of 21 distinct context frames)")
-    ap.add_argument("--rss-sequences", default="all", help="sequences for peak RSS / s per frame ('all')")
+    ap.add_argument("--rss-sequences", default="car-shadow,cows",
+                    help="sequences for peak RSS / s per frame ('all'); default: the shortest and the longest")
     ap.add_argument("--rss-frames", type=int, default=0, help="frames per sequence for RSS (0: all)")
     ap.add_argument("--official", default="/tmp/davis2017-evaluation", help="checkout of the official toolkit")
     ap.add_argument("--official-python", default="/tmp/offvenv/bin/python", help="python with its deps")
+    ap.add_argument("--metrics-sequences", default="blackswan,car-shadow,motocross-jump,scooter-black,drift-straight",
+                    help="DAVIS-2016 sequences scored by both toolkits ('all')")
     ap.add_argument("--results16", default=None, help="existing DAVIS-2016 results to score (else RGB baseline)")
     ap.add_argument("--skip", default="", help="comma list of parts to skip: prop,rss,metrics")
     ap.add_argument("--out", default=str(REPO / "bench-results" / "eval.json"))
@@ -187,7 +190,8 @@ def main(argv=None):
         if (official / "davis2017" / "evaluation.py").is_file() and py.is_file():
             log("metrics: ours vs the official toolkit")
             work = Path(tempfile.mkdtemp(prefix="bench-eval-"))
-            seqs16 = sequence_list(d16, 2016)
+            seqs16 = (sequence_list(d16, 2016) if args.metrics_sequences == "all"
+                      else args.metrics_sequences.split(","))
             r16 = Path(args.results16) if args.results16 else work / "r16"
             ensure_results(d16, 2016, seqs16, r16, log)
             cmp = [compare_official("davis2016-val", d16, 2016, seqs16, r16, official, py, log)]
