@@ -44,7 +44,7 @@ EXTRA ?=
 # idle OpenMP threads sleep instead of spinning: on small shared CPUs spinning made torch steps ~15x slower
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: help venv test demo sample manifest frames superpixels status show train eval-davis \
+.PHONY: help venv test demo sample manifest superpixels status show train eval-davis \
         davis-synth superpixel-benchmark report bench clean
 
 help:
@@ -76,6 +76,10 @@ superpixels: $(STAMP) ## decode frames (where missing) and compute label maps: A
 
 status: $(STAMP) ## shards done / failed / missing per configuration
 	$(PY) -m preprocess status --store $(STORE)
+
+VIDEO ?= real/bikes
+show: $(STAMP) ## superpixel boundaries over a few frames of VIDEO= (id from the manifest)
+	$(PY) -m preprocess show --store $(STORE) --video $(VIDEO) --out $(WORK)/show-$(subst /,_,$(VIDEO)).png
 
 train: $(STAMP) ## train the walk: STORE= ALG= NODES=superpixels|patches|mixed BATCH= STEPS= LR= RUN=
 	$(PY) -m train --store $(STORE) --alg $(ALG) --n-segments $(N) --compactness $(COMPACTNESS) \
