@@ -78,7 +78,7 @@ def test_dataset_items_and_collate(store):
     B, T, M, cells = batch["weights"].shape
     assert (B, T, cells) == (6, 4, 256) and batch["frames"].shape == (6, 4, 3, 128, 128)
     for b, it in enumerate(items):
-        n = 9 if it["patch"] else None  # 3x3 grid of 64 px windows on 128 px
+        n = 49 if it["patch"] else None  # CRW's 7x7 grid, scaled to 128 px (32 px windows at stride 16)
         for t in range(T):
             real = batch["mask"][b, t].sum().item()
             assert real == (n or len(it["weights"][t]))

@@ -147,9 +147,19 @@ def _padding_through_network(WalkNet):
 
 
 def test_patch_grid_is_crws_7x7_at_any_image_size():
-    from train.model import patch_boxes
+    from train.data import collate, n_patches
+    from train.model import WalkNet, patch_boxes, patch_grid
 
     for size in (256, 128):
-        boxes = patch_boxes(2, size, size // 4, size // 8)[0]
-        assert boxes.shape == (49, 4)
-        assert boxes[:, 2].max().item() == size and (boxes[:, 2] - boxes[:, 0]).eq(size // 4).all()
+        patch, stride = patch_grid(size)
+        boxes = patch_boxes(2, size, patch, stride)[0]
+        assert boxes.shape == (49, 4) and n_patches(size) == 49
+        assert boxes[:, 2].max().item() == size and (boxes[:, 2] - boxes[:, 0]).eq(patch).all()
+    # the loader pads patch clips to the same 49 nodes the network builds (no node silently cut)
+    item = {"frames": torch.zeros(2, 3, 128, 128, dtype=torch.uint8), "weights": None, "patch": True}
+    batch = collate([item])
+    assert batch["mask"].sum().item() == 2 * 49
+    net = WalkNet(*patch_grid(128)).eval()
+    with torch.no_grad():
+        nodes = net(batch["frames"], batch["weights"], batch["patch"])
+    assert nodes.shape[2] == 49

@@ -14,12 +14,13 @@ import numpy as np
 import torch
 
 from preprocess.store import StoreReader, VideoRef
+from train.model import patch_grid
 from train.pool import overlap_weights
 
 
-
-def n_patches(size: int, patch: int = 64, stride: int = 32) -> int:
-    """Nodes of CRW's grid of 64 px windows at stride 32: 7x7=49 on a 256 px frame."""
+def n_patches(size: int) -> int:
+    """Nodes of CRW's patch grid on a size x size frame (7x7 = 49 at any size, see patch_grid)."""
+    patch, stride = patch_grid(size)
     return ((size - patch) // stride + 1) ** 2
 
 

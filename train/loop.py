@@ -15,7 +15,7 @@ import torch
 from preprocess.store import StoreReader, config_name
 from train.data import Aug, ClipDataset, StreamSampler, clip_index, collate
 from train.log import RunLog
-from train.model import WalkNet
+from train.model import WalkNet, patch_grid
 from train.walk import walk_loss
 
 # options that change what a checkpoint means: resuming with different values is refused
@@ -188,8 +188,7 @@ def train(a) -> dict:
            "steps_per_epoch": per_epoch, "device": str(device), "torch": torch.__version__}
 
     torch.manual_seed(a.seed)
-    # CRW's 7x7 grid of 64 px patches at stride 32 on 256 px frames, scaled with --img-size
-    net = WalkNet(patch=a.img_size // 4, patch_stride=a.img_size // 8).to(device).to(memory_format=torch.channels_last)
+    net = WalkNet(*patch_grid(a.img_size)).to(device).to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(net.parameters(), lr=a.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / a.warmup) if a.warmup else 1.0)
     ckpt = load_resume(a, cfg)

@@ -75,6 +75,11 @@ IMG_MEAN = (0.485, 0.456, 0.406)
 IMG_STD = (0.229, 0.224, 0.225)
 
 
+def patch_grid(size: int) -> tuple[int, int]:
+    """(patch, stride) of CRW's 7x7 grid, 64 px at stride 32 on 256 px frames, scaled with the frame."""
+    return size // 4, size // 8
+
+
 def patch_boxes(n_frames: int, size: int = 256, patch: int = 64, stride: int = 32, jitter: bool = False,
                 device="cpu") -> list[torch.Tensor]:
     """CRW's 7x7 grid of 64 px windows at stride 32, as roi_align boxes (x1, y1, x2, y2) per frame.
@@ -136,6 +141,8 @@ class WalkNet(nn.Module):
                 continue
             x = frames[idx].flatten(0, 1)
             f = self.superpixel_nodes(x, weights[idx].flatten(0, 1)) if build == "sp" else self.patch_nodes(x)
+            if f.shape[1] > M:  # F.pad with a negative width would silently drop nodes
+                raise ValueError(f"{f.shape[1]} {build} nodes per frame but the batch was padded to {M}")
             f = F.pad(f, (0, 0, 0, M - f.shape[1])).view(len(idx), T, M, -1)
             if feats is None:
                 feats = f.new_zeros(B, T, M, f.shape[-1])
