@@ -45,7 +45,7 @@ EXTRA ?=
 export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: help venv test demo sample manifest superpixels status show train eval-davis \
-        davis-synth superpixel-benchmark report bench clean
+        davis-synth superpixel-benchmark report bench bench-gpu clean
 
 help:
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -115,6 +115,11 @@ bench: $(STAMP) ## benchmarks: ratios ours vs reference, written to bench-result
 	$(PY) -m benchmarks.preprocess
 	$(PY) -m benchmarks.train
 	$(PY) -m benchmarks.eval
+
+DAVIS_GPU ?= ../shared/data/davis2016-val
+bench-gpu: $(STAMP) ## one GPU: training frames/s + largest batch, bf16 vs fp32, DAVIS-2016 propagation (bench-results/gpu.json)
+	@test -d $(STORE) || $(MAKE) --no-print-directory superpixels
+	$(PY) -m benchmarks.gpu --store $(STORE) --davis $(DAVIS_GPU) $(EXTRA)
 
 clean:
 	rm -rf $(WORK) bench-results

@@ -25,14 +25,19 @@ def cmd_davis(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     kind = "ckpt" if args.ckpt else ("rgb" if args.features == "rgb" else "random")
+    try:
+        device = features.resolve_device(args.device)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if kind == "ckpt":
         try:
-            featurize = features.make("ckpt", ckpt=args.ckpt)
+            featurize = features.make("ckpt", ckpt=args.ckpt, device=device)
         except (OSError, RuntimeError, KeyError) as e:
             print(f"error: {args.ckpt}: cannot load checkpoint ({str(e).splitlines()[0]})", file=sys.stderr)
             return 2
     else:
-        featurize = features.make(kind, seed=args.seed)
+        featurize = features.make(kind, seed=args.seed, device=device)
     prop = dict(n_context=args.context, radius=args.radius, topk=args.topk, tau=args.tau)
     config = {"command": "davis", **{k: v for k, v in vars(args).items() if k != "func"}, "features_kind": kind,
               "propagation": prop}
@@ -96,6 +101,7 @@ def main(argv=None) -> int:
     p.add_argument("--tau", type=float, default=0.05, help="softmax temperature")
     p.add_argument("--seed", type=int, default=0, help="seed of --init random")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda or cuda:N")
     p.add_argument("--no-overlays", action="store_true", help="skip the overlay PNGs")
     p.add_argument("--max-frames", type=int, default=0,
                    help="only the first N frames of each sequence (quick looks; metrics need every frame)")

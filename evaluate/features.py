@@ -1,4 +1,9 @@
-"""Per-frame features for propagation: a trained encoder (res3, stride 8), a random one, or pooled RGB."""
+"""Per-frame features for propagation: a trained encoder (res3, stride 8), a random one, or pooled RGB.
+
+Each featurizer maps a list of uint8 (H,W,3) frames to L2-normalised (N,C,h,w) features on its device.
+On the CPU frames go one at a time (oneDNN's results depend on the batch size, and one frame keeps the
+memory of a 480p sequence bounded); on a GPU they go in batches.
+"""
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -7,16 +12,45 @@ MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
 
 
-def normalise(frame: np.ndarray) -> torch.Tensor:
-    """uint8 (H,W,3) RGB -> ImageNet-normalised float (1,3,H,W)."""
-    x = torch.from_numpy(np.array(frame, dtype=np.uint8)).permute(2, 0, 1).float() / 255.0
-    return ((x - MEAN) / STD)[None]
+def resolve_device(name: str = "auto") -> torch.device:
+    """auto: the first CUDA device when there is one, else the CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: no CUDA device visible")
+    device = torch.device(name)
+    return torch.device("cuda", torch.cuda.current_device()) if device.type == "cuda" and device.index is None else device
 
 
-class EncoderFeatures:
+def normalise(frames, device="cpu") -> torch.Tensor:
+    """uint8 (H,W,3) RGB frame(s) -> ImageNet-normalised float (N,3,H,W) on device."""
+    x = torch.from_numpy(np.stack([np.asarray(f, dtype=np.uint8) for f in frames]) if isinstance(frames, list)
+                         else np.array(frames, dtype=np.uint8)[None])
+    x = x.to(device, non_blocking=True).permute(0, 3, 1, 2).float() / 255.0
+    return (x - MEAN.to(x.device)) / STD.to(x.device)
+
+
+class _Featurizer:
+    batch = 1  # frames per forward pass
+
+    def __init__(self, device="cpu"):
+        self.device = torch.device(device)
+        if self.device.type == "cuda":
+            self.batch = 8
+            # fp32 convolutions, not TF32: predictions must match the CPU path
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cuda.matmul.allow_tf32 = False
+
+    def __call__(self, frame: np.ndarray) -> torch.Tensor:
+        """One frame -> (C,h,w)."""
+        return self.many([frame])[0]
+
+
+class EncoderFeatures(_Featurizer):
     """CRW evaluation features: ResNet-18 res3 (layer4 removed) at stride 8, L2-normalised over channels."""
 
-    def __init__(self, ckpt=None, seed=0):
+    def __init__(self, ckpt=None, seed=0, device="cpu"):
+        super().__init__(device)
         from train.model import Encoder, load_encoder  # evaluate imports only train's encoder
 
         if ckpt:
@@ -24,27 +58,27 @@ class EncoderFeatures:
         else:
             torch.manual_seed(seed)
             self.net = Encoder(drop_layer4=True)
-        self.net.eval()
+        self.net.eval().to(self.device)
 
     @torch.no_grad()
-    def __call__(self, frame: np.ndarray) -> torch.Tensor:
-        return F.normalize(self.net(normalise(frame))[0], dim=0)
+    def many(self, frames: list) -> torch.Tensor:
+        return F.normalize(self.net(normalise(frames, self.device)), dim=1)
 
 
-class RGBFeatures:
+class RGBFeatures(_Featurizer):
     """Baseline: normalised RGB averaged over 8x8 cells (same stride 8 grid), L2-normalised."""
 
     @torch.no_grad()
-    def __call__(self, frame: np.ndarray) -> torch.Tensor:
-        x = F.avg_pool2d(normalise(frame), 8, 8, ceil_mode=True)
-        return F.normalize(x[0], dim=0)
+    def many(self, frames: list) -> torch.Tensor:
+        x = F.avg_pool2d(normalise(frames, self.device), 8, 8, ceil_mode=True)
+        return F.normalize(x, dim=1)
 
 
-def make(kind: str, ckpt=None, seed=0):
+def make(kind: str, ckpt=None, seed=0, device="cpu"):
     if kind == "ckpt":
-        return EncoderFeatures(ckpt=ckpt)
+        return EncoderFeatures(ckpt=ckpt, device=device)
     if kind == "random":
-        return EncoderFeatures(seed=seed)
+        return EncoderFeatures(seed=seed, device=device)
     if kind == "rgb":
-        return RGBFeatures()
+        return RGBFeatures(device=device)
     raise ValueError(f"unknown feature kind {kind}")

@@ -22,7 +22,7 @@ NEG = float("-inf")
 
 
 @lru_cache(maxsize=8)
-def _tiling(h: int, w: int, radius: float, tile: int):
+def _tiling(h: int, w: int, radius: float, tile: int, device: torch.device = torch.device("cpu")):
     """Key-window geometry for an h x w grid: flat key index per window slot and the allowed mask."""
     p = math.ceil(radius) - 1  # largest offset with distance < radius
     ty, tx = math.ceil(h / tile), math.ceil(w / tile)
@@ -39,7 +39,7 @@ def _tiling(h: int, w: int, radius: float, tile: int):
     inside = (oy >= 0) & (oy < h) & (ox >= 0) & (ox < w)
     key = torch.where(inside, oy * w + ox, h * w).reshape(ty * tx, win * win)  # h*w = a zero row
     blocked = ~(disk[None] & inside.reshape(ty * tx, 1, win * win))
-    return key, blocked, ty, tx
+    return key.to(device), blocked.to(device), ty, tx
 
 
 def _tiles(q: torch.Tensor, tile: int, ty: int, tx: int) -> torch.Tensor:
@@ -62,12 +62,12 @@ def key_rows(keys: torch.Tensor) -> torch.Tensor:
     return torch.cat([keys.reshape(c, -1).t(), keys.new_zeros(1, c)])
 
 
-def _buffer(work: dict, name: str, shape: tuple, dtype) -> torch.Tensor:
+def _buffer(work: dict, name: str, shape: tuple, dtype, device) -> torch.Tensor:
     """A scratch tensor reused across calls: fresh ~100 MB allocations page-fault on every call
     (glibc hands large blocks back to the OS), which cost more than the gather itself."""
     buf = work.get(name)
-    if buf is None or buf.shape != shape or buf.dtype != dtype:
-        buf = work[name] = torch.empty(shape, dtype=dtype)
+    if buf is None or buf.shape != shape or buf.dtype != dtype or buf.device != device:
+        buf = work[name] = torch.empty(shape, dtype=dtype, device=device)
     return buf
 
 
@@ -77,15 +77,15 @@ def local_topk(q: torch.Tensor, keys: torch.Tensor, radius: float, topk: int, ti
     (C,h,w) or key_rows(...). Returns values (h*w, k) and flat key indices (h*w, k).
     `work` holds scratch buffers between calls."""
     c, h, w = q.shape
-    key_index, blocked, ty, tx = _tiling(h, w, radius, tile)
+    key_index, blocked, ty, tx = _tiling(h, w, radius, tile, q.device)
     kt = keys if keys.dim() == 2 else key_rows(keys)
     work = {} if work is None else work
     n_tiles, n_win = key_index.shape
-    windows = _buffer(work, "windows", (n_tiles * n_win, c), kt.dtype)
+    windows = _buffer(work, "windows", (n_tiles * n_win, c), kt.dtype, kt.device)
     torch.index_select(kt, 0, key_index.flatten(), out=windows)
     windows = windows.view(n_tiles, n_win, c)
     q_tiles = _tiles(q, tile, ty, tx) if q_tiles is None else q_tiles
-    aff = _buffer(work, "aff", (n_tiles, tile * tile, n_win), q_tiles.dtype)
+    aff = _buffer(work, "aff", (n_tiles, tile * tile, n_win), q_tiles.dtype, q_tiles.device)
     torch.bmm(q_tiles, windows.transpose(1, 2), out=aff)  # (tiles, tile^2, win^2)
     aff.masked_fill_(blocked, NEG)
     vals, slot = aff.topk(topk, dim=-1)
@@ -115,6 +115,7 @@ class Propagator:
     def start(self, feat0: torch.Tensor, labels0: torch.Tensor) -> None:
         """feat0 (C,h,w) L2-normalised, labels0 (K,h,w) soft labels of the first frame."""
         self.shape = feat0.shape[1:]
+        labels0 = labels0.to(feat0.device)
         self.first = (feat0, labels0.reshape(labels0.shape[0], -1).t().contiguous())
         self.context = deque([self._entry(feat0, self.first[1])] * self.n_context, maxlen=self.n_context)
 
@@ -129,7 +130,7 @@ class Propagator:
         f0, l0 = self.first
         v, i = full_topk(feat, f0, self.topk)
         vals, labs = [v], [l0[i]]
-        _, _, ty, tx = _tiling(h, w, self.radius, self.tile)
+        _, _, ty, tx = _tiling(h, w, self.radius, self.tile, feat.device)
         q_tiles = _tiles(feat, self.tile, ty, tx)
         done = {}
         for keys, lab in self.context:  # the same frame may fill several slots: compute it once

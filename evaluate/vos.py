@@ -5,6 +5,8 @@ import resource
 import shutil
 import sys
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -39,49 +41,116 @@ def hard_labels(soft: torch.Tensor, ids: np.ndarray, size) -> np.ndarray:
     return ids[np.argmax(up, axis=-1)]
 
 
+PREFETCH = 4  # JPEGs decoded ahead of the encoder, in threads (PIL releases the GIL while decoding)
+
+
+def decoded(paths: list, ahead: int = PREFETCH):
+    """The frames of paths in order, each decoded `ahead` frames before it is needed."""
+    with ThreadPoolExecutor(ahead) as pool:
+        pending = deque()
+        for p in paths:
+            pending.append((p, pool.submit(load_frame, p)))
+            if len(pending) > ahead:
+                path, job = pending.popleft()
+                yield path, job.result()
+        while pending:
+            path, job = pending.popleft()
+            yield path, job.result()
+
+
+def featurized(frames, featurize, size):
+    """(path, frame, features) triples; a featurizer with `many` gets `batch` frames per call."""
+    batch, many = getattr(featurize, "batch", 1), getattr(featurize, "many", None)
+
+    def flush(buf):
+        feats = many([img for _, img in buf]) if many else [featurize(img) for _, img in buf]
+        return [(p, img, f) for (p, img), f in zip(buf, feats)]
+
+    buf = []
+    for path, img in frames:
+        if img.shape[:2] != size:
+            raise InputError(f"{path}: frame size {img.shape[:2]} differs from the first frame {size}")
+        buf.append((path, img))
+        if len(buf) == batch:
+            yield from flush(buf)
+            buf = []
+    if buf:
+        yield from flush(buf)
+
+
+class Writer:
+    """PNG writing off the critical path: a few threads, at most `pending` frames queued, the first
+    failure raised at the next submit or at close."""
+
+    def __init__(self, threads: int = 2, pending: int = 16):
+        self.pool, self.jobs, self.pending = ThreadPoolExecutor(threads), deque(), pending
+
+    def submit(self, fn, *args):
+        while self.jobs and (self.jobs[0].done() or len(self.jobs) >= self.pending):
+            self.jobs.popleft().result()
+        self.jobs.append(self.pool.submit(fn, *args))
+
+    def close(self):
+        try:
+            while self.jobs:
+                self.jobs.popleft().result()
+        finally:
+            self.pool.shutdown(wait=True)
+
+
+def _save_frame(tmp: Path, stem: str, img, pred, overlays: bool) -> None:
+    save_indexed(pred, tmp / f"{stem}.png")
+    if overlays:
+        Image.fromarray(overlay(img, pred)).save(tmp / "overlay" / f"{stem}.png", compress_level=1)
+
+
+def _propagate(davis, seq, frames, featurize, prop_kwargs, tmp, overlays, year) -> tuple[int, float]:
+    """Propagate the first mask through frames into tmp/. Returns (objects, propagation seconds)."""
+    first_mask = load_mask(mask_path(davis, seq, frames[0].stem), year)
+    stream = decoded(frames)
+    _, img = next(stream)
+    size = img.shape[:2]
+    if first_mask.shape != size:
+        raise InputError(f"{mask_path(davis, seq, frames[0].stem)}: mask size {first_mask.shape} differs "
+                         f"from frame size {size}")
+    feat = featurize(img)
+    try:
+        ids, labels0 = first_frame_labels(first_mask, feat.shape[1:])
+    except ValueError as e:
+        raise InputError(f"{mask_path(davis, seq, frames[0].stem)}: {e}") from None
+    prop = Propagator(**(prop_kwargs or {}))
+    prop.start(feat, labels0)
+    writer, t_prop = Writer(), 0.0
+    try:
+        writer.submit(save_indexed, np.where(first_mask == 255, 0, first_mask), tmp / f"{frames[0].stem}.png")
+        for path, img, feat in featurized(stream, featurize, size):
+            t1 = time.perf_counter()
+            pred = hard_labels(prop.step(feat).cpu(), ids, size)
+            t_prop += time.perf_counter() - t1
+            writer.submit(_save_frame, tmp, path.stem, img, pred, overlays)
+    finally:
+        writer.close()
+    return len(ids) - 1, t_prop
+
+
 def run_sequence(davis, year, seq, featurize, out: Path, prop_kwargs=None, overlays=True, max_frames=0) -> dict:
     """Propagate one sequence into out/<seq>/ (written under a temporary name, renamed when complete)."""
     frames = frame_paths(davis, seq)
     if max_frames:
         frames = frames[:max_frames]
-    first_mask = load_mask(mask_path(davis, seq, frames[0].stem), year)
     tmp = out / f".{seq}.partial"
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "overlay").mkdir(parents=True)
     try:
         t0 = time.perf_counter()
-        img = load_frame(frames[0])
-        size = img.shape[:2]
-        if first_mask.shape != size:
-            raise InputError(f"{mask_path(davis, seq, frames[0].stem)}: mask size {first_mask.shape} differs "
-                             f"from frame size {size}")
-        feat = featurize(img)
-        try:
-            ids, labels0 = first_frame_labels(first_mask, feat.shape[1:])
-        except ValueError as e:
-            raise InputError(f"{mask_path(davis, seq, frames[0].stem)}: {e}") from None
-        prop = Propagator(**(prop_kwargs or {}))
-        prop.start(feat, labels0)
-        save_indexed(np.where(first_mask == 255, 0, first_mask), tmp / f"{frames[0].stem}.png")
-        t_prop = 0.0
-        for path in frames[1:]:
-            img = load_frame(path)
-            if img.shape[:2] != size:
-                raise InputError(f"{path}: frame size {img.shape[:2]} differs from the first frame {size}")
-            feat = featurize(img)
-            t1 = time.perf_counter()
-            pred = hard_labels(prop.step(feat), ids, size)
-            t_prop += time.perf_counter() - t1
-            save_indexed(pred, tmp / f"{path.stem}.png")
-            if overlays:
-                Image.fromarray(overlay(img, pred)).save(tmp / "overlay" / f"{path.stem}.png", compress_level=1)
+        n_obj, t_prop = _propagate(davis, seq, frames, featurize, prop_kwargs, tmp, overlays, year)
         seconds = time.perf_counter() - t0
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     atomic_dir_swap(tmp, out / seq)
     n = len(frames)
-    return {"sequence": seq, "frames": n, "objects": int(len(ids) - 1), "seconds": seconds,
+    return {"sequence": seq, "frames": n, "objects": n_obj, "seconds": seconds,
             "seconds_per_frame": seconds / max(n - 1, 1), "propagation_seconds_per_frame": t_prop / max(n - 1, 1),
             "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}  # process peak so far
 

@@ -46,14 +46,22 @@ def crop_box(rng: np.random.Generator, H: int, W: int, scale, ratio) -> tuple[in
     return (H - s) // 2, (W - s) // 2, s, s
 
 
+GRAY = np.float32([0.299, 0.587, 0.114])
+
+
 def colour_jitter(img: np.ndarray, rng: np.random.Generator, amount: float) -> np.ndarray:
-    x = img.astype(np.float32)
-    x *= rng.uniform(1 - amount, 1 + amount)  # brightness
-    gray = x @ np.float32([0.299, 0.587, 0.114])
-    x = (x - gray.mean()) * rng.uniform(1 - amount, 1 + amount) + gray.mean()  # contrast
-    gray = x @ np.float32([0.299, 0.587, 0.114])
-    x = (x - gray[..., None]) * rng.uniform(1 - amount, 1 + amount) + gray[..., None]  # saturation
-    return np.clip(x, 0, 255).astype(np.uint8)
+    """Brightness, contrast, saturation (in that order) with factors in 1 +- amount.
+
+    The three are affine in the pixel with no clipping in between, so they compose into one 3x4 colour
+    matrix applied by cv2.transform in a single uint8 pass (x' = A x + B gray(x) + C).
+    """
+    b, c, s = (rng.uniform(1 - amount, 1 + amount) for _ in range(3))
+    mean = b * float(np.dot(cv2.mean(img)[:3], GRAY))  # contrast pivots on the brightened mean grey
+    A, B, C = s * c * b, (1 - s) * c * b, (1 - c) * mean
+    m = np.zeros((3, 4), np.float32)
+    m[:, :3] = A * np.eye(3, dtype=np.float32) + B * GRAY[None, :]
+    m[:, 3] = C
+    return cv2.transform(img, m)
 
 
 def contiguous(labels: np.ndarray) -> np.ndarray:

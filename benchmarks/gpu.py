@@ -1,0 +1,417 @@
+"""One GPU, measured: training throughput and memory, bf16 vs fp32, DAVIS propagation on the device.
+
+    python -m benchmarks.gpu --store work/store --davis ../shared/data/davis2016-val [--cpu-results DIR]
+
+1. training frames/s at 256 px for superpixel (SLIC-30) and patch nodes, each at the largest batch whose step
+   fits --memory-gb (default 32, the thesis's V100: batch 52 superpixels vs 36 patches), fed by the store loader;
+   the data-wait fraction, the same step on a device-resident batch (what the GPU alone does), one loader
+   worker's clips/s and the workers needed to keep the data wait under 5%;
+2. bf16 autocast vs fp32, the same seed and clips: loss curves side by side, max relative difference, speed;
+3. DAVIS propagation on the device, end to end (decode, features, propagation, PNGs, metrics), s/frame, the
+   time of each stage alone, and with --cpu-results (the CPU path's PNGs of the same encoder) the fraction of
+   pixels that differ and J&F of both.
+Writes bench-results/gpu.json and prints one table. `--tiny` runs every part on the CPU in seconds (tests).
+"""
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see train/__main__.py
+# the batch search allocates many sizes: without expandable segments fragmentation ends it early
+os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from train.model import WalkNet, patch_grid  # noqa: E402
+from train.walk import walk_loss  # noqa: E402
+
+CFG = "slic-n30-c30"
+T = 4
+WAIT_TARGET = 0.05  # data-wait fraction the loader must stay under
+PREFETCH = 2  # batches each loader worker holds ready
+
+
+def log(msg: str) -> None:
+    print(f"[bench-gpu] {msg}", file=sys.stderr, flush=True)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def machine(device: torch.device) -> dict:
+    m = {"device": str(device), "torch": torch.__version__, "cpus": os.cpu_count()}
+    if device.type == "cuda":
+        p = torch.cuda.get_device_properties(device)
+        m.update(gpu=p.name, gpu_memory_gb=round(p.total_memory / 2**30, 1), sms=p.multi_processor_count)
+    return m
+
+
+# ---------------------------------------------------------------- training
+
+def dataset(reader, nodes: str, img: int, seed: int = 0):
+    from train.data import Aug, ClipDataset, clip_index
+
+    cfgs = [] if nodes == "patches" else [CFG]
+    refs = reader.videos(None if nodes == "patches" else CFG)
+    clips, _ = clip_index(refs, T, T)
+    return ClipDataset(reader, clips, T, cfgs, nodes, seed=seed, aug=Aug(size=img))
+
+
+def loader(ds, batch: int, workers: int, device, seed: int = 0):
+    from train.data import StreamSampler, collate
+
+    return torch.utils.data.DataLoader(
+        ds, batch_size=batch, sampler=StreamSampler(len(ds), seed), num_workers=workers, collate_fn=collate,
+        pin_memory=device.type == "cuda", persistent_workers=workers > 0, prefetch_factor=PREFETCH if workers else None,
+        generator=torch.Generator().manual_seed(seed))
+
+
+def to_device(batch: dict, device) -> dict:
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def make_net(img: int, device, seed: int = 0):
+    torch.manual_seed(seed)
+    net = WalkNet(*patch_grid(img)).to(device).to(memory_format=torch.channels_last)
+    return net, torch.optim.Adam(net.parameters(), lr=1e-4)
+
+
+def step(net, opt, b: dict, dtype) -> torch.Tensor:
+    """One training step; dtype None = fp32, else autocast to dtype. Returns the (device) loss."""
+    dev = b["frames"].device
+    with torch.autocast(dev.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+        q = net(b["frames"], b["weights"], b["patch"])
+    loss, _, _ = walk_loss(q.float(), b["mask"], 0.05, 0.1, "crw")
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.detach()
+
+
+def tiled(b: dict, n: int) -> dict:
+    """A batch of n clips made by repeating the clips of b (same shapes per clip as real data)."""
+    idx = torch.arange(n, device=b["patch"].device) % len(b["patch"])
+    return {k: v[idx] if torch.is_tensor(v) else v for k, v in b.items()}
+
+
+def worst_case(b: dict, nodes: int) -> dict:
+    """b with every frame padded to `nodes` nodes: the largest batch of real clips must fit too."""
+    pad = nodes - b["mask"].shape[2]
+    if pad <= 0:
+        return b
+    return {**b, "weights": torch.nn.functional.pad(b["weights"], (0, 0, 0, pad)),
+            "mask": torch.nn.functional.pad(b["mask"], (0, pad))}
+
+
+def fits(net, opt, b: dict, n: int, dtype) -> bool:
+    try:
+        step(net, opt, tiled(b, n), dtype)
+        step(net, opt, tiled(b, n), dtype)  # the second step holds Adam's state too
+        sync(b["frames"].device)
+        return True
+    except torch.cuda.OutOfMemoryError:
+        return False
+    finally:
+        opt.zero_grad(set_to_none=True)
+        torch.cuda.empty_cache()
+
+
+def max_batch(net, opt, b: dict, dtype, limit: int, resolution: int) -> int:
+    """Largest clips per step under the memory cap: doubling, then bisection to `resolution` clips."""
+    lo, hi = 0, 8
+    while hi <= limit and fits(net, opt, b, hi, dtype):
+        lo, hi = hi, hi * 2
+    hi = min(hi, limit + 1)
+    while hi - lo > resolution:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(net, opt, b, mid, dtype) else (lo, mid)
+    log(f"batch search: {lo} clips fit, {hi} do not")
+    return lo
+
+
+def loader_rate(ds, n: int) -> float:
+    """Clips/s of one loader worker (read + augment + pooling weights + collate), in this process."""
+    from train.data import collate
+
+    ds[(0, 0)]
+    t0 = time.perf_counter()
+    collate([ds[(0, i % len(ds))] for i in range(n)])
+    return n / (time.perf_counter() - t0)
+
+
+def throughput(net, opt, it, steps: int, warm: int, dtype, device) -> dict:
+    """Loader-fed steps: frames/s, data wait, then the last batch repeated on the device (GPU alone).
+    The first `warm` steps are not timed: they drain the batches the workers prefetched while the GPU
+    was idle (timing them would credit the loader with work done before the clock started)."""
+    wait = busy = 0.0
+    frames = 0
+    for i in range(steps + warm):
+        t0 = time.perf_counter()
+        b = to_device(next(it), device)
+        t1 = time.perf_counter()
+        step(net, opt, b, dtype)
+        sync(device)
+        t2 = time.perf_counter()
+        if i >= warm:
+            wait, busy, frames = wait + t1 - t0, busy + t2 - t1, frames + b["frames"].shape[0] * T
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step(net, opt, b, dtype)
+    sync(device)
+    resident = steps * b["frames"].shape[0] * T / (time.perf_counter() - t0)
+    return {"frames_per_s": frames / (wait + busy), "data_wait": wait / (wait + busy),
+            "step_s": (wait + busy) / steps, "gpu_only_frames_per_s": resident}
+
+
+def bench_nodes(reader, nodes: str, a, device, dtype) -> dict:
+    from train.data import collate
+
+    ds = dataset(reader, nodes, a.img_size)
+    probe = to_device(collate([ds[(0, i)] for i in range(min(8, len(ds)))]), device)
+    if nodes == "superpixels":
+        probe = worst_case(probe, max(int(reader.nseg(r, CFG).max()) for r, _ in ds.clips))
+    net, opt = make_net(a.img_size, device)
+    if device.type == "cuda":
+        batch = max_batch(net, opt, probe, dtype, a.max_batch, a.resolution)
+    else:
+        batch = a.max_batch  # no allocator cap to search against on the CPU
+    per_worker = loader_rate(ds, a.loader_clips)
+    while True:
+        try:
+            r = throughput(net, opt, iter(loader(ds, batch, a.workers, device)), a.steps,
+                           2 + a.workers * PREFETCH, dtype, device)
+            break
+        except torch.cuda.OutOfMemoryError:  # a batch of real clips above the probe's nodes: step down
+            opt.zero_grad(set_to_none=True)
+            torch.cuda.empty_cache()
+            batch = int(batch * 0.9)
+            log(f"{nodes}: out of memory with real clips, retrying at batch {batch}")
+    need = math.ceil(r["gpu_only_frames_per_s"] / T / per_worker / (1 - WAIT_TARGET))
+    r.update(nodes=nodes, batch=batch, workers=a.workers, loader_clips_per_s_per_worker=per_worker,
+             workers_for_wait_under_5pct=need,
+             limit="loader" if r["data_wait"] > WAIT_TARGET else "GPU")
+    log(f"{nodes}: batch {batch}, {r['frames_per_s']:.0f} frames/s fed by {a.workers} workers "
+        f"(GPU alone {r['gpu_only_frames_per_s']:.0f}), data wait {r['data_wait']:.1%}")
+    return r
+
+
+def precision_run(reader, a, device, dtype) -> tuple[list, float]:
+    ds = dataset(reader, "superpixels", a.img_size, seed=1)
+    net, opt = make_net(a.img_size, device, seed=1)
+    it = iter(loader(ds, a.precision_batch, a.workers, device, seed=1))
+    losses, busy = [], 0.0
+    for _ in range(a.precision_steps):
+        b = to_device(next(it), device)
+        t0 = time.perf_counter()
+        losses.append(step(net, opt, b, dtype))
+        sync(device)
+        busy += time.perf_counter() - t0
+    return [float(x) for x in losses], a.precision_steps / busy
+
+
+def bench_precision(reader, a, device) -> dict:
+    torch.manual_seed(1)
+    fp32, fp32_speed = precision_run(reader, a, device, None)
+    torch.manual_seed(1)
+    bf16, bf16_speed = precision_run(reader, a, device, torch.bfloat16)
+    rel = [abs(x - y) / abs(y) for x, y in zip(bf16, fp32)]
+    tail = max(1, len(fp32) // 10)
+    final = abs(np.mean(bf16[-tail:]) - np.mean(fp32[-tail:])) / abs(np.mean(fp32[-tail:]))
+    r = {"steps": len(fp32), "batch": a.precision_batch, "fp32_loss": fp32, "bf16_loss": bf16,
+         "max_rel_diff": max(rel), "final_rel_diff": float(final),
+         "finite": bool(np.isfinite(fp32).all() and np.isfinite(bf16).all()),
+         "fp32_steps_per_s": fp32_speed, "bf16_steps_per_s": bf16_speed, "bf16_speedup": bf16_speed / fp32_speed}
+    log(f"bf16 vs fp32: final loss {np.mean(bf16[-tail:]):.4f} vs {np.mean(fp32[-tail:]):.4f} "
+        f"({final:.2%}), {r['bf16_speedup']:.2f}x faster")
+    return r
+
+
+# ---------------------------------------------------------------- DAVIS propagation
+
+def score(davis, year, results, seqs, jobs: int) -> dict:
+    """J&F of a results folder: the metrics module's per-sequence scoring, sequences in parallel."""
+    from joblib import Parallel, delayed
+
+    from evaluate import metrics
+
+    rows = Parallel(n_jobs=jobs)(delayed(metrics.score_sequence)(davis, year, results, s) for s in seqs)
+    return metrics.global_results([o for r in rows for o in r])
+
+
+def pixels_differing(a_dir: Path, b_dir: Path, seqs) -> float:
+    from evaluate.davis import load_result
+
+    diff = total = 0
+    for s in seqs:
+        for p in sorted((a_dir / s).glob("*.png")):
+            x, y = load_result(p), load_result(b_dir / s / p.name)
+            diff, total = diff + int((x != y).sum()), total + x.size
+    return diff / max(total, 1)
+
+
+def stage_times(davis, seqs, featurize) -> dict:
+    """Each stage alone over every frame: JPEG decode (threads, as in the pipeline), then features."""
+    from evaluate.davis import frame_paths
+    from evaluate.vos import decoded, featurized
+
+    paths = [p for s in seqs for p in frame_paths(davis, s)]
+    t0 = time.perf_counter()
+    imgs = [img for _, img in decoded(paths)]
+    t1 = time.perf_counter()
+    by_size = {}
+    for p, img in zip(paths, imgs):
+        by_size.setdefault(img.shape[:2], []).append((p, img))
+    for size, group in by_size.items():
+        for _, _, f in featurized(group, featurize, size):
+            pass
+    sync(featurize.device)
+    return {"decode_s": t1 - t0, "features_s": time.perf_counter() - t1, "frames": len(paths)}
+
+
+def compare_cpu(a, seqs) -> dict:
+    """The device's PNGs (--pred-dir) against the CPU path's (--cpu-results) for the same encoder."""
+    cpu = score(a.davis, a.year, a.cpu_results, seqs, a.jobs)
+    return {"cpu_J_and_F": cpu["J&F-Mean"], "pixels_differing": pixels_differing(Path(a.pred_dir), Path(a.cpu_results), seqs)}
+
+
+def bench_davis(a, device) -> dict:
+    from evaluate import features, vos
+    from evaluate.davis import sequence_list
+
+    seqs = sequence_list(a.davis, a.year, "val", a.sequences.split(",") if a.sequences else None)
+    featurize = features.make("random", seed=0, device=device)
+    checksum = float(sum(p.detach().double().abs().sum() for p in featurize.net.parameters()))
+    out = Path(a.pred_dir)
+    t0 = time.perf_counter()
+    summary = vos.run(a.davis, a.year, out, featurize, sequences=seqs, overlays=False, progress=False,
+                      max_frames=a.max_frames)
+    sync(device)
+    t1 = time.perf_counter()
+    ours = score(a.davis, a.year, out, seqs, a.jobs)
+    t2 = time.perf_counter()
+    n = sum(s["frames"] for s in summary["sequences"])
+    r = {"sequences": len(seqs), "frames": n, "end_to_end_s": t2 - t0, "propagate_s": t1 - t0,
+         "metrics_s": t2 - t1, "s_per_frame": (t1 - t0) / n, "encoder_checksum": checksum,
+         "propagation_only_s": sum(s["propagation_seconds_per_frame"] * (s["frames"] - 1)
+                                   for s in summary["sequences"]),
+         "J&F": ours["J&F-Mean"], "J": ours["J-Mean"], "F": ours["F-Mean"], "failures": summary["failures"],
+         **stage_times(a.davis, seqs, featurize)}
+    if a.cpu_results:
+        r.update(compare_cpu(a, seqs))
+    log(f"DAVIS: {len(seqs)} sequences, {n} frames, {r['end_to_end_s']:.1f} s end to end "
+        f"({r['s_per_frame'] * 1000:.1f} ms/frame), J&F {r['J&F']:.3f}")
+    return r
+
+
+# ---------------------------------------------------------------- driver
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m benchmarks.gpu", description=__doc__.split("\n")[0])
+    p.add_argument("--store", default="work/store", help=f"store with frames and {CFG} labels")
+    p.add_argument("--davis", default="../shared/data/davis2016-val")
+    p.add_argument("--year", type=int, default=2016)
+    p.add_argument("--sequences", default="", help="comma list (default: the set's list)")
+    p.add_argument("--cpu-results", help="the CPU path's PNGs for the same encoder (random init, seed 0)")
+    p.add_argument("--parts", default="train,precision,davis",
+                   help="comma list of train, precision, davis, compare (--pred-dir vs --cpu-results only)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--memory-gb", type=float, default=32.0, help="allocator cap for the batch search (thesis: 32)")
+    p.add_argument("--img-size", type=int, default=256)
+    p.add_argument("--max-batch", type=int, default=1024, help="batch search limit (the batch itself on the CPU)")
+    p.add_argument("--resolution", type=int, default=8, help="batch search stops within this many clips")
+    p.add_argument("--steps", type=int, default=20, help="timed training steps per node mode")
+    p.add_argument("--workers", type=int, default=max(1, min(14, (os.cpu_count() or 2) - 2)))
+    p.add_argument("--loader-clips", type=int, default=64, help="clips timed for one worker's rate")
+    p.add_argument("--precision-steps", type=int, default=100)
+    p.add_argument("--precision-batch", type=int, default=32)
+    p.add_argument("--max-frames", type=int, default=0, help="DAVIS frames per sequence (0: all)")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes for the metrics")
+    p.add_argument("--out", default="bench-results/gpu.json")
+    p.add_argument("--pred-dir", default="bench-results/gpu-davis", help="where the device's PNGs go")
+    p.add_argument("--tiny", action="store_true", help="CPU smoke run: 64 px, batch 2, a few steps and frames")
+    a = p.parse_args(argv)
+    if a.tiny:
+        a.device, a.img_size, a.max_batch, a.steps, a.workers = "cpu", 64, 2, 1, 0
+        a.loader_clips, a.precision_steps, a.precision_batch, a.jobs = 4, 2, 2, 1
+    return a
+
+
+def run(a) -> dict:
+    from evaluate.features import resolve_device
+
+    device = resolve_device(a.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        total = torch.cuda.get_device_properties(device).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, a.memory_gb * 2**30 / total), device)
+    res = {"machine": machine(device), "memory_gb": a.memory_gb, "img_size": a.img_size}
+    parts = a.parts.split(",")
+    if "train" in parts or "precision" in parts:
+        from preprocess.store import StoreReader  # zarr is needed for these parts only
+
+        reader = StoreReader(a.store)
+    if "train" in parts:
+        res["train"] = {n: bench_nodes(reader, n, a, device, torch.bfloat16 if device.type == "cuda" else None)
+                        for n in ("superpixels", "patches")}
+        sp, pa = res["train"]["superpixels"]["batch"], res["train"]["patches"]["batch"]
+        res["train"]["batch_ratio"] = sp / max(pa, 1)
+    if "precision" in parts:
+        res["precision"] = bench_precision(reader, a, device)
+    if "davis" in parts:
+        if device.type == "cuda":  # the evaluation's own setting: full fp32, no TF32
+            torch.cuda.set_per_process_memory_fraction(1.0, device)
+        res["davis"] = bench_davis(a, device)
+    if "compare" in parts:  # a device run's PNGs brought back, scored against a CPU run made here
+        from evaluate.davis import sequence_list
+
+        seqs = sequence_list(a.davis, a.year, "val", a.sequences.split(",") if a.sequences else None)
+        res["compare"] = compare_cpu(a, seqs)
+    return res
+
+
+def print_table(r: dict) -> None:
+    m = r["machine"]
+    print(f"\n{m.get('gpu', m['device'])} ({m.get('gpu_memory_gb', '-')} GB), torch {m['torch']}, {m['cpus']} CPUs")
+    for n, t in r.get("train", {}).items():
+        if isinstance(t, dict):
+            print(f"train {n:<12} batch {t['batch']:>5} (cap {r['memory_gb']:g} GB)  {t['frames_per_s']:>7.0f} frames/s  "
+                  f"GPU alone {t['gpu_only_frames_per_s']:>7.0f}  data wait {t['data_wait']:6.1%}  "
+                  f"{t['workers']} workers (need {t['workers_for_wait_under_5pct']}; "
+                  f"{t['loader_clips_per_s_per_worker']:.0f} clips/s each)  {t['limit']}-bound")
+    if "train" in r:
+        print(f"largest batch superpixels / patches: {r['train']['batch_ratio']:.2f} (thesis, 32 GB: 52/36 = 1.44)")
+    if "precision" in r:
+        p = r["precision"]
+        print(f"bf16 vs fp32, {p['steps']} steps of {p['batch']} clips: final loss diff {p['final_rel_diff']:.2%}, "
+              f"max step diff {p['max_rel_diff']:.2%}, finite {p['finite']}, speed-up {p['bf16_speedup']:.2f}x")
+    if "davis" in r:
+        d = r["davis"]
+        print(f"DAVIS {d['sequences']} seqs / {d['frames']} frames: {d['end_to_end_s']:.1f} s end to end "
+              f"({d['s_per_frame'] * 1000:.1f} ms/frame propagating; stages alone: decode {d['decode_s']:.1f} s, "
+              f"features {d['features_s']:.1f} s, propagation {d['propagation_only_s']:.1f} s, "
+              f"metrics {d['metrics_s']:.1f} s), J&F {d['J&F']:.3f}"
+              + (f"; CPU path J&F {d['cpu_J_and_F']:.3f}, pixels differing {d['pixels_differing']:.2e}"
+                 if "pixels_differing" in d else ""))
+
+
+def main(argv=None) -> int:
+    a = parse_args(argv)
+    res = run(a)
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=1, default=float))
+    print_table(res)
+    log(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
