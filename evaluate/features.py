@@ -17,10 +17,12 @@ class EncoderFeatures:
     """CRW evaluation features: ResNet-18 res3 (layer4 removed) at stride 8, L2-normalised over channels."""
 
     def __init__(self, ckpt=None, seed=0):
-        from train.model import Encoder, load_encoder  # evaluate imports only train's encoder
+        from train.model import Encoder  # evaluate imports only train's encoder
+
+        from .checkpoint import load_encoder
 
         if ckpt:
-            self.net = load_encoder(str(ckpt), drop_layer4=True)
+            self.net = load_encoder(ckpt, drop_layer4=True)
         else:
             torch.manual_seed(seed)
             self.net = Encoder(drop_layer4=True)
