@@ -152,7 +152,7 @@ def load_mask(path, year) -> np.ndarray:
     if int(year) == 2016:
         if arr.ndim != 2:
             raise InputError(f"{path}: DAVIS-2016 mask must be single-channel, got mode {mode}")
-        values = np.unique(arr)
+        values = np.flatnonzero(np.bincount(arr.ravel(), minlength=1)) if arr.dtype == np.uint8 else np.unique(arr)
         if len(values) > 2 or (len(values) == 2 and values[0] != 0):
             raise InputError(f"{path}: DAVIS-2016 mask must hold 0 and one object value (255), got values "
                              f"{values[:6].tolist()}{'...' if len(values) > 6 else ''}")

@@ -6,6 +6,7 @@ Pure Python on purpose (no OpenCV / Zarr imports): every stage imports it to par
 from __future__ import annotations
 
 ALGORITHMS = ("slic", "fh", "lsc", "random")
+FRAME_SIZE = 256  # side of the stored frames the label maps are computed on (preprocess --size default)
 SLIC_ITERATIONS = 4  # OpenCV SLIC iterations of the default configuration (its name omits them)
 DEFAULTS = {
     "slic": {"n_segments": 30, "compactness": 30.0, "impl": "opencv", "iterations": SLIC_ITERATIONS},
