@@ -137,8 +137,9 @@ def load_mask(path, year) -> np.ndarray:
     """Label map uint8 (H, W): 0 background, k object k, 255 void (2017 only).
 
     2016 masks (mode L, 255 = object) become 0/1 by `> 0` as the official DAVIS-2016 reader does, so a
-    0/1 mask scores as its 0/255 twin; more than one non-zero value is refused. A 2017 mask must be indexed (mode P): a colour
-    or grey PNG read as labels is exactly the conversion bug that silently ruins scores.
+    0/1 mask scores as its 0/255 twin; more than one non-zero value is refused. A 2017 mask must be
+    indexed (mode P): a colour or grey PNG read as labels is exactly the conversion bug that silently
+    ruins scores.
     """
     path = Path(path)
     if not path.is_file():

@@ -47,7 +47,7 @@ def add_arguments(p):
     spconfig.add_options(p.add_argument_group("superpixel options (preprocess/spconfig.py, as preprocess and train)"))
     p.add_argument("--sweep", action="store_true", help="the 19 configurations of thesis tables 4.1-4.3")
     p.add_argument("--configs", help="comma list of configuration names instead (e.g. slic-n30-c30,fh-s600-g0.5-m400)")
-    p.add_argument("--every", type=int, default=EVERY, help="score every k-th frame of each sequence (frame 0 included)")
+    p.add_argument("--every", type=int, default=EVERY, help="score every k-th frame (frame 0 included)")
     p.add_argument("--size", type=int, default=spconfig.FRAME_SIZE, help="store frame side the maps are computed at")
     p.add_argument("--jobs", type=int, default=2, help="parallel frame workers (joblib)")
     p.add_argument("--out", default="superpixel-benchmark", help="folder for the markdown table, CSV and JSON")
@@ -199,7 +199,7 @@ def write_tables(out: Path, rows: list[dict], sampling: dict, n_configs: int, fa
 
 def sampling_note(s: dict, done: int, n_configs: int) -> str:
     status = "" if done == n_configs else f" **Partial: {done} of {n_configs} configurations so far.**"
-    return (f"{s['frames']} of {s['frames_total']} frames (every {s['every']}th, frame 0 of each sequence included) "
+    return (f"{s['frames']} of {s['frames_total']} frames (1 in {s['every']}, frame 0 of each sequence included) "
             f"of {len(s['sequences'])} sequences of {s['davis']} (DAVIS-{s['year']}); label maps computed on "
             f"{s['size']}x{s['size']} frames exactly as the store holds them, scored at mask resolution; "
             f"ms/frame = labelling only, contended CPU.{status}")
