@@ -47,7 +47,7 @@ def add_arguments(p):
     spconfig.add_options(p.add_argument_group("superpixel options (preprocess/spconfig.py, as preprocess and train)"))
     p.add_argument("--sweep", action="store_true", help="the 19 configurations of thesis tables 4.1-4.3")
     p.add_argument("--configs", help="comma list of configuration names instead (e.g. slic-n30-c30,fh-s600-g0.5-m400)")
-    p.add_argument("--every", type=int, default=EVERY, help="score every k-th frame (frame 0 included)")
+    p.add_argument("--every", type=int, default=EVERY, help=f"score 1 frame in k (frame 0 included; default {EVERY})")
     p.add_argument("--size", type=int, default=spconfig.FRAME_SIZE, help="store frame side the maps are computed at")
     p.add_argument("--jobs", type=int, default=2, help="parallel frame workers (joblib)")
     p.add_argument("--out", default="superpixel-benchmark", help="folder for the markdown table, CSV and JSON")

@@ -27,7 +27,7 @@ OPTIONS = [
     ("--n-segments", "n_segments", "slic", "n_segments", int, "slic/random: target number of segments"),
     ("--compactness", "compactness", "slic", "compactness", float, "slic compactness"),
     ("--slic-impl", "slic_impl", "slic", "impl", str,
-     "opencv: fast SLIC on a 2x downsampled frame (default); skimage: reference"),
+     "opencv: fast SLIC on a 2x downsampled frame; skimage: the reference"),
     ("--slic-iterations", "slic_iterations", "slic", "iterations", int, "opencv SLIC iterations"),
     ("--scale", "scale", "fh", "scale", float, "fh scale"),
     ("--sigma", "sigma", "fh", "sigma", float, "fh sigma"),
