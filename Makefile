@@ -22,6 +22,11 @@ SIGMA ?= 0.5
 MIN_SIZE ?= 400
 REGION ?= 47
 RATIO ?= 0.5
+# superpixel options, spelled as preprocess/spconfig.py spells them for every stage
+SP_OPTS = --n-segments $(N) --compactness $(COMPACTNESS) --scale $(SCALE) --sigma $(SIGMA) --min-size $(MIN_SIZE) \
+  --region-size $(REGION) --ratio $(RATIO)
+# superpixel-benchmark: SWEEP=1 the 19 thesis configurations, SWEEP= the one configuration ALG= + options
+SWEEP ?= 1
 NODES ?= superpixels
 BATCH ?= 4
 STEPS ?= 100
@@ -70,9 +75,7 @@ manifest: $(STAMP) ## list videos into a sharded manifest
 
 superpixels: $(STAMP) ## decode frames (where missing) and compute label maps: ALG=slic N=30 | ALG=fh SCALE= SIGMA= MIN_SIZE= | ALG=lsc REGION= RATIO=
 	@test -f $(MANIFEST) || $(MAKE) --no-print-directory sample manifest
-	$(PY) -m preprocess --manifest $(MANIFEST) --store $(STORE) --alg $(ALG) \
-	  --n-segments $(N) --compactness $(COMPACTNESS) --scale $(SCALE) --sigma $(SIGMA) --min-size $(MIN_SIZE) \
-	  --region-size $(REGION) --ratio $(RATIO) --jobs $(JOBS) --backend $(BACKEND) $(if $(SHARD),--shard $(SHARD)) $(EXTRA)
+	$(PY) -m preprocess --manifest $(MANIFEST) --store $(STORE) --alg $(ALG) $(SP_OPTS) --jobs $(JOBS) --backend $(BACKEND) $(if $(SHARD),--shard $(SHARD)) $(EXTRA)
 
 status: $(STAMP) ## shards done / failed / missing per configuration
 	$(PY) -m preprocess status --store $(STORE)
@@ -82,8 +85,7 @@ show: $(STAMP) ## superpixel boundaries over a few frames of VIDEO= (id from the
 	$(PY) -m preprocess show --store $(STORE) --video $(VIDEO) --out $(WORK)/show-$(subst /,_,$(VIDEO)).png
 
 train: $(STAMP) ## train the walk: STORE= ALG= NODES=superpixels|patches|mixed BATCH= STEPS= LR= RUN=
-	$(PY) -m train --store $(STORE) --alg $(ALG) --n-segments $(N) --compactness $(COMPACTNESS) \
-	  --scale $(SCALE) --sigma $(SIGMA) --min-size $(MIN_SIZE) --region-size $(REGION) --ratio $(RATIO) \
+	$(PY) -m train --store $(STORE) --alg $(ALG) $(SP_OPTS) \
 	  --nodes $(NODES) --batch $(BATCH) --steps $(STEPS) --lr $(LR) --run $(RUN) $(EXTRA)
 
 davis-synth: $(STAMP) ## generate the embedded synthetic DAVIS-format set
@@ -94,8 +96,10 @@ eval-davis: $(STAMP) ## label propagation + J&F: DAVIS= YEAR= CKPT= OUT=
 	$(PY) -m evaluate davis --davis $(DAVIS) --year $(YEAR) --set val $(FEATURES) --out $(OUT) $(EXTRA)
 	$(PY) -m evaluate metrics --davis $(DAVIS) --year $(YEAR) --set val --results $(OUT)
 
-superpixel-benchmark: $(STAMP) ## superpixel maps scored against DAVIS masks (thesis tables 4.1-4.3)
-	$(PY) -m evaluate superpixels --davis $(DAVIS) --year $(YEAR) --sweep --out $(WORK)/superpixel-benchmark
+superpixel-benchmark: $(STAMP) ## the store's superpixel maps scored against DAVIS masks (thesis tables 4.1-4.3): DAVIS= YEAR= JOBS= SWEEP= EXTRA="--every 3"
+	@if [ "$(DAVIS)" = "$(WORK)/davis-synth" ]; then $(MAKE) --no-print-directory davis-synth; fi
+	$(PY) -m evaluate superpixels --davis $(DAVIS) --year $(YEAR) $(if $(filter 1,$(SWEEP)),--sweep,--alg $(ALG) $(SP_OPTS)) \
+	  --jobs $(JOBS) --out $(WORK)/superpixel-benchmark $(EXTRA)
 
 demo: $(STAMP) ## every stage end to end on the embedded sample (DAVIS= YEAR= to evaluate on real DAVIS)
 	@start=$$(date +%s); set -e; \

@@ -14,6 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from evaluate.spmetrics import boundary_recall, undersegmentation_error  # the project's one definition
 from preprocess import store
 from preprocess.decode import decode
 from preprocess.run import parallel_map, process_shard
@@ -51,25 +52,6 @@ def label_agreement(a, b) -> float:
 # ---------------------------------------------------------------- superpixel quality (DAVIS-2016 val)
 
 
-def boundary_recall(lab, gt, tol=2) -> float:
-    from scipy import ndimage as ndi
-    from skimage.segmentation import find_boundaries
-
-    gb = find_boundaries(gt, mode="inner")
-    sb = ndi.binary_dilation(find_boundaries(lab, mode="thick"), iterations=tol)
-    return float((gb & sb).sum() / max(gb.sum(), 1))
-
-
-def undersegmentation_error(lab, gt) -> float:
-    """Neubert & Protzel's corrected UE: leak of each superpixel past each GT segment, / N."""
-    total = 0
-    all_ = np.bincount(lab.ravel(), minlength=lab.max() + 1)
-    for g in np.unique(gt):
-        inside = np.bincount(lab[gt == g], minlength=lab.max() + 1)
-        total += np.minimum(inside, all_ - inside)[inside > 0].sum()
-    return total / lab.size
-
-
 def davis_pairs(per_seq: int, size=256):
     seqs = sorted(p for p in (DAVIS16 / "JPEGImages" / "480p").iterdir() if p.is_dir())
     pairs = []
@@ -87,7 +69,7 @@ def slic_quality(pairs) -> dict:
     for impl in ("skimage", "opencv"):
         labs = [relabel(slic(img, impl=impl, **SLIC30))[0] for img, _ in pairs]
         out[impl] = {
-            "boundary_recall": float(np.mean([boundary_recall(l, g) for l, (_, g) in zip(labs, pairs)])),
+            "boundary_recall": float(np.nanmean([boundary_recall(l, g) for l, (_, g) in zip(labs, pairs)])),
             "undersegmentation_error": float(np.mean([undersegmentation_error(l, g) for l, (_, g) in zip(labs, pairs)])),
             "segments": float(np.mean([l.max() + 1 for l in labs])),
         }

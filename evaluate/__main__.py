@@ -31,11 +31,7 @@ def cmd_davis(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if kind == "ckpt":
-        try:
-            featurize = features.make("ckpt", ckpt=args.ckpt, device=device)
-        except (OSError, RuntimeError, KeyError) as e:
-            print(f"error: {args.ckpt}: cannot load checkpoint ({str(e).splitlines()[0]})", file=sys.stderr)
-            return 2
+        featurize = features.make("ckpt", ckpt=args.ckpt, device=device)  # InputError: exit 2 before any output
     else:
         featurize = features.make(kind, seed=args.seed, device=device)
     prop = dict(n_context=args.context, radius=args.radius, topk=args.topk, tau=args.tau)
@@ -91,7 +87,7 @@ def main(argv=None) -> int:
     p = sub.add_parser("davis", help="CRW label propagation: first-frame mask -> indexed PNGs for every frame")
     _common(p)
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--ckpt", help="spixwalk checkpoint (encoder weights, res3 features)")
+    src.add_argument("--ckpt", help="spixwalk checkpoint or a torchvision resnet18 state dict (res3 features)")
     src.add_argument("--init", choices=["random"], help="randomly initialised encoder (fixed --seed)")
     src.add_argument("--features", choices=["rgb"], help="8x8-pooled normalised RGB baseline")
     p.add_argument("--out", required=True, help="results folder: OUT/<seq>/<frame>.png")

@@ -68,6 +68,62 @@ def mask_path(root, seq, frame_id, resolution="480p") -> Path:
     return Path(root) / "Annotations" / resolution / seq / f"{frame_id}.png"
 
 
+def _listing(paths, n=4) -> str:
+    names = [Path(p).name for p in paths]
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
+
+
+def png_ids(folder) -> list[str]:
+    return sorted(p.stem for p in Path(folder).glob("*.png"))
+
+
+def check_frame_ids(seq, ids: list[str], folder) -> None:
+    """DAVIS numbers the frames of a sequence 00000, 00001, ...: a gap means a deleted JPEG."""
+    if not all(i.isdigit() for i in ids):
+        return
+    nums = [int(i) for i in ids]
+    gaps = [f"{n:0{len(ids[0])}d}.jpg" for a, b in zip(nums, nums[1:]) for n in range(a + 1, b)]
+    if nums[0] != 0 or gaps:
+        missing = ([f"{0:0{len(ids[0])}d}.jpg"] if nums[0] != 0 else []) + gaps
+        raise InputError(f"{seq}: frames missing from {folder}: {_listing(missing)}")
+
+
+def check_annotations(root, seq, ids: list[str], every_frame: bool, resolution="480p") -> None:
+    """Annotations must match the JPEG ids: all of them (scoring) or at least the first (propagation)."""
+    folder = Path(root) / "Annotations" / resolution / seq
+    have = set(png_ids(folder)) if folder.is_dir() else set()
+    extra = sorted(have - set(ids))
+    if extra:
+        raise InputError(f"{seq}: annotations without a JPEG frame in {folder}: {_listing(a + '.png' for a in extra)}")
+    missing = [i for i in (ids if every_frame else ids[:1]) if i not in have]
+    if missing:
+        raise InputError(f"{seq}: annotations missing in {folder}: {_listing(m + '.png' for m in missing)}"
+                         + ("" if every_frame else " (the first frame's mask starts the propagation)"))
+
+
+def check_results(folder, seq, ids: list[str]) -> None:
+    """Predictions for every scored frame (all but the first and last), none for frames that do not exist."""
+    folder = Path(folder) / seq
+    if not folder.is_dir():
+        raise InputError(f"{folder}: results folder of sequence {seq} missing")
+    have = set(png_ids(folder))
+    extra = sorted(have - set(ids))
+    if extra:
+        raise InputError(f"{seq}: predictions without a JPEG frame in {folder}: {_listing(e + '.png' for e in extra)}")
+    missing = [i for i in ids[1:-1] if i not in have]
+    if missing:
+        raise InputError(f"{seq}: result frames missing in {folder}: {_listing(m + '.png' for m in missing)}")
+
+
+def sequence_frames(root, seq, year, every_frame=True, resolution="480p") -> list[Path]:
+    """The JPEG frames of a sequence, after checking their ids and the annotations against them."""
+    frames = frame_paths(root, seq, resolution)
+    ids = [p.stem for p in frames]
+    check_frame_ids(seq, ids, frames[0].parent)
+    check_annotations(root, seq, ids, every_frame, resolution)
+    return frames
+
+
 def load_frame(path) -> np.ndarray:
     """RGB uint8 (H, W, 3)."""
     try:
@@ -80,8 +136,10 @@ def load_frame(path) -> np.ndarray:
 def load_mask(path, year) -> np.ndarray:
     """Label map uint8 (H, W): 0 background, k object k, 255 void (2017 only).
 
-    2016 masks (mode L, 255 = object) become 0/1; a 2017 mask must be indexed (mode P): a colour
-    or grey PNG read as labels is exactly the conversion bug that silently ruins scores.
+    2016 masks (mode L, 255 = object) become 0/1 by `> 0` as the official DAVIS-2016 reader does, so a
+    0/1 mask scores as its 0/255 twin; more than one non-zero value is refused. A 2017 mask must be
+    indexed (mode P): a colour or grey PNG read as labels is exactly the conversion bug that silently
+    ruins scores.
     """
     path = Path(path)
     if not path.is_file():
@@ -95,7 +153,11 @@ def load_mask(path, year) -> np.ndarray:
     if int(year) == 2016:
         if arr.ndim != 2:
             raise InputError(f"{path}: DAVIS-2016 mask must be single-channel, got mode {mode}")
-        return (arr > 127).astype(np.uint8)
+        values = np.flatnonzero(np.bincount(arr.ravel(), minlength=1)) if arr.dtype == np.uint8 else np.unique(arr)
+        if len(values) > 2 or (len(values) == 2 and values[0] != 0):
+            raise InputError(f"{path}: DAVIS-2016 mask must hold 0 and one object value (255), got values "
+                             f"{values[:6].tolist()}{'...' if len(values) > 6 else ''}")
+        return (arr > 0).astype(np.uint8)  # the official DAVIS-2016 reader: annot > 0
     if mode != "P":
         raise InputError(f"{path}: DAVIS-2017 mask must be an indexed (palette) PNG, got mode {mode}")
     return arr.astype(np.uint8)

@@ -51,10 +51,12 @@ class EncoderFeatures(_Featurizer):
 
     def __init__(self, ckpt=None, seed=0, device="cpu"):
         super().__init__(device)
-        from train.model import Encoder, load_encoder  # evaluate imports only train's encoder
+        from train.model import Encoder  # evaluate imports only train's encoder
+
+        from .checkpoint import load_encoder
 
         if ckpt:
-            self.net = load_encoder(str(ckpt), drop_layer4=True)
+            self.net = load_encoder(ckpt, drop_layer4=True)
         else:
             torch.manual_seed(seed)
             self.net = Encoder(drop_layer4=True)

@@ -3,6 +3,8 @@ in its semi-supervised mode, re-implemented (not copied) and checked against it 
 
 Conventions reproduced on purpose, because they move scores:
 - the first and last annotated frames are not scored;
+- the toolkit takes frame ids from the annotations and pads missing ones; here JPEGs, annotations and
+  predictions must agree on ids (consecutive from 00000) or the sequence fails with the files named;
 - void (255) is set to background in the ground truth and no pixel is excluded (the toolkit passes no
   void mask in semi-supervised mode), so predictions on void pixels count as false positives;
 - the number of objects is the largest id in the first ground-truth frame; an object missing from
@@ -23,7 +25,7 @@ import cv2
 import numpy as np
 from skimage.morphology import disk
 
-from .davis import InputError, frame_paths, load_mask, load_result, mask_path, sequence_list
+from .davis import InputError, check_results, load_mask, load_result, mask_path, sequence_frames, sequence_list
 
 MEASURES = ["J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay"]
 
@@ -89,8 +91,9 @@ def statistics(values) -> tuple[float, float, float]:
 
 def score_sequence(davis, year, results, seq) -> list[dict]:
     """Per-object J and F statistics of one sequence (objects numbered from 1)."""
-    frames = frame_paths(davis, seq)
+    frames = sequence_frames(davis, seq, year, every_frame=True)
     ids = [p.stem for p in frames]
+    check_results(results, seq, ids)
     if len(ids) < 3:
         raise InputError(f"{seq}: {len(ids)} frames; semi-supervised scoring excludes the first and last, nothing left")
     first = load_mask(mask_path(davis, seq, ids[0]), year)

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .davis import (InputError, atomic_dir_swap, frame_paths, load_frame, load_mask, mask_path, overlay,
-                    save_indexed, sequence_list)
+from .davis import (InputError, atomic_dir_swap, load_frame, load_mask, mask_path, overlay,
+                    save_indexed, sequence_frames, sequence_list)
 from .propagate import Propagator
 
 
@@ -135,7 +135,7 @@ def _propagate(davis, seq, frames, featurize, prop_kwargs, tmp, overlays, year) 
 
 def run_sequence(davis, year, seq, featurize, out: Path, prop_kwargs=None, overlays=True, max_frames=0) -> dict:
     """Propagate one sequence into out/<seq>/ (written under a temporary name, renamed when complete)."""
-    frames = frame_paths(davis, seq)
+    frames = sequence_frames(davis, seq, year, every_frame=False)
     if max_frames:
         frames = frames[:max_frames]
     tmp = out / f".{seq}.partial"

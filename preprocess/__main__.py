@@ -5,36 +5,20 @@ import argparse
 import sys
 import time
 
-from . import store
-from .superpixels import ALGORITHMS, DEFAULTS, check_params
+from . import spconfig, store
+from .spconfig import ALGORITHMS
+from .superpixels import check_params
 
 
 def alg_params(a) -> dict:
-    return {
-        "slic": {"n_segments": a.n_segments, "compactness": a.compactness, "impl": a.slic_impl,
-                 "iterations": a.slic_iterations},
-        "fh": {"scale": a.scale, "sigma": a.sigma, "min_size": a.min_size},
-        "lsc": {"region_size": a.region_size, "ratio": a.ratio, "iterations": a.lsc_iterations},
-        "random": {"n_segments": a.n_segments},
-    }[a.alg]
+    return spconfig.params_from_args(a.alg, a)
 
 
 def run_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--manifest", required=True, help="manifest.jsonl from `python -m data_manifest build`")
     p.add_argument("--store", required=True, help="store root (one Zarr v3 group per shard)")
     p.add_argument("--alg", default="slic", help=f"superpixel algorithm: {', '.join(ALGORITHMS)}")
-    g = p.add_argument_group("algorithm parameters")
-    g.add_argument("--n-segments", type=int, default=30, help="slic/random: target number of segments")
-    g.add_argument("--compactness", type=float, default=30.0, help="slic compactness")
-    g.add_argument("--slic-impl", default="opencv", choices=["opencv", "skimage"],
-                   help="opencv: fast SLIC on a 2x downsampled frame (default); skimage: reference")
-    g.add_argument("--slic-iterations", type=int, default=DEFAULTS["slic"]["iterations"], help="opencv SLIC iterations")
-    g.add_argument("--scale", type=float, default=600.0, help="fh scale")
-    g.add_argument("--sigma", type=float, default=0.5, help="fh sigma")
-    g.add_argument("--min-size", type=int, default=400, help="fh min_size")
-    g.add_argument("--region-size", type=int, default=47, help="lsc region size (pixels, <= --size)")
-    g.add_argument("--ratio", type=float, default=0.5, help="lsc compactness ratio")
-    g.add_argument("--lsc-iterations", type=int, default=DEFAULTS["lsc"]["iterations"], help="lsc iterations")
+    spconfig.add_options(p.add_argument_group("algorithm parameters (preprocess/spconfig.py)"))
     g = p.add_argument_group("frames")
     g.add_argument("--fps", type=float, default=8.0, help="sampling frame rate")
     g.add_argument("--size", type=int, default=256, help="frames are resized to size x size")

@@ -23,8 +23,9 @@ from zarr.abc.codec import ArrayBytesCodec
 from zarr.codecs import BloscCodec, BytesCodec, ShardingCodec, ZstdCodec
 from zarr.registry import register_codec
 
+from .spconfig import SLIC_ITERATIONS, config_name  # noqa: F401  (re-exported: their home is spconfig)
+
 FRAMES_MARKER = "_done_frames.json"
-SLIC_ITERATIONS = 4  # default OpenCV SLIC iterations (preprocess.superpixels.DEFAULTS)
 FRAMES_PER_SHARD_CHUNK = 64  # frames per zarr shard file: few files, one call per clip, partial reads
 
 
@@ -73,29 +74,6 @@ register_codec("spixwalk.jpeg", JpegCodec)
 
 
 # ---------------------------------------------------------------- names and paths
-
-
-def config_name(alg: str, **params) -> str:
-    """Stable name of a label configuration, e.g. slic-n30-c30, fh-s600-g0.5-m400, lsc-r47-a0.5-i2."""
-    keys = {
-        "slic": [("n_segments", "n"), ("compactness", "c")],
-        "fh": [("scale", "s"), ("sigma", "g"), ("min_size", "m")],
-        "lsc": [("region_size", "r"), ("ratio", "a"), ("iterations", "i")],
-        "random": [("n_segments", "n")],
-    }
-    if alg not in keys:
-        raise ValueError(f"unknown algorithm {alg!r}; expected one of {sorted(keys)}")
-    parts = [alg]
-    for key, short in keys[alg]:
-        if key not in params:
-            raise ValueError(f"config_name({alg!r}) needs {key}")
-        v = params[key]
-        parts.append(f"{short}{v:g}" if isinstance(v, float) else f"{short}{v}")
-    if alg == "slic" and params.get("impl", "opencv") != "opencv":
-        parts.append(params["impl"])  # the fast OpenCV SLIC is the default; skimage's is named
-    elif alg == "slic" and params.get("iterations", SLIC_ITERATIONS) != SLIC_ITERATIONS:
-        parts.append(f"i{params['iterations']}")  # a non-default iteration count is another configuration
-    return "-".join(parts)
 
 
 def shard_path(root, shard: int) -> Path:

@@ -12,16 +12,7 @@ import zlib
 import cv2
 import numpy as np
 
-from .store import SLIC_ITERATIONS
-
-ALGORITHMS = ("slic", "fh", "lsc", "random")
-DEFAULTS = {
-    "slic": {"n_segments": 30, "compactness": 30.0, "impl": "opencv", "iterations": SLIC_ITERATIONS},
-    "fh": {"scale": 600.0, "sigma": 0.5, "min_size": 400},
-    # 2 iterations cost a quarter of 10; benchmarks/preprocess.py reports how many pixels agree
-    "lsc": {"region_size": 47, "ratio": 0.5, "iterations": 2},
-    "random": {"n_segments": 30},
-}
+from .spconfig import ALGORITHMS, DEFAULTS, SLIC_ITERATIONS  # noqa: F401  (ALGORITHMS re-exported)
 
 
 def relabel(labels: np.ndarray) -> tuple[np.ndarray, int]:

@@ -129,7 +129,7 @@ def test_bad_inputs_fail_clearly(small_synth, tmp_path, capsys):
     (ann / "synth-01" / "00000.png").unlink()
     assert main(["davis", "--davis", str(root), "--features", "rgb", "--out", str(tmp_path / "o2")]) == 1
     err = capsys.readouterr().err
-    assert "must be an indexed (palette) PNG" in err and "00000.png: mask missing" in err
+    assert "must be an indexed (palette) PNG" in err and "annotations missing in" in err and "00000.png" in err
     assert not (tmp_path / "o2" / "synth-00").exists() and not (tmp_path / "o2" / "synth-01").exists()
     # size mismatch between a frame and the first mask
     shutil.rmtree(root)

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from preprocess.store import StoreReader, config_name
+from preprocess import spconfig
+from preprocess.store import StoreReader
 from train.data import Aug, ClipDataset, StreamSampler, clip_index, collate
 from train.log import RunLog
 from train.model import WalkNet, patch_grid
@@ -35,15 +36,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--store", required=True, help="store root written by `python -m preprocess`")
     g.add_argument("--alg", default="slic", choices=["slic", "fh", "lsc", "random"],
                    help="label configuration by algorithm + its options; random: one configuration drawn per clip")
-    g.add_argument("--n-segments", type=int, default=30)
-    g.add_argument("--compactness", type=float, default=30.0)
-    g.add_argument("--slic-impl", default="opencv", choices=["opencv", "skimage"])
-    g.add_argument("--scale", type=float, default=600.0)
-    g.add_argument("--sigma", type=float, default=0.5)
-    g.add_argument("--min-size", type=int, default=400)
-    g.add_argument("--region-size", type=int, default=47)
-    g.add_argument("--ratio", type=float, default=0.5)
-    g.add_argument("--iterations", type=int, default=2, help="LSC iterations")
+    spconfig.add_options(g, aliases={"--lsc-iterations": ["--iterations"]})  # --iterations: deprecated spelling
     g.add_argument("--label-config", help="configuration name (e.g. slic-n30-c30); overrides --alg")
     g.add_argument("--random-configs", help="comma list for --alg random (default: every complete configuration "
                    "of the store except the random-cell baselines random-*)")
@@ -88,10 +81,7 @@ def label_configs(reader: StoreReader, a) -> list[str]:
     elif a.alg == "random":
         want = a.random_configs.split(",") if a.random_configs else [c for c in have if not c.startswith("random")]
     else:
-        params = {"slic": dict(n_segments=a.n_segments, compactness=a.compactness, impl=a.slic_impl),
-                  "fh": dict(scale=a.scale, sigma=a.sigma, min_size=a.min_size),
-                  "lsc": dict(region_size=a.region_size, ratio=a.ratio, iterations=a.iterations)}[a.alg]
-        want = [config_name(a.alg, **params)]
+        want = [spconfig.from_args(a)[2]]
     missing = [c for c in want if c not in have]
     if not want or missing:
         raise BadInput(f"store {a.store}: label configuration {missing or want} not complete on any shard "

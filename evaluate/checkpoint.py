@@ -1,0 +1,95 @@
+"""`--ckpt` files: what they are, and a ResNet-18 encoder built from them, or one line saying why not.
+
+Accepted: a spixwalk training checkpoint ({"model": {"encoder.*": ...}, "config": ...}) and a plain
+torchvision resnet18 state dict (ImageNet or any other ResNet-18 weights; `fc.*` is ignored), also
+wrapped as {"state_dict": ...} / {"model": ...} or with a DataParallel "module." prefix.
+"""
+import inspect
+import re
+from pathlib import Path
+
+import torch
+
+from .davis import InputError
+
+# blocks per stage of the torchvision ResNets, BasicBlock (conv1, conv2) vs Bottleneck (+ conv3)
+ARCHS = {("basic", (2, 2, 2, 2)): "resnet18", ("basic", (3, 4, 6, 3)): "resnet34",
+         ("bottleneck", (3, 4, 6, 3)): "resnet50", ("bottleneck", (3, 4, 23, 3)): "resnet101",
+         ("bottleneck", (3, 8, 36, 3)): "resnet152"}
+
+
+def read(path) -> object:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: checkpoint not found")
+    try:
+        # full unpickling: spixwalk checkpoints hold numpy RNG states; --ckpt is the user's own file
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # torch.load raises many types for non-checkpoint bytes
+        first = (str(e).splitlines() or [type(e).__name__])[0][:120]
+        raise InputError(f"{path}: unreadable, not a PyTorch checkpoint ({type(e).__name__}: {first})") from None
+
+
+def _tensors(d) -> bool:
+    return isinstance(d, dict) and bool(d) and all(isinstance(v, torch.Tensor) for v in d.values())
+
+
+def resnet_state(obj, path) -> tuple[dict, dict, str]:
+    """(state dict with torchvision resnet names, training config, kind) of a loaded checkpoint."""
+    if not isinstance(obj, dict):
+        raise InputError(f"{path}: not a spixwalk or torchvision checkpoint (holds a {type(obj).__name__}, "
+                         f"expected a dict of weights)")
+    config = obj.get("config") if isinstance(obj.get("config"), dict) else {}
+    state = next((obj[k] for k in ("model", "state_dict") if _tensors(obj.get(k))), obj)
+    if not _tensors(state):
+        raise InputError(f"{path}: not a spixwalk or torchvision checkpoint (no tensor weights under "
+                         f"'model' or 'state_dict'; keys: {', '.join(map(str, list(obj)[:6]))})")
+    for prefix, kind in (("module.encoder.", "spixwalk"), ("encoder.", "spixwalk"), ("module.", "torchvision"),
+                         ("", "torchvision")):
+        sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        if "conv1.weight" in sub and any(k.startswith("layer1.") for k in sub):
+            return sub, config, kind
+    raise InputError(f"{path}: not a ResNet checkpoint (no conv1/layer1 weights; keys such as "
+                     f"{', '.join(list(state)[:3])})")
+
+
+def architecture(state: dict) -> str:
+    """resnet18/34/50/101/152 from the block structure, else a short description."""
+    block = "bottleneck" if any(re.match(r"layer\d\.\d+\.conv3\.", k) for k in state) else "basic"
+    counts = tuple(len({m.group(1) for k in state if (m := re.match(rf"layer{i}\.(\d+)\.", k))})
+                   for i in range(1, 5))
+    return ARCHS.get((block, counts), f"ResNet-like ({block} blocks {'/'.join(map(str, counts))})")
+
+
+def encoder_from_state(state: dict, config: dict, path, drop_layer4=True):
+    """train.model.Encoder with these weights, strict names and shapes; layer4 and fc ignored when dropped."""
+    from train.model import Encoder
+
+    arch = architecture(state)
+    if arch != "resnet18":
+        raise InputError(f"{path}: {arch} weights: expected a ResNet-18 encoder")
+    kw = {}
+    if "padding" in inspect.signature(Encoder).parameters and config.get("padding"):
+        kw["padding"] = config["padding"]  # the checkpoint's own conv padding mode (reflect / zeros)
+    enc = Encoder(drop_layer4=drop_layer4, **kw)
+    want = enc.state_dict()
+    state = {k: v for k, v in state.items() if k in want or not k.startswith(("layer4.", "fc."))}
+    for k in want:  # weights saved before torch 0.4.1 lack the BatchNorm counters; they do not affect eval
+        if k.endswith("num_batches_tracked") and k not in state:
+            state[k] = want[k]
+    missing = [k for k in want if k not in state]
+    unexpected = [k for k in state if k not in want]
+    bad = [k for k in want if k in state and state[k].shape != want[k].shape]
+    if missing or unexpected or bad:
+        what = (f"shape of {bad[0]} is {tuple(state[bad[0]].shape)}, expected {tuple(want[bad[0]].shape)}" if bad
+                else f"missing {len(missing)} weights (e.g. {missing[0]})" if missing
+                else f"unexpected weights (e.g. {unexpected[0]})")
+        raise InputError(f"{path}: not a ResNet-18 encoder: {what}")
+    enc.load_state_dict(state, strict=True)
+    return enc
+
+
+def load_encoder(path, drop_layer4=True):
+    """Encoder for `evaluate davis --ckpt`; every failure is an InputError naming the file and why."""
+    state, config, _ = resnet_state(read(path), path)
+    return encoder_from_state(state, config, path, drop_layer4)
