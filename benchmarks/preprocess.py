@@ -16,7 +16,8 @@ import numpy as np
 
 from preprocess import store
 from preprocess.decode import decode
-from preprocess.run import parallel_map, process_shard
+from preprocess.engines import run_tasks as parallel_map
+from preprocess.run import process_shard
 from preprocess.superpixels import label_video, lsc, relabel, slic
 
 REPO = Path(__file__).resolve().parents[1]
