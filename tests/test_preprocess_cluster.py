@@ -46,16 +46,17 @@ def test_a_shard_held_by_a_live_task_is_left_alone(corpus, tmp_path):
     assert store_tree(st) == expected
 
 
-def test_two_runs_started_together_equal_one_run(corpus, tmp_path):
+@pytest.mark.parametrize("delay", [0.1, 0.5])
+def test_two_runs_started_together_equal_one_run(corpus, tmp_path, delay):
     m, expected = corpus
     st = tmp_path / "s"
-    cmd = [sys.executable, "-m", "preprocess", "--manifest", str(m), "--store", str(st), "--force"]
+    cmd = [sys.executable, "-m", "preprocess", "--manifest", str(m), "--store", str(st)]
     procs = [subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)]
-    time.sleep(0.3)
-    procs.append(subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    time.sleep(delay)
+    procs.append(subprocess.Popen(cmd + ["--force"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True))
     outs = [p.communicate(timeout=300) for p in procs]
-    codes = [p.returncode for p in procs]
-    assert set(codes) <= {0, 3}, outs
+    assert {p.returncode for p in procs} <= {0, 3}, outs  # done, or some shards busy: never a failure
     assert store_tree(st) == expected  # array by array, marker by marker
     assert preprocess("--manifest", m, "--store", st).returncode == 0 and store_tree(st) == expected
 
