@@ -1,7 +1,7 @@
 """The `spixwalk.jpeg` Zarr v3 codec: one JPEG per (1, H, W, 3) or (1, H, W) uint8 chunk.
 
 Kept free of project imports: zarr loads it through the `zarr.codecs` entry point declared in
-pyproject.toml, so plain `zarr` (and dask.array / xarray) read a store without importing spixwalk.
+pyproject.toml, so plain `zarr` (and dask.array) read a store without importing spixwalk.
 """
 from __future__ import annotations
 

@@ -16,9 +16,9 @@ def status(root) -> list[dict]:
     root = Path(root)
     rows, cfgs = [], set()
     for sp in sorted(root.glob("shard-[0-9]*")):
-        fm = store.read_marker(sp / store.FRAMES_MARKER)
-        if not sp.is_dir():
+        if not sp.is_dir():  # shard-K.lease: a claim, not a shard
             continue
+        fm = store.read_marker(sp / store.FRAMES_MARKER)
         lp = lease_path(root, int(sp.name[6:]))
         row = {"shard": int(sp.name[6:]), "frames": "done" if fm else "incomplete",
                "videos_ok": len(fm["ok"]) if fm else 0, "videos_failed": len(fm["failed"]) if fm else 0,

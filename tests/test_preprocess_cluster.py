@@ -39,6 +39,10 @@ def test_a_shard_held_by_a_live_task_is_left_alone(corpus, tmp_path):
         assert res.returncode == 3, res.stdout + res.stderr
         assert "busy: held by" in res.stdout and "1 busy" in res.stdout
         assert not store.shard_path(st, 0).exists()  # never touched
+        st0 = st / "shard-00000"
+        st0.mkdir()  # as the holder would have begun it: status names the holder
+        assert "shard 0: being written by" in preprocess("status", "--store", st).stdout
+        st0.rmdir()
         with pytest.raises(Busy):
             Lease(st, 0).acquire()
     assert not lease_path(st, 0).exists() and not lease_path(st, 1).exists()  # claims released
