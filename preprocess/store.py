@@ -275,7 +275,7 @@ class StoreReader:
 
     def __init__(self, root):
         self.root = Path(root)
-        self._groups = {}
+        self._groups, self._arrays = {}, {}
         self._pid = None
 
     def __getstate__(self):
@@ -302,7 +302,7 @@ class StoreReader:
 
     def _group(self, shard: int):
         if self._pid != os.getpid():  # after fork/spawn: do not share zarr handles across processes
-            self._groups, self._pid = {}, os.getpid()
+            self._groups, self._arrays, self._pid = {}, {}, os.getpid()
         if shard not in self._groups:
             self._groups[shard] = zarr.open_group(shard_path(self.root, shard), mode="r")
         return self._groups[shard]
@@ -327,11 +327,19 @@ class StoreReader:
     def read_clip(self, ref: VideoRef, t0: int, T: int, cfg: str | None = None):
         if t0 < 0 or t0 + T > ref.length:
             raise IndexError(f"{ref.video_id}: frames {t0}..{t0 + T - 1} outside 0..{ref.length - 1}")
-        g = self._group(ref.shard)
         a, b = ref.start + t0, ref.start + t0 + T
-        frames = g["frames"][a:b]
-        labels = g["labels"][cfg][a:b] if cfg is not None else None
+        frames = self._array(ref.shard, "frames")[a:b]
+        labels = self._array(ref.shard, f"labels/{cfg}")[a:b] if cfg is not None else None
         return frames, labels
+
+    def _array(self, shard: int, name: str):
+        """An open array of a shard, kept: opening reads and parses its zarr.json, which cost as much as
+        reading a clip's data."""
+        g = self._group(shard)
+        key = (shard, name)
+        if key not in self._arrays:
+            self._arrays[key] = g[name]
+        return self._arrays[key]
 
     def nseg(self, ref: VideoRef, cfg: str) -> np.ndarray:
         return self._group(ref.shard)["nseg"][cfg][ref.start:ref.start + ref.length]
