@@ -2,13 +2,16 @@
 
 Accepted: a spixwalk training checkpoint ({"model": {"encoder.*": ...}, "config": ...}) and a plain
 torchvision resnet18 state dict (ImageNet or any other ResNet-18 weights; `fc.*` is ignored), also
-wrapped as {"state_dict": ...} / {"model": ...} or with a DataParallel "module." prefix.
+wrapped as {"state_dict": ...} / {"model": ...} or with a DataParallel "module." prefix, and the encoder
+file of `python -m train export` (torchvision names under "state_dict", its padding in "config").
 """
 import inspect
 import re
 from pathlib import Path
 
 import torch
+
+from train.export import FORMAT as EXPORT_FORMAT
 
 from .davis import InputError
 
@@ -48,7 +51,8 @@ def resnet_state(obj, path) -> tuple[dict, dict, str]:
                          ("", "torchvision")):
         sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
         if "conv1.weight" in sub and any(k.startswith("layer1.") for k in sub):
-            return sub, config, kind
+            meta = obj.get("meta") if isinstance(obj.get("meta"), dict) else {}
+            return sub, config, "spixwalk-export" if meta.get("format") == EXPORT_FORMAT else kind
     raise InputError(f"{path}: not a ResNet checkpoint (no conv1/layer1 weights; keys such as "
                      f"{', '.join(list(state)[:3])})")
 
