@@ -30,7 +30,7 @@ def export(ckpt_path: Path, out: Path) -> dict:
     config = json.loads(json.dumps(config, default=str))  # plain types only: weights_only loading
     config.setdefault("padding", "zeros")
     meta = {"format": FORMAT, "version": 1, "arch": "resnet18", "output_stride": 8,
-            "steps": int(obj.get("step", 0)), "source": str(ckpt_path), "torch": torch.__version__,
+            "steps": int(obj.get("step", 0)), "source": str(ckpt_path), "torch": str(torch.__version__),
             "data": {k: config.get(k) for k in ("store", "label_configs", "clips", "nodes", "img_size")}}
     record = {"state_dict": {k: v.detach().cpu().contiguous() for k, v in state.items()},
               "padding": config["padding"], "config": config, "meta": meta}
