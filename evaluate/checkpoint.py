@@ -11,9 +11,9 @@ from pathlib import Path
 
 import torch
 
-from train.export import FORMAT as EXPORT_FORMAT
-
 from .davis import InputError
+
+EXPORT_FORMAT = "spixwalk-encoder"  # meta.format of `python -m train export` files (train/export.py)
 
 # blocks per stage of the torchvision ResNets, BasicBlock (conv1, conv2) vs Bottleneck (+ conv3)
 ARCHS = {("basic", (2, 2, 2, 2)): "resnet18", ("basic", (3, 4, 6, 3)): "resnet34",

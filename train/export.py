@@ -17,19 +17,17 @@ from pathlib import Path
 
 import torch
 
-FORMAT = "spixwalk-encoder"
+from evaluate.checkpoint import EXPORT_FORMAT, read, resnet_state
 
 
 def export(ckpt_path: Path, out: Path) -> dict:
-    from evaluate.checkpoint import read, resnet_state
-
     obj = read(ckpt_path)
     state, config, kind = resnet_state(obj, ckpt_path)
     if kind != "spixwalk":
         raise ValueError(f"{ckpt_path}: not a spixwalk training checkpoint (found {kind} weights)")
     config = json.loads(json.dumps(config, default=str))  # plain types only: weights_only loading
     config.setdefault("padding", "zeros")
-    meta = {"format": FORMAT, "version": 1, "arch": "resnet18", "output_stride": 8,
+    meta = {"format": EXPORT_FORMAT, "version": 1, "arch": "resnet18", "output_stride": 8,
             "steps": int(obj.get("step", 0)), "source": str(ckpt_path), "torch": str(torch.__version__),
             "data": {k: config.get(k) for k in ("store", "label_configs", "clips", "nodes", "img_size")}}
     record = {"state_dict": {k: v.detach().cpu().contiguous() for k, v in state.items()},

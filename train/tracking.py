@@ -48,7 +48,7 @@ class Tracker:
         if a.wandb:
             import wandb
             self.wandb = wandb.init(project=os.environ.get("WANDB_PROJECT", "spixwalk"), name=Path(run).name,
-                                    dir=str(run), config=cfg, resume="allow")
+                                    dir=str(run), config=cfg)
 
     def log(self, row: dict) -> None:
         values = curves(row)
