@@ -33,7 +33,8 @@ def venv(tmp_path_factory):
                                          "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True).strip())
     # torch & co. from this environment's site-packages, appended after the venv's own (its .pth files,
     # e.g. an editable install of the checkout, are not run)
-    (site / "_project_site.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    ours = [p for p in sys.path if Path(p).name in ("site-packages", "dist-packages")]
+    (site / "_project_site.pth").write_text("\n".join([sysconfig.get_paths()["purelib"], *ours]) + "\n")
     hf = tmp / "hf-evaluate"
     (hf / "evaluate").mkdir(parents=True)
     (hf / "evaluate" / "__init__.py").write_text(HF_STANDIN)

@@ -213,7 +213,7 @@ def train(a) -> dict:
         (run / "config.json").write_text(json.dumps(cfg, indent=1, sort_keys=True, default=str))
         print(f"[train] {len(clips)} clips, configs {cfgs or '-'}, nodes {a.nodes}, {steps} steps "
               f"(from {step}), batch {a.batch} x {a.world} process(es) on {device}")
-    tracker = tracking.Tracker(a, run, cfg, enabled=rank == 0)
+    tracker = tracking.Tracker(a, run, cfg, enabled=rank == 0, start=step)
 
     ds = ClipDataset(reader, clips, a.clip_len, cfgs, a.nodes, a.patch_prob, a.seed, Aug(size=a.img_size))
     sampler = StreamSampler(len(clips), a.seed, start=step * a.batch, rank=rank, world=a.world)

@@ -38,13 +38,14 @@ def curves(row: dict) -> dict:
 class Tracker:
     """Sends each logged step's curves to the enabled trackers (rank 0 only)."""
 
-    def __init__(self, a, run: Path, cfg: dict, enabled: bool = True):
+    def __init__(self, a, run: Path, cfg: dict, enabled: bool = True, start: int = 0):
         self.tb = self.wandb = None
         if not enabled:
             return
         if a.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
-            self.tb = SummaryWriter(log_dir=str(Path(run) / "tensorboard"))
+            # resuming at `start`: hide the steps an interrupted run logged after its checkpoint, as log.jsonl does
+            self.tb = SummaryWriter(log_dir=str(Path(run) / "tensorboard"), purge_step=start or None)
         if a.wandb:
             import wandb
             self.wandb = wandb.init(project=os.environ.get("WANDB_PROJECT", "spixwalk"), name=Path(run).name,
