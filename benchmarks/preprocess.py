@@ -1,6 +1,9 @@
 """Preprocess benchmark: costs and ratios measured side by side in one run.
 
 python -m benchmarks.preprocess [--out bench-results/preprocess.json] [--davis-frames 4]
+    [--cluster-only] [--rss-shards 2,8,64] [--video-seconds 60] [--engine-shards 8] [--manifest-files 240000]
+Cluster figures (benchmarks/preprocess_cluster.py) at full size take ~10 min on 2 cores; a reduced run:
+    python -m benchmarks.preprocess --cluster-only --rss-shards 2,8 --video-seconds 20 --manifest-files 24000
 """
 from __future__ import annotations
 
@@ -17,7 +20,8 @@ import numpy as np
 from evaluate.spmetrics import boundary_recall, undersegmentation_error  # the project's one definition
 from preprocess import store
 from preprocess.decode import decode
-from preprocess.run import parallel_map, process_shard
+from preprocess.engines import run_tasks as parallel_map
+from preprocess.run import process_shard
 from preprocess.superpixels import label_video, lsc, relabel, slic
 
 REPO = Path(__file__).resolve().parents[1]
@@ -114,9 +118,16 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="bench-results/preprocess.json")
     ap.add_argument("--davis-frames", type=int, default=6, help="frames per DAVIS-2016 sequence for SLIC quality")
+    ap.add_argument("--cluster-only", action="store_true", help="only the cluster figures below")
+    ap.add_argument("--rss-shards", default="2,8,64", help="shard sizes (videos) for the peak RSS per task; '' skips")
+    ap.add_argument("--video-seconds", type=float, default=60.0, help="length of the generated test videos")
+    ap.add_argument("--engine-shards", type=int, default=8, help="shards for dask vs loky (0 skips)")
+    ap.add_argument("--manifest-files", type=int, default=240_000, help="files for the manifest build time (0 skips)")
     a = ap.parse_args()
     cv2.setNumThreads(1)
     res = {}
+    if a.cluster_only:
+        return cluster_figures(a, res)
     videos = sample_videos()
     tmp = Path(tempfile.mkdtemp(prefix="bench-preprocess-"))
 
@@ -149,7 +160,8 @@ def main():
     res["frames_per_busy_cpu_s"] = n1 / cpu1  # stricter: one worker also keeps ffmpeg/zarr threads busy
     res["skimage_slic_frames_per_s"] = 1e3 / res["ms_per_frame"]["slic_skimage"]
     res["speedup_vs_skimage_slic_alone"] = res["frames_per_s_per_core"] / res["skimage_slic_frames_per_s"]
-    res["end_to_end_stage_s"] = {k: sum(s[k] for s in stats1) for k in ("decode_s", "label_s", "write_s")}
+    # decode_s includes writing the frames, label_s writing the labels (both done video by video)
+    res["end_to_end_stage_s"] = {k: sum(s[k] for s in stats1) for k in ("decode_s", "label_s")}
     wall2, _, _, _ = run_store(tmp / "s2", manifest_rows(videos, [len(d) for d in decoded], COPIES), 2)
     res["joblib_wall_s"] = {"1": wall1, "2": wall2}
     res["joblib_speedup_2v1"] = wall1 / wall2
@@ -206,7 +218,18 @@ def main():
     else:
         print(f"skipping SLIC quality: {DAVIS16} not found")
     shutil.rmtree(tmp, ignore_errors=True)
+    cluster_figures(a, res)
 
+
+def cluster_figures(a, res: dict) -> None:
+    from benchmarks import preprocess_cluster
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-preprocess-cluster-"))
+    try:
+        res["cluster"] = preprocess_cluster.run(tmp, [int(k) for k in a.rss_shards.split(",") if k],
+                                                a.video_seconds, a.engine_shards, a.manifest_files)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(res, indent=1))
     print_table(res)
@@ -214,6 +237,10 @@ def main():
 
 
 def print_table(r):
+    from benchmarks.preprocess_cluster import table_rows
+
+    if "frames_per_s_per_core" not in r:  # --cluster-only
+        return _print_rows(table_rows(r["cluster"]))
     rows = [
         ("end to end, decode + SLIC-30 + write", f"{r['frames_per_s_per_core']:.0f} frames/s/core", ">= 150"),
         ("  same, per busy CPU-second (all threads)", f"{r['frames_per_busy_cpu_s']:.0f} frames/s", ""),
@@ -235,6 +262,10 @@ def print_table(r):
     for k, v in r["ms_per_frame"].items():
         rows.append((f"{k} per frame", f"{v:.2f} ms", ""))
     rows.append(("LSC 2 vs 10 iterations, pixels agreeing", f"{r['lsc_i2_vs_i10_pixel_agreement']:.1%}", ""))
+    _print_rows(rows + table_rows(r.get("cluster", {})))
+
+
+def _print_rows(rows):
     w = max(len(a) for a, _, _ in rows)
     for a, b, c in rows:
         print(f"{a:<{w}}  {b:>22}  {c}")

@@ -10,8 +10,26 @@ from . import manifest, sample, scan
 
 def cmd_build(args) -> int:
     t0 = time.perf_counter()
-    entries = scan.scan(args.videos, args.annotations, args.frames_fps)
+    if args.shard_size <= 0:
+        raise ValueError(f"--shard-size must be > 0, got {args.shard_size}")
+
+    def progress(n, dirs):
+        print(f"scanning {args.videos}: {n} videos in {dirs} folders, {time.perf_counter() - t0:.0f} s",
+              file=sys.stderr, flush=True)
+
+    entries = scan.scan(args.videos, args.annotations, args.frames_fps, progress)
+    empty = [e.path for e in entries if e.bytes == 0]
+    if empty:
+        print(f"warning: {len(empty)} zero-byte file(s) listed (they will fail to decode), e.g. "
+              + ", ".join(empty[:3]), file=sys.stderr)
     existing = manifest.read(args.out) if os.path.exists(args.out) and not args.fresh else []
+    existing, moved, gone = manifest.remap(existing, entries)
+    if moved:
+        print(f"{args.out}: {moved} listed video(s) found at a new path under {args.videos}: paths updated, "
+              "shards kept")
+    if gone:
+        print(f"warning: {len(gone)} listed video(s) not found under {args.videos} (kept with their old "
+              f"paths), e.g. {', '.join(gone[:3])}", file=sys.stderr)
     rows = manifest.assign(entries, args.shard_size, existing)
     manifest.write(rows, args.out)
     added = len(rows) - len(existing)

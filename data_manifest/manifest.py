@@ -16,6 +16,25 @@ def read(path: str) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+def remap(existing: list[dict], entries: list[Entry]) -> tuple[list[dict], int, list[str]]:
+    """Existing rows with the path and size the scan found now (same id, same shard).
+
+    A dataset moved or copied to another root keeps its shards and gets its current paths instead of
+    stale ones. Returns (rows, number of rows whose path changed, ids the scan no longer finds).
+    """
+    found = {e.id: e for e in entries}
+    rows, moved, gone = [], 0, []
+    for row in existing:
+        e = found.get(row["id"])
+        if e is None:
+            gone.append(row["id"])
+            rows.append(row)
+            continue
+        moved += e.path != row["path"]
+        rows.append(dict(row, path=e.path, bytes=e.bytes))
+    return rows, moved, gone
+
+
 def assign(entries: list[Entry], shard_size: int, existing: list[dict] = ()) -> list[dict]:
     """Existing rows unchanged, then rows for entries not yet listed (by id), in new shards."""
     if shard_size <= 0:

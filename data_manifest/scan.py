@@ -6,11 +6,13 @@ frames (YouTube-VOS / DAVIS `JPEGImages/<seq>/00000.jpg`), each frame folder cou
 """
 import csv
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 VIDEO_EXTS = {".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".ogv", ".3gp"}
 FRAME_EXTS = {".jpg", ".jpeg", ".png"}
+PROGRESS_S = 2.0
 KINETICS_SPLITS = {"train", "val", "valid", "validate", "validation", "test"}
 
 
@@ -57,14 +59,21 @@ def _label_from_dirs(rel_dir: str) -> str | None:
     return "/".join(parts) if parts else None
 
 
-def scan(videos_dir: str, annotations: str | None = None, frames_fps: float = 30.0) -> list[Entry]:
-    """All videos under `videos_dir`, sorted by id (deterministic for a given tree)."""
+def scan(videos_dir: str, annotations: str | None = None, frames_fps: float = 30.0,
+         progress=None) -> list[Entry]:
+    """All videos under `videos_dir`, sorted by id (deterministic for a given tree).
+
+    progress(entries so far, folders so far) is called about every PROGRESS_S seconds.
+    """
     root = os.path.abspath(videos_dir)
     if not os.path.isdir(root):
         raise FileNotFoundError(f"{videos_dir}: not a folder")
     labels = _kinetics_labels(annotations) if annotations else None
-    entries = []
-    for d, videos, frames in _walk(root):
+    entries, t_last = [], time.monotonic()
+    for n_dirs, (d, videos, frames) in enumerate(_walk(root), 1):
+        if progress is not None and time.monotonic() - t_last > PROGRESS_S:
+            progress(len(entries), n_dirs)
+            t_last = time.monotonic()
         rel_dir = os.path.relpath(d, root)
         dir_label = _label_from_dirs(rel_dir)
         for name, size in videos:

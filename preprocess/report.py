@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from . import store
+from .lease import holder, is_stale, lease_path
 
 
 def status(root) -> list[dict]:
@@ -15,15 +16,20 @@ def status(root) -> list[dict]:
     root = Path(root)
     rows, cfgs = [], set()
     for sp in sorted(root.glob("shard-[0-9]*")):
+        if not sp.is_dir():  # shard-K.lease: a claim, not a shard
+            continue
         fm = store.read_marker(sp / store.FRAMES_MARKER)
+        lp = lease_path(root, int(sp.name[6:]))
         row = {"shard": int(sp.name[6:]), "frames": "done" if fm else "incomplete",
                "videos_ok": len(fm["ok"]) if fm else 0, "videos_failed": len(fm["failed"]) if fm else 0,
-               "configs": {}}
+               "configs": {}, "failed": [dict(f, config=None) for f in fm["failed"]] if fm else [],
+               "held_by": holder(lp) if lp.exists() and not is_stale(lp) else None}
         for m in sp.glob("_done_*.json"):
             if m.name != store.FRAMES_MARKER:
                 lm = store.read_marker(m)
                 if fm and lm:
                     row["configs"][lm["config"]] = "failed" if lm["failed"] else "done"
+                    row["failed"] += [dict(f, config=lm["config"]) for f in lm["failed"]]
                     cfgs.add(lm["config"])
         rows.append(row)
     for r in rows:
@@ -44,9 +50,18 @@ def cmd_status(a) -> int:
               + " ".join(f"{r['configs'][c]:>20}" for c in cfgs))
     done = sum(r["frames"] == "done" for r in rows)
     print(f"frames: {done}/{len(rows)} shards done")
+    for r in rows:
+        if r["held_by"]:
+            print(f"shard {r['shard']}: being written by {r['held_by']}")
     for c in cfgs:
         n = {s: sum(r["configs"][c] == s for r in rows) for s in ("done", "failed", "missing")}
         print(f"{c}: {n['done']} done, {n['failed']} with failed videos, {n['missing']} missing")
+    failed = [(r["shard"], f) for r in rows for f in r["failed"]]
+    if failed:
+        print(f"failed videos ({len(failed)}; `--retry-failed` re-attempts them):")
+    for shard, f in failed:
+        where = f"{f['config']} labels" if f["config"] else "frames"
+        print(f"  shard {shard}  {f.get('path') or f['id']}  [{where}]  {f['reason']}")
     if a.json:
         Path(a.json).write_text(json.dumps(rows, indent=1))
     return 0

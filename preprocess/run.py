@@ -4,34 +4,56 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
-
 from . import store
 from .decode import DecodeError, decode
+from .lease import Busy, Lease, holder
 from .superpixels import label_video
 
 
 def read_manifest(path) -> dict[int, list[dict]]:
+    """Shard -> rows. A malformed row raises ValueError naming the file and line; paths become absolute."""
     shards = defaultdict(list)
     with open(path) as f:
-        for line in f:
-            if line.strip():
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
                 row = json.loads(line)
-                shards[int(row["shard"])].append(row)
+                if not isinstance(row, dict):
+                    raise ValueError("not a JSON object")
+                missing = [k for k in ("id", "path", "shard") if k not in row]
+                if missing:
+                    raise ValueError(f"missing {', '.join(missing)}")
+                if isinstance(row["shard"], bool) or not isinstance(row["shard"], int) or row["shard"] < 0:
+                    raise ValueError(f"shard must be an integer >= 0, got {row['shard']!r}")
+            except ValueError as e:  # json.JSONDecodeError is a ValueError
+                raise ValueError(f"{path}:{n}: malformed manifest row: {e}") from None
+            row["path"] = os.path.abspath(row["path"])  # tasks may run in another working directory
+            shards[row["shard"]].append(row)
     return dict(sorted(shards.items()))
 
 
-def select_shards(all_shards: list[int], shard=None, shard_index=None, num_shards=None) -> list[int]:
-    """--shard K[,K2,..] or the i-th of n contiguous ranges (one SLURM array task per range)."""
+def select_shards(all_shards: list[int], shard=None, shard_index=None, num_shards=None,
+                  shards_per_task=None) -> list[int]:
+    """--shard K[,K2,..]; the i-th of n contiguous ranges; or task i of fixed ranges of k shards.
+
+    Fixed ranges (shards_per_task) survive a partial resubmission of a SLURM array: task i always
+    covers positions i*k .. i*k+k-1 of the manifest's shards, whichever tasks run. Past the end: [].
+    """
     if shard is not None:
         wanted = [int(s) for s in str(shard).split(",") if s != ""]
         missing = sorted(set(wanted) - set(all_shards))
         if missing:
             raise ValueError(f"shard(s) {missing} not in the manifest (it has {all_shards[0]}..{all_shards[-1]})")
         return wanted
+    if shards_per_task is not None:
+        if shards_per_task < 1 or shard_index is None or shard_index < 0:
+            raise ValueError("--shards-per-task needs k >= 1 and --shard-index i >= 0")
+        return all_shards[shard_index * shards_per_task:(shard_index + 1) * shards_per_task]
     if num_shards is not None:
         if not 0 <= shard_index < num_shards:
             raise ValueError(f"--shard-index must be in 0..{num_shards - 1}, got {shard_index}")
@@ -43,100 +65,116 @@ def _log(msg: str) -> None:
     print(msg, flush=True)
 
 
+class LeaseLost(Exception):
+    """Another task took this shard over (we were presumed dead): stop without writing a marker."""
+
+
 def process_shard(root, shard: int, rows: list[dict], alg: str, params: dict, cfg: str,
                   fps: float = 8.0, size: int = 256, quality: int = 90, timeout: float = 600.0,
-                  force: bool = False) -> dict:
-    """Bring one shard to complete frames + labels[cfg]. Returns its stats; never raises on bad input."""
+                  force: bool = False, retry_failed: bool = False, redecode: bool = False) -> dict:
+    """Bring one shard to complete frames + labels[cfg] under its lease. Never raises on bad input.
+
+    force redoes labels[cfg] only; redecode redoes the frames (and so drops every label map);
+    retry_failed re-attempts only the videos recorded as failed. A shard held by a live task is
+    left alone and reported as busy.
+    """
     import cv2
 
     cv2.setNumThreads(1)  # one core per task: parallelism comes from running tasks side by side
     t0 = time.perf_counter()
-    sp = store.shard_path(root, shard)
-    stats = {"shard": shard, "frames": 0, "decoded": False, "labelled": False, "failed": [],
-             "decode_s": 0.0, "label_s": 0.0, "write_s": 0.0}
-    fmark = store.read_marker(sp / store.FRAMES_MARKER)
-    if fmark is None or force:
-        videos, failed = [], []
-        td = time.perf_counter()
-        for row in rows:
-            try:
-                arr = decode(row["path"], fps, size, timeout, src_fps=row.get("fps"))
-                videos.append((row["id"], arr))
-            except DecodeError as e:
-                failed.append({"id": row["id"], "path": row["path"], "stage": "decode", "reason": str(e)})
-                _log(f"FAILED {row['path']}: {e}")
-        stats["decode_s"] = time.perf_counter() - td
-        tw = time.perf_counter()
-        store.write_frames(root, shard, videos, {"fps": fps, "size": size}, failed, quality=quality,
-                           fps=fps, paths={r["id"]: r["path"] for r in rows})
-        stats["write_s"] += time.perf_counter() - tw
-        stats["decoded"] = True
-        fmark = store.read_marker(sp / store.FRAMES_MARKER)
-    stats["failed"] += fmark["failed"]
-
-    if store.read_marker(sp / store.labels_marker(cfg)) is None or force or stats["decoded"]:
-        import zarr
-
-        g = zarr.open_group(sp, mode="r")
-        index = g.attrs["videos"]
-        # labels are computed on the stored (JPEG) frames: exactly what the trainer reads, and the
-        # same result whether or not the frames were written by an earlier, interrupted run
-        frames = g["frames"][:] if index else None
-        labels, nsegs, lfailed = [], [], []
-        tl = time.perf_counter()
-        for v in index:
-            clip = frames[v["start"]:v["start"] + v["length"]]
-            try:
-                lab, ns = label_video(clip, alg, params, seed_key=v["id"])
-            except Exception as e:  # a library error on one video must not sink the shard
-                lab, ns = np.zeros(clip.shape[:3], np.int16), np.zeros(len(clip), np.int16)
-                lfailed.append({"id": v["id"], "path": v.get("path"), "stage": "labels",
-                                "reason": f"{type(e).__name__}: {e}"})
-                _log(f"FAILED {v.get('path') or v['id']}: {alg} labels: {e}")
-            labels.append(lab)
-            nsegs.append(ns)
-        stats["label_s"] = time.perf_counter() - tl
-        tw = time.perf_counter()
-        store.write_labels(root, shard, cfg, labels, {"alg": alg, "params": params}, lfailed, nseg=nsegs)
-        stats["write_s"] += time.perf_counter() - tw
-        stats["labelled"] = True
-        stats["failed"] += lfailed
-    m = store.read_marker(sp / store.labels_marker(cfg))
-    stats["frames"] = m["frames"]
-    stats["nseg_min"], stats["nseg_max"] = m["nseg_min"], m["nseg_max"]
+    stats = {"shard": shard, "frames": 0, "decoded": False, "labelled": False, "failed": [], "busy": None,
+             "nseg_min": None, "nseg_max": None, "decode_s": 0.0, "label_s": 0.0, "seconds": 0.0}
+    try:
+        with Lease(root, shard) as lease:
+            def guard():
+                if not lease.held():
+                    raise LeaseLost(f"lease lost to {holder(lease.path)}")
+            fm = _frames_step(root, shard, rows, stats, guard, fps, size, quality, timeout, retry_failed, redecode)
+            lm = _labels_step(root, shard, alg, params, cfg, stats, guard, force, retry_failed)
+    except (Busy, LeaseLost) as e:
+        stats["busy"] = str(e)
+        _log(f"BUSY shard {shard}: {e}; left alone")
+        return stats
+    stats["failed"] = fm["failed"] + lm["failed"]
+    stats["frames"], stats["nseg_min"], stats["nseg_max"] = lm["frames"], lm["nseg_min"], lm["nseg_max"]
     stats["seconds"] = time.perf_counter() - t0
     return stats
 
 
-def parallel_map(fn, tasks: list[dict], jobs: int, backend: str, scheduler: str | None = None):
-    """Yield fn(**task) as tasks finish, on joblib's loky / dask / ray backend (same call for all)."""
-    from joblib import Parallel, delayed, parallel_config
+def _decode_into(w: store.FramesWriter, rows, fps, size, timeout, guard) -> list[dict]:
+    """Decode and append one video at a time (memory: one video). Returns the failures."""
+    failed = []
+    for row in rows:
+        try:
+            arr = decode(row["path"], fps, size, timeout, src_fps=row.get("fps"))
+        except DecodeError as e:
+            failed.append({"id": row["id"], "path": row["path"], "stage": "decode", "reason": str(e)})
+            _log(f"FAILED {row['path']}: {e}")
+            continue
+        guard()
+        w.add(row["id"], arr, row["path"])
+        del arr
+    return failed
 
-    if backend == "dask":
-        from dask.distributed import Client
 
-        client = Client(scheduler) if scheduler else Client(n_workers=jobs, threads_per_worker=1)
-        cfg = parallel_config(backend="dask", wait_for_workers_timeout=600)
-    elif backend == "ray":
-        import ray
-        from ray.util.joblib import register_ray
+def _frames_step(root, shard, rows, stats, guard, fps, size, quality, timeout, retry_failed, redecode) -> dict:
+    sp = store.shard_path(root, shard)
+    fm = store.read_marker(sp / store.FRAMES_MARKER)
+    retry = {f["id"] for f in fm["failed"]} if fm is not None and retry_failed else set()
+    if fm is not None and not redecode and not retry:
+        return fm
+    td = time.perf_counter()
+    guard()
+    if fm is None or redecode:
+        w = store.FramesWriter(root, shard, size, fps, quality)
+        failed = _decode_into(w, rows, fps, size, timeout, guard)
+    else:  # append the videos that decode now; the finished ones stay as they are
+        (sp / store.FRAMES_MARKER).unlink()
+        w = store.FramesWriter(root, shard, size, fps, quality, append=True)
+        failed = [f for f in fm["failed"] if f["id"] not in retry]
+        failed += _decode_into(w, [r for r in rows if r["id"] in retry], fps, size, timeout, guard)
+    guard()
+    w.finish(failed)
+    stats["decoded"] = True
+    stats["decode_s"] = time.perf_counter() - td
+    return store.read_marker(sp / store.FRAMES_MARKER)
 
-        register_ray()
-        ray.init(address=scheduler or None, ignore_reinit_error=True)
-        client, cfg = None, parallel_config(backend="ray", n_jobs=jobs)
-    else:
-        client, cfg = None, parallel_config(backend=backend, n_jobs=jobs)
-    with cfg:
-        par = Parallel(n_jobs=jobs, return_as="generator_unordered")
-        yield from par(delayed(fn)(**t) for t in tasks)
-    if client is not None:
-        client.close()
+
+def _labels_step(root, shard, alg, params, cfg, stats, guard, force, retry_failed) -> dict:
+    import zarr
+
+    sp = store.shard_path(root, shard)
+    lm = store.read_marker(sp / store.labels_marker(cfg))
+    ids = [v["id"] for v in zarr.open_group(sp, mode="r").attrs["videos"]]
+    covered = lm is not None and set(ids) <= set(lm["ok"]) | {f["id"] for f in lm["failed"]}
+    if covered and not stats["decoded"] and not force and not (retry_failed and lm["failed"]):
+        return lm
+    tl = time.perf_counter()
+    guard()
+    w = store.LabelsWriter(root, shard, cfg, {"alg": alg, "params": params}, keep=not (stats["decoded"] or force))
+    frames = w.g["frames"]
+    for v in w.todo(retry_failed):
+        # labels are computed on the stored (JPEG) frames: exactly what the trainer reads
+        clip = frames[v["start"]:v["start"] + v["length"]]
+        try:
+            lab, ns = label_video(clip, alg, params, seed_key=v["id"])
+        except Exception as e:  # a library error on one video must not sink the shard
+            w.put(v, None, None, {"id": v["id"], "path": v.get("path"), "stage": "labels",
+                                  "reason": f"{type(e).__name__}: {e}"})
+            _log(f"FAILED {v.get('path') or v['id']}: {alg} labels: {e}")
+            continue
+        guard()
+        w.put(v, lab, ns)
+    guard()
+    stats["labelled"] = True
+    stats["label_s"] = time.perf_counter() - tl
+    return w.finish()
 
 
 def write_run_config(root, cfg: str, config: dict) -> Path:
     path = Path(root) / f"config-{cfg}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp = path.with_name(f"{path.name}.tmp{uuid.uuid4().hex}")  # tasks on several hosts write it
     tmp.write_text(json.dumps(config, indent=1, sort_keys=True))
     os.replace(tmp, path)
     return path

@@ -4,9 +4,10 @@ STORE/shard-00007/            one Zarr v3 group per manifest shard, written by e
     frames                    uint8 (N, H, W, 3), JPEG per frame, frames of all videos concatenated
     labels/<cfg>              int16 (N, H, W), contiguous 0..S-1 per frame, lossless (zstd)
     nseg/<cfg>                int16 (N,), S per frame
-    _done_frames.json         completion marker + stats (written last, temp + rename)
+    _done_frames.json         completion marker + stats, fps and size (written last, temp + rename)
     _done_<cfg>.json          one marker per label configuration
 The group attributes hold the per-video index (id, start, length, fps, path).
+Claims (one writer per shard) live beside the shards: STORE/shard-00007.lease (preprocess.lease).
 """
 from __future__ import annotations
 
@@ -19,10 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import zarr
-from zarr.abc.codec import ArrayBytesCodec
 from zarr.codecs import BloscCodec, BytesCodec, ShardingCodec, ZstdCodec
 from zarr.registry import register_codec
 
+from .jpegcodec import NAME as JPEG_NAME
+from .jpegcodec import JpegCodec
 from .spconfig import SLIC_ITERATIONS, config_name  # noqa: F401  (re-exported: their home is spconfig)
 
 FRAMES_MARKER = "_done_frames.json"
@@ -30,47 +32,9 @@ FRAMES_PER_SHARD_CHUNK = 64  # frames per zarr shard file: few files, one call p
 
 
 # ---------------------------------------------------------------- JPEG codec for Zarr v3
-
-
-@dataclass(frozen=True)
-class JpegCodec(ArrayBytesCodec):
-    """Array -> JPEG bytes for uint8 (1, H, W, 3) or (1, H, W) chunks (imagecodecs' libjpeg-turbo)."""
-
-    is_fixed_size = False
-    quality: int = 90
-
-    @classmethod
-    def from_dict(cls, data):
-        return cls(**(data.get("configuration") or {}))
-
-    def to_dict(self):
-        return {"name": "spixwalk.jpeg", "configuration": {"quality": self.quality}}
-
-    def _decode_sync(self, chunk_bytes, chunk_spec):
-        import imagecodecs
-
-        img = imagecodecs.jpeg8_decode(chunk_bytes.as_numpy_array())
-        return chunk_spec.prototype.nd_buffer.from_ndarray_like(img.reshape(chunk_spec.shape))
-
-    def _encode_sync(self, chunk_array, chunk_spec):
-        import imagecodecs
-
-        a = chunk_array.as_numpy_array()
-        img = a.reshape(a.shape[-3:]) if a.ndim == 4 else a.reshape(a.shape[-2:])
-        enc = imagecodecs.jpeg8_encode(np.ascontiguousarray(img), level=self.quality)
-        return chunk_spec.prototype.buffer.from_bytes(enc)
-
-    async def _decode_single(self, chunk_bytes, chunk_spec):
-        return self._decode_sync(chunk_bytes, chunk_spec)
-
-    async def _encode_single(self, chunk_array, chunk_spec):
-        return self._encode_sync(chunk_array, chunk_spec)
-
-    def compute_encoded_size(self, input_byte_length, chunk_spec):
-        raise NotImplementedError  # variable size
-
-
-register_codec("spixwalk.jpeg", JpegCodec)
+# (its own module so zarr's entry point can load it without this one; registered here as well
+# for environments where the package's entry points are not installed)
+register_codec(JPEG_NAME, JpegCodec)
 
 
 # ---------------------------------------------------------------- names and paths
@@ -127,10 +91,12 @@ def library_versions() -> dict:
 
 
 # ---------------------------------------------------------------- writer
+# Written one video at a time (arrays grow by resize): a task's memory is one video, not one shard.
 
 
 def _create(group, name, shape, dtype, inner, codecs, attrs):
-    outer = (min(FRAMES_PER_SHARD_CHUNK, max(shape[0], 1)),) + tuple(shape[1:])
+    # fixed outer chunk: arrays grow video by video, so the shard file size cannot depend on the total
+    outer = (FRAMES_PER_SHARD_CHUNK,) + tuple(shape[1:])
     return group.create_array(
         name,
         shape=shape,
@@ -145,33 +111,133 @@ def _create(group, name, shape, dtype, inner, codecs, attrs):
     )
 
 
+def frames_meta(sp: Path) -> dict | None:
+    """fps/size the frames of a shard were decoded at (from the marker, else the array metadata)."""
+    m = read_marker(sp / FRAMES_MARKER)
+    if m is None:
+        return None
+    if "fps" in m and "size" in m:
+        return {"fps": m["fps"], "size": m["size"]}
+    attrs = json.loads((sp / "frames" / "zarr.json").read_text()).get("attributes", {})
+    return {"fps": attrs.get("fps"), "size": attrs.get("size")}
+
+
+class FramesWriter:
+    """begin (wipes the shard) -> add(video) ... -> finish (index, fsync, marker last).
+
+    Also reopens a complete shard to append videos (--retry-failed); its marker is removed until the
+    new one is written, so a reader never sees an index that runs past the data.
+    """
+
+    def __init__(self, root, shard: int, size: int, fps: float, quality: int = 90, attrs: dict | None = None,
+                 append: bool = False):
+        self.root, self.shard, self.fps, self.size = root, shard, fps, size
+        self.sp = shard_path(root, shard)
+        if append:
+            self.g = zarr.open_group(self.sp, mode="r+")
+            self.index = list(self.g.attrs["videos"])
+            self.a = self.g["frames"]
+            return
+        if self.sp.exists():
+            shutil.rmtree(self.sp)
+        self.sp.mkdir(parents=True)
+        self.g = zarr.open_group(self.sp, mode="w", zarr_format=3)
+        self.g.attrs.update({"shard": shard, "videos": []})
+        self.index = []
+        self.a = _create(self.g, "frames", (0, size, size, 3), "uint8", (1, size, size, 3),
+                         [JpegCodec(quality=quality)],
+                         {**(attrs or {}), "fps": fps, "size": size, "codec": f"jpeg q{quality}",
+                          "libraries": library_versions()})
+
+    def add(self, vid: str, arr: np.ndarray, path: str | None = None) -> None:
+        start = int(self.a.shape[0])
+        self.a.resize((start + len(arr),) + self.a.shape[1:])
+        self.a[start:] = arr
+        self.index.append({"id": vid, "start": start, "length": int(len(arr)), "fps": self.fps, "path": path})
+
+    def finish(self, failed: list) -> None:
+        self.g.attrs["videos"] = self.index
+        self.a.attrs["video_ids"] = [v["id"] for v in self.index]
+        _fsync_tree(self.sp)
+        _write_marker(self.sp / FRAMES_MARKER, {"shard": self.shard, "ok": [v["id"] for v in self.index],
+                                                "failed": failed, "frames": int(self.a.shape[0]),
+                                                "fps": self.fps, "size": self.size})
+
+
 def write_frames(root, shard: int, videos: list, attrs: dict, failed: list, *, quality: int = 90,
                  fps: float | None = None, paths: dict | None = None) -> None:
     """Write a shard's frames (videos = [(video_id, uint8 (n,H,W,3))]) and then its frames marker.
 
     Any previous content of the shard is removed first: new frames invalidate its label maps.
     """
-    sp = shard_path(root, shard)
-    if sp.exists():
-        shutil.rmtree(sp)
-    sp.mkdir(parents=True)
-    index, start = [], 0
+    size = int(videos[0][1].shape[1]) if videos else int(attrs.get("size", 256))
+    w = FramesWriter(root, shard, size, fps, quality, attrs)
     for vid, arr in videos:
-        index.append({"id": vid, "start": start, "length": int(len(arr)),
-                      "fps": fps, "path": (paths or {}).get(vid)})
-        start += len(arr)
-    size = tuple(videos[0][1].shape[1:3]) if videos else (attrs.get("size", 256),) * 2
-    g = zarr.open_group(sp, mode="w", zarr_format=3)
-    g.attrs.update({"shard": shard, "videos": index})
-    a = _create(g, "frames", (start,) + size + (3,), "uint8", (1,) + size + (3,),
-                [JpegCodec(quality=quality)],
-                {**attrs, "codec": f"jpeg q{quality}", "video_ids": [v["id"] for v in index],
-                 "libraries": library_versions()})
-    if start:
-        a[:] = np.concatenate([v for _, v in videos])
-    _fsync_tree(sp)
-    _write_marker(sp / FRAMES_MARKER, {"shard": shard, "ok": [v["id"] for v in index],
-                                       "failed": failed, "frames": start})
+        w.add(vid, arr, (paths or {}).get(vid))
+    w.finish(failed)
+
+
+class LabelsWriter:
+    """Label maps of one configuration, video by video; the marker is written last by finish().
+
+    keep=True keeps the labels already stored for videos the old marker lists (ok or failed) and
+    grows the arrays to the current frames index; put() then only fills the videos that lack labels.
+    """
+
+    def __init__(self, root, shard: int, cfg: str, attrs: dict, keep: bool = False):
+        self.root, self.shard, self.cfg = root, shard, cfg
+        self.sp = shard_path(root, shard)
+        if read_marker(self.sp / FRAMES_MARKER) is None:
+            raise RuntimeError(f"{self.sp}: frames are not complete; write labels after frames")
+        old = read_marker(self.sp / labels_marker(cfg)) if keep else None
+        (self.sp / labels_marker(cfg)).unlink(missing_ok=True)
+        self.g = zarr.open_group(self.sp, mode="r+")
+        self.index = self.g.attrs["videos"]
+        n = sum(v["length"] for v in self.index)
+        size = tuple(self.g["frames"].shape[1:3])
+        self.done = set(old["ok"]) if old else set()
+        self.failed = [f for f in old["failed"]] if old else []
+        if old:
+            self.la, self.na = self.g["labels"][cfg], self.g["nseg"][cfg]
+            self.la.resize((n,) + size)
+            self.na.resize((n,))
+            return
+        meta = {**attrs, "config": cfg, "libraries": library_versions()}
+        zstd = [BytesCodec(), BloscCodec(cname="zstd", clevel=5, shuffle="shuffle")]
+        self.la = _create(self.g.require_group("labels"), cfg, (n,) + size, "int16", (1,) + size, zstd, meta)
+        self.na = self.g.require_group("nseg").create_array(
+            cfg, shape=(n,), dtype="int16", chunks=(FRAMES_PER_SHARD_CHUNK,), compressors=ZstdCodec(level=5),
+            attributes=meta, fill_value=0, overwrite=True)
+
+    def todo(self, retry_failed: bool = False) -> list[dict]:
+        """Videos of the index whose labels are missing (and, with retry_failed, those that failed)."""
+        bad = {f["id"] for f in self.failed}
+        return [v for v in self.index if v["id"] not in self.done and (retry_failed or v["id"] not in bad)]
+
+    def put(self, v: dict, lab: np.ndarray | None, nseg: np.ndarray | None, error: dict | None = None) -> None:
+        self.failed = [f for f in self.failed if f["id"] != v["id"]]
+        if error is not None:
+            self.failed.append(error)
+            return
+        a, b = v["start"], v["start"] + v["length"]
+        self.la[a:b] = lab.astype(np.int16)
+        self.na[a:b] = nseg.astype(np.int16)
+        self.done.add(v["id"])
+
+    def finish(self) -> dict:
+        bad = {f["id"] for f in self.failed}
+        ok = [v for v in self.index if v["id"] in self.done and v["id"] not in bad]
+        ns = np.concatenate([self.na[v["start"]:v["start"] + v["length"]] for v in ok]) if ok else np.zeros(0)
+        ids = [v["id"] for v in self.index]
+        self.la.attrs["video_ids"] = ids
+        self.na.attrs["video_ids"] = ids
+        _fsync_tree(self.sp / "labels" / self.cfg)
+        _fsync_tree(self.sp / "nseg" / self.cfg)
+        m = {"shard": self.shard, "config": self.cfg, "failed": self.failed, "ok": [v["id"] for v in ok],
+             "frames": int(self.la.shape[0]), "nseg_min": int(ns.min()) if len(ns) else None,
+             "nseg_max": int(ns.max()) if len(ns) else None}
+        _write_marker(self.sp / labels_marker(self.cfg), m)
+        return m
 
 
 def write_labels(root, shard: int, cfg: str, labels: list, attrs: dict, failed: list,
@@ -181,36 +247,16 @@ def write_labels(root, shard: int, cfg: str, labels: list, attrs: dict, failed: 
     A video whose labels failed must still fill its slot (any int16 array of the right length) and
     be named in `failed`; readers skip it.
     """
-    sp = shard_path(root, shard)
-    if read_marker(sp / FRAMES_MARKER) is None:
-        raise RuntimeError(f"{sp}: frames are not complete; write labels after frames")
-    (sp / labels_marker(cfg)).unlink(missing_ok=True)
-    g = zarr.open_group(sp, mode="r+")
-    index = g.attrs["videos"]
-    if len(labels) != len(index) or any(len(l) != v["length"] for l, v in zip(labels, index)):
-        raise ValueError(f"{sp}/{cfg}: label maps do not match the frames index")
-    n = sum(v["length"] for v in index)
-    size = tuple(g["frames"].shape[1:3])
-    lab = np.concatenate(labels).astype(np.int16) if n else np.zeros((0,) + size, np.int16)
-    if nseg is None:
-        nseg = [np.array([len(np.unique(f)) for f in l], np.int16) for l in labels]
-    ns = np.concatenate(nseg).astype(np.int16) if n else np.zeros(0, np.int16)
-    meta = {**attrs, "config": cfg, "video_ids": [v["id"] for v in index],
-            "libraries": library_versions()}
-    zstd = [BytesCodec(), BloscCodec(cname="zstd", clevel=5, shuffle="shuffle")]
-    la = _create(g.require_group("labels"), cfg, (n,) + size, "int16", (1,) + size, zstd, meta)
-    na = g.require_group("nseg").create_array(cfg, shape=(n,), dtype="int16", chunks=(max(n, 1),),
-                                              compressors=ZstdCodec(level=5), attributes=meta,
-                                              fill_value=0, overwrite=True)
-    if n:
-        la[:] = lab
-        na[:] = ns
-    _fsync_tree(sp / "labels" / cfg)
-    _write_marker(sp / labels_marker(cfg), {"shard": shard, "config": cfg, "failed": failed,
-                                            "ok": [v["id"] for v in index
-                                                   if v["id"] not in {f["id"] for f in failed}],
-                                            "frames": n, "nseg_min": int(ns.min()) if n else None,
-                                            "nseg_max": int(ns.max()) if n else None})
+    w = LabelsWriter(root, shard, cfg, attrs)
+    if len(labels) != len(w.index) or any(len(l) != v["length"] for l, v in zip(labels, w.index)):
+        raise ValueError(f"{w.sp}/{cfg}: label maps do not match the frames index")
+    bad = {f["id"]: f for f in failed}
+    for k, (v, lab) in enumerate(zip(w.index, labels)):
+        ns = nseg[k] if nseg is not None else np.array([len(np.unique(f)) for f in lab], np.int16)
+        w.put(v, lab, ns)
+        if v["id"] in bad:
+            w.put(v, None, None, bad[v["id"]])
+    w.finish()
 
 
 # ---------------------------------------------------------------- reader
@@ -229,7 +275,7 @@ class StoreReader:
 
     def __init__(self, root):
         self.root = Path(root)
-        self._groups = {}
+        self._groups, self._arrays = {}, {}
         self._pid = None
 
     def __getstate__(self):
@@ -256,7 +302,7 @@ class StoreReader:
 
     def _group(self, shard: int):
         if self._pid != os.getpid():  # after fork/spawn: do not share zarr handles across processes
-            self._groups, self._pid = {}, os.getpid()
+            self._groups, self._arrays, self._pid = {}, {}, os.getpid()
         if shard not in self._groups:
             self._groups[shard] = zarr.open_group(shard_path(self.root, shard), mode="r")
         return self._groups[shard]
@@ -266,25 +312,34 @@ class StoreReader:
         for s in self.shards():
             if self._complete(s) is None:
                 continue
-            bad = set()
+            bad, ok = set(), None
             if cfg is not None:
                 m = self._complete(s, cfg)
                 if m is None:
                     continue
                 bad = {f["id"] for f in m.get("failed", [])}
+                ok = set(m["ok"]) if "ok" in m else None  # videos added after these labels lack them
             for v in self._group(s).attrs["videos"]:
-                if v["id"] not in bad:
+                if v["id"] not in bad and (cfg is None or ok is None or v["id"] in ok):
                     out.append(VideoRef(s, v["id"], v["start"], v["length"]))
         return out
 
     def read_clip(self, ref: VideoRef, t0: int, T: int, cfg: str | None = None):
         if t0 < 0 or t0 + T > ref.length:
             raise IndexError(f"{ref.video_id}: frames {t0}..{t0 + T - 1} outside 0..{ref.length - 1}")
-        g = self._group(ref.shard)
         a, b = ref.start + t0, ref.start + t0 + T
-        frames = g["frames"][a:b]
-        labels = g["labels"][cfg][a:b] if cfg is not None else None
+        frames = self._array(ref.shard, "frames")[a:b]
+        labels = self._array(ref.shard, f"labels/{cfg}")[a:b] if cfg is not None else None
         return frames, labels
+
+    def _array(self, shard: int, name: str):
+        """An open array of a shard, kept: opening reads and parses its zarr.json, which cost as much as
+        reading a clip's data."""
+        g = self._group(shard)
+        key = (shard, name)
+        if key not in self._arrays:
+            self._arrays[key] = g[name]
+        return self._arrays[key]
 
     def nseg(self, ref: VideoRef, cfg: str) -> np.ndarray:
         return self._group(ref.shard)["nseg"][cfg][ref.start:ref.start + ref.length]

@@ -68,3 +68,37 @@ def davis_frames(n_seq=3, per_seq=2, size=256):
             img = cv2.imread(str(f))[:, :, ::-1]
             out.append(cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA))
     return np.stack(out)
+
+
+LAVFI_SOURCES = ("testsrc2", "smptebars", "rgbtestsrc", "testsrc", "smptehdbars", "pal100bars")
+
+
+def lavfi_videos(d: Path, n: int, seconds: float = 2.0) -> list[Path]:
+    """n small distinct real H.264 videos from ffmpeg's test sources (cheap to decode and label)."""
+    from preprocess.decode import ffmpeg_exe
+
+    d.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i in range(n):
+        p = d / f"clip{i:02d}.mp4"
+        src = f"{LAVFI_SOURCES[i % len(LAVFI_SOURCES)]}=size=160x120:rate=25:duration={seconds}"
+        subprocess.run([ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "lavfi", "-i", src,
+                        "-vf", f"hue=h={i * 37},scroll=h=0.01",
+                        "-c:v", "libx264", "-pix_fmt", "yuv420p", str(p)], check=True)
+        out.append(p)
+    return out
+
+
+def write_manifest(path: Path, videos: list[Path], shard_size: int) -> Path:
+    import json
+
+    rows = [{"id": v.stem, "path": str(v), "label": None, "bytes": v.stat().st_size if v.exists() else 0,
+             "shard": i // shard_size, "kind": "video", "fps": None} for i, v in enumerate(videos)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def store_tree(root: Path) -> dict:
+    """Every file of a store (bar the run config, which names the store path, and claims) -> bytes."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(Path(root).rglob("*"))
+            if p.is_file() and not p.name.startswith("config-") and ".lease" not in p.name}

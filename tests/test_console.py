@@ -67,6 +67,16 @@ def test_install_leaves_the_other_evaluate_alone(venv, tmp_path):
     assert r.returncode == 1 and "No module named 'datasets'" in r.stderr
 
 
+def test_zarr_codec_entry_point_loads_from_the_install(venv, tmp_path):
+    code = ("import sys; from importlib.metadata import entry_points\n"
+            "(e,) = [e for e in entry_points(group='zarr.codecs', name='spixwalk.jpeg') if e.value == "
+            "'spixwalk.preprocess.jpegcodec:JpegCodec'][:1]\n"
+            "print(sys.modules[e.load().__module__].__file__)")
+    r = run(venv, "python", "-c", code, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert Path(r.stdout.strip()) == venv[1] / "spixwalk" / "preprocess" / "jpegcodec.py"
+
+
 def test_spixwalk_command_runs_every_stage_from_anywhere(venv, tmp_path):
     r = run(venv, "spixwalk", "--help", cwd=tmp_path)
     assert r.returncode == 0 and all(c in r.stdout for c in ("manifest", "preprocess", "train", "eval", "metrics"))

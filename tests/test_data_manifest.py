@@ -101,3 +101,32 @@ def test_generated_clip_has_motion():
     clip = moving_textures(seed=0, frames=5, h=60, w=80)
     assert clip.shape == (5, 60, 80, 3) and clip.dtype.name == "uint8"
     assert (clip[1:].astype(int) - clip[:-1]).std() > 1  # frames differ: something moves
+
+
+def test_rebuild_after_moving_the_dataset_remaps_paths(tmp_path, capsys):
+    v = tmp_path / "old" / "vids"
+    for name in ("a", "b", "c"):
+        touch(str(v / f"{name}.mp4"))
+    first = run_build(tmp_path, v, "--shard-size", "2")
+    new = tmp_path / "new" / "vids"
+    os.makedirs(new.parent)
+    os.rename(v, new)
+    os.remove(new / "c.mp4")  # lost in the move
+    capsys.readouterr()
+    second = run_build(tmp_path, new, "--shard-size", "2")
+    out = capsys.readouterr()
+    assert [(r["id"], r["shard"]) for r in second] == [(r["id"], r["shard"]) for r in first]  # shards kept
+    assert [r["path"] for r in second[:2]] == [str(new / "a.mp4"), str(new / "b.mp4")]
+    assert "2 listed video(s) found at a new path" in out.out
+    assert "1 listed video(s) not found" in out.err and "c" in out.err
+
+
+def test_zero_byte_warning_and_progress_line(tmp_path, capsys, monkeypatch):
+    v = tmp_path / "v"
+    touch(str(v / "x" / "full.mp4"), b"data")
+    touch(str(v / "y" / "empty.mp4"), b"")
+    monkeypatch.setattr(scan, "PROGRESS_S", -1.0)  # a progress line for every folder
+    rows = run_build(tmp_path, v)
+    err = capsys.readouterr().err
+    assert len(rows) == 2 and "warning: 1 zero-byte file(s)" in err and "empty.mp4" in err
+    assert "scanning " in err and "videos in" in err

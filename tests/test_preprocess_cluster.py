@@ -1,0 +1,141 @@
+"""Cluster life: two runs on one store, stale claims, engines (real dask / ray), SLURM resubmission."""
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from preprocess import store
+from preprocess.lease import Busy, Lease, lease_path
+from preprocess_fixtures import REPO, lavfi_videos, store_tree, write_manifest
+
+CFG = "slic-n30-c30"
+
+
+def preprocess(*args, cwd=REPO, **kw):
+    return subprocess.run([sys.executable, "-m", "preprocess", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, **kw)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """Four tiny real videos in two shards, and the store a single plain run makes of them."""
+    d = tmp_path_factory.mktemp("corpus")
+    m = write_manifest(d / "m.jsonl", lavfi_videos(d / "v", 4), shard_size=2)
+    ref = d / "ref"
+    res = preprocess("--manifest", m, "--store", ref, "--jobs", 2)
+    assert res.returncode == 0, res.stdout + res.stderr
+    return m, store_tree(ref)
+
+
+def test_a_shard_held_by_a_live_task_is_left_alone(corpus, tmp_path):
+    m, expected = corpus
+    st = tmp_path / "s"
+    with Lease(st, 0):  # another live run holds shard 0
+        res = preprocess("--manifest", m, "--store", st)
+        assert res.returncode == 3, res.stdout + res.stderr
+        assert "busy: held by" in res.stdout and "1 busy" in res.stdout
+        assert not store.shard_path(st, 0).exists()  # never touched
+        st0 = st / "shard-00000"
+        st0.mkdir()  # as the holder would have begun it: status names the holder
+        assert "shard 0: being written by" in preprocess("status", "--store", st).stdout
+        st0.rmdir()
+        with pytest.raises(Busy):
+            Lease(st, 0).acquire()
+    assert not lease_path(st, 0).exists() and not lease_path(st, 1).exists()  # claims released
+    assert preprocess("--manifest", m, "--store", st).returncode == 0
+    assert store_tree(st) == expected
+
+
+@pytest.mark.parametrize("delay", [0.1, 0.5])
+def test_two_runs_started_together_equal_one_run(corpus, tmp_path, delay):
+    m, expected = corpus
+    st = tmp_path / "s"
+    cmd = [sys.executable, "-m", "preprocess", "--manifest", str(m), "--store", str(st)]
+    procs = [subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)]
+    time.sleep(delay)
+    procs.append(subprocess.Popen(cmd + ["--force"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True))
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert {p.returncode for p in procs} <= {0, 3}, outs  # done, or some shards busy: never a failure
+    assert store_tree(st) == expected  # array by array, marker by marker
+    assert preprocess("--manifest", m, "--store", st).returncode == 0 and store_tree(st) == expected
+
+
+def test_stale_claims_are_taken_over(tmp_path):
+    lp = lease_path(tmp_path, 0)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid on this host that no longer runs
+    lp.write_text(json.dumps({"host": socket.gethostname(), "pid": dead.pid, "token": "x"}))
+    with Lease(tmp_path, 0) as lease:
+        assert lease.held()
+    lp.write_text(json.dumps({"host": "other-node", "pid": 1, "token": "y"}))
+    with pytest.raises(Busy, match="other-node:1"):  # fresh heartbeat on another host: alive
+        Lease(tmp_path, 0).acquire()
+    os.utime(lp, (time.time() - 3600,) * 2)  # its heartbeat stopped an hour ago
+    with Lease(tmp_path, 0) as lease:
+        assert lease.held() and json.loads(lp.read_text())["pid"] == os.getpid()
+
+
+def test_heartbeat_keeps_a_long_task_alive(tmp_path):
+    with Lease(tmp_path, 0, heartbeat_s=0.05, stale_s=0.5):
+        time.sleep(1.0)  # longer than stale_s: only the heartbeat keeps it fresh
+        with pytest.raises(Busy):
+            Lease(tmp_path, 0, stale_s=0.5).acquire()
+
+
+@pytest.mark.parametrize("backend", ["dask", "ray"])
+def test_engines_give_the_store_loky_gives(corpus, tmp_path, backend):
+    import importlib.util
+
+    if backend == "ray" and importlib.util.find_spec("ray") is None:
+        pytest.skip("ray is not installed (no wheel for this platform/Python, or the [ray] extra not chosen)")
+    if backend == "dask" and importlib.util.find_spec("distributed") is None:
+        pytest.skip("dask.distributed is not installed (the [dask] extra)")
+    m, expected = corpus
+    # a relative --store from another working directory: shards and config land in the client's cwd
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    res = preprocess("--manifest", m, "--store", "rel/store", "--backend", backend, "--jobs", 2,
+                     cwd=tmp_path, env=env, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    st = tmp_path / "rel" / "store"
+    assert (st / f"config-{CFG}.json").exists()
+    assert store_tree(st) == expected
+
+
+def slurm_task(m, st, task, env_extra=None):
+    env = dict(os.environ, SLURM_SUBMIT_DIR=str(REPO), SLURM_ARRAY_TASK_ID=str(task), SLURM_ARRAY_TASK_COUNT="2",
+               SLURM_ARRAY_TASK_MIN="1", SLURM_ARRAY_TASK_MAX=str(task), SLURM_CPUS_PER_TASK="1",
+               MANIFEST=str(m), STORE=str(st), SHARDS_PER_TASK="1", PYTHON=sys.executable, **(env_extra or {}))
+    return subprocess.run(["bash", str(REPO / "cluster" / "preprocess.slurm")], env=env, capture_output=True, text=True)
+
+
+def test_slurm_partial_resubmission_covers_the_same_shards(corpus, tmp_path):
+    m, expected = corpus
+    st = tmp_path / "s"
+    # --array=1,7 resubmitted: 2 tasks, task ids 1 and 7 (7 is past the manifest's two shards)
+    res = slurm_task(m, st, 1)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert [p.name for p in sorted(st.glob("shard-*"))] == ["shard-00001"]
+    assert {k: v for k, v in store_tree(st).items()} == {k: v for k, v in expected.items() if k.startswith("shard-00001")}
+    res = slurm_task(m, st, 7)
+    assert res.returncode == 0 and "no shards for this task" in res.stdout
+    assert json.loads((st / f"config-{CFG}.json").read_text())["shards"] == [0, 1]  # the idle task wrote last
+    assert (REPO / "logs").is_dir()  # SLURM opens logs/... before the script runs
+
+
+def test_submit_script_sizes_the_array_and_keeps_a_given_one(corpus, tmp_path):
+    m, _ = corpus
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "sbatch").write_text("#!/bin/sh\necho sbatch \"$@\"\n")  # no SLURM here: show the submission
+    (bindir / "sbatch").chmod(0o755)
+    env = dict(os.environ, PATH=f"{bindir}:{os.environ['PATH']}", MANIFEST=str(m), SHARDS_PER_TASK="1",
+               PYTHON=sys.executable, PYTHONPATH=str(REPO))
+    run = lambda *a: subprocess.run(["bash", str(REPO / "cluster" / "submit-preprocess.sh"), *a], env=env,
+                                    capture_output=True, text=True)
+    assert "sbatch --array=0-1 cluster/preprocess.slurm" in run().stdout
+    assert "sbatch --array=1 cluster/preprocess.slurm" in run("--array=1").stdout
