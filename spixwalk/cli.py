@@ -21,7 +21,10 @@ USAGE = """usage: spixwalk COMMAND [options]   (each command has --help)
   train       contrastive random walk training           (python -m train; `train export` an encoder)
   eval        DAVIS label propagation                     (python -m evaluate davis; or eval synth|superpixels)
   metrics     J&F as the official DAVIS toolkit           (python -m evaluate metrics)
-  report      tables and figures across runs              (python -m evaluate report)"""
+  report      tables and figures across runs              (python -m evaluate report)
+
+  --stage-path  print the folder to put on PYTHONPATH of workers this command does not start
+                (e.g. `PYTHONPATH=$(spixwalk --stage-path) dask worker tcp://host:8786`)"""
 
 
 def stage_root() -> Path:
@@ -75,6 +78,9 @@ def main(argv=None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
         return 0 if argv else 2
+    if argv[0] == "--stage-path":
+        print(stage_root())
+        return 0
     if argv[0] not in commands:
         print(f"spixwalk: unknown command {argv[0]!r}; choose one of {', '.join(commands)}\n\n{USAGE}",
               file=sys.stderr)

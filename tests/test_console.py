@@ -87,6 +87,8 @@ def test_spixwalk_command_runs_every_stage_from_anywhere(venv, tmp_path):
             "--height", "32", "--width", "48", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert len(list((tmp_path / "synth" / "JPEGImages" / "480p").glob("*/*.jpg"))) == 2
+    r = run(venv, "spixwalk", "--stage-path", cwd=tmp_path)
+    assert r.returncode == 0 and Path(r.stdout.strip()) == venv[1] / "spixwalk"  # for remote dask workers
     r = run(venv, "spixwalk", "nope", cwd=tmp_path)
     assert r.returncode == 2 and "unknown command 'nope'" in r.stderr
 
