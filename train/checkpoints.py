@@ -14,7 +14,7 @@ def check(a) -> str | None:
     """Why the checkpoint options are unusable, or None; called before any work."""
     if a.keep_every < 0:
         return f"--keep-every {a.keep_every} must be >= 0 (0: keep only checkpoint.pt)"
-    if a.keep_every and a.keep_every % a.ckpt_every:
+    if a.keep_every and a.keep_every % max(a.ckpt_every, 1):
         return (f"--keep-every {a.keep_every} must be a multiple of --ckpt-every {a.ckpt_every} "
                 f"(only saved steps can be kept)")
     if a.init_from and not Path(a.init_from).is_file():
