@@ -102,3 +102,14 @@ def test_cross_stage_imports_resolve_to_the_installed_stages(venv, tmp_path):
     assert r.returncode == 0, r.stderr
     rec = torch.load(tmp_path / "encoder.pt", weights_only=True)
     assert rec["meta"]["steps"] == 3 and torch.equal(rec["state_dict"]["conv1.weight"], enc["encoder.conv1.weight"])
+
+
+def test_checkout_runs_the_command_as_python_m_spixwalk(tmp_path):
+    """Not installed: `python -m spixwalk` from a checkout routes eval/metrics/train to the stages."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    for args, why in ((["eval", "--davis", "none", "--init", "random", "--out", "o"], "none: DAVIS root not found"),
+                      (["metrics", "--davis", "none", "--results", "o"], "none: DAVIS root not found"),
+                      (["train", "--store", "none", "--run", "r"], "store none: no such directory")):
+        r = subprocess.run([sys.executable, "-m", "spixwalk", *args], cwd=tmp_path, env=env, capture_output=True,
+                           text=True, timeout=120)
+        assert r.returncode == 2 and why in r.stderr, (args, r.stderr)
