@@ -2,7 +2,8 @@
 
 Accepted: a spixwalk training checkpoint ({"model": {"encoder.*": ...}, "config": ...}) and a plain
 torchvision resnet18 state dict (ImageNet or any other ResNet-18 weights; `fc.*` is ignored), also
-wrapped as {"state_dict": ...} / {"model": ...} or with a DataParallel "module." prefix.
+wrapped as {"state_dict": ...} / {"model": ...} or with a DataParallel "module." prefix, and the encoder
+file of `python -m train export` (torchvision names under "state_dict", its padding in "config").
 """
 import inspect
 import re
@@ -11,6 +12,8 @@ from pathlib import Path
 import torch
 
 from .davis import InputError
+
+EXPORT_FORMAT = "spixwalk-encoder"  # meta.format of `python -m train export` files (train/export.py)
 
 # blocks per stage of the torchvision ResNets, BasicBlock (conv1, conv2) vs Bottleneck (+ conv3)
 ARCHS = {("basic", (2, 2, 2, 2)): "resnet18", ("basic", (3, 4, 6, 3)): "resnet34",
@@ -48,7 +51,8 @@ def resnet_state(obj, path) -> tuple[dict, dict, str]:
                          ("", "torchvision")):
         sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
         if "conv1.weight" in sub and any(k.startswith("layer1.") for k in sub):
-            return sub, config, kind
+            meta = obj.get("meta") if isinstance(obj.get("meta"), dict) else {}
+            return sub, config, "spixwalk-export" if meta.get("format") == EXPORT_FORMAT else kind
     raise InputError(f"{path}: not a ResNet checkpoint (no conv1/layer1 weights; keys such as "
                      f"{', '.join(list(state)[:3])})")
 

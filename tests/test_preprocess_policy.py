@@ -135,7 +135,8 @@ def test_plain_zarr_and_dask_read_the_store_without_project_imports(tmp_path):
             f"f = g['frames'][0]\n"
             f"assert f.shape == (256, 256, 3) and f.std() > 10, f.shape\n"
             f"assert da.from_zarr(g['frames']).mean().compute() > 0\n"
-            f"print(sorted(k for k in sys.modules if k.split('.')[0] in ('preprocess', 'train')))\n")
+            f"names = [k.removeprefix('spixwalk.') for k in sys.modules]  # installed: spixwalk.preprocess\n"
+            f"print(sorted(k for k in names if k.split('.')[0] in ('preprocess', 'train', 'evaluate')))\n")
     res = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=os.pathsep.join(paths)),
                          capture_output=True, text=True, cwd=tmp_path)
     assert res.returncode == 0, res.stderr

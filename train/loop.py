@@ -14,6 +14,7 @@ import torch
 
 from preprocess import spconfig
 from preprocess.store import StoreReader
+from train import checkpoints, runconfig, tracking
 from train.data import Aug, ClipDataset, StreamSampler, clip_index, collate
 from train.log import RunLog
 from train.model import WalkNet, patch_grid
@@ -68,7 +69,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--ckpt-every", type=int, default=100)
     g.add_argument("--resume", default="auto",
                    help="auto: continue RUN/checkpoint.pt if present; never: refuse an existing one; or a path")
-    return p.parse_args(argv)
+    g = p.add_argument_group("around a run (train/checkpoints.py, train/tracking.py, train/runconfig.py)")
+    g.add_argument("--config", help="a run's config.json: rerun its options; options given here override them")
+    g.add_argument("--keep-every", type=int, default=0,
+                   help="also keep RUN/checkpoint-<step>.pt every N steps (a multiple of --ckpt-every; 0: off)")
+    g.add_argument("--init-from", help="warm start, encoder weights only: a spixwalk checkpoint or export, or a "
+                   "torchvision resnet18 state dict (shapes must match)")
+    g.add_argument("--tensorboard", action="store_true", help="TensorBoard scalars in RUN/tensorboard/")
+    g.add_argument("--wandb", action="store_true", help="Weights & Biases curves (needs wandb and a key)")
+    return runconfig.parse(p, argv)
 
 
 def label_configs(reader: StoreReader, a) -> list[str]:
@@ -169,6 +178,9 @@ def train(a) -> dict:
     if a.img_size % 8 or a.img_size < 64 or a.clip_len < (3 if a.cycles == "crw" else 2):
         raise BadInput(f"--img-size {a.img_size} must be a multiple of 8 and >= 64, --clip-len {a.clip_len} >= "
                        f"{3 if a.cycles == 'crw' else 2} (--cycles {a.cycles})")
+    for why in (checkpoints.check(a), tracking.check(a)):
+        if why:
+            raise BadInput(why)
     reader = StoreReader(a.store)
     cfgs = label_configs(reader, a)
     clips = clips_of(reader, cfgs, a)
@@ -189,6 +201,8 @@ def train(a) -> dict:
         sched.load_state_dict(ckpt["scheduler"])
         step, seconds_before = ckpt["step"], ckpt.get("train_seconds", 0.0)
         set_rng_state(ckpt["rng"][rank] if isinstance(ckpt["rng"], list) else ckpt["rng"])
+    elif a.init_from:
+        _init_from(net, a.init_from)
     model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device] if device.type == "cuda" else None) \
         if a.world > 1 else net
 
@@ -199,6 +213,7 @@ def train(a) -> dict:
         (run / "config.json").write_text(json.dumps(cfg, indent=1, sort_keys=True, default=str))
         print(f"[train] {len(clips)} clips, configs {cfgs or '-'}, nodes {a.nodes}, {steps} steps "
               f"(from {step}), batch {a.batch} x {a.world} process(es) on {device}")
+    tracker = tracking.Tracker(a, run, cfg, enabled=rank == 0, start=step)
 
     ds = ClipDataset(reader, clips, a.clip_len, cfgs, a.nodes, a.patch_prob, a.seed, Aug(size=a.img_size))
     sampler = StreamSampler(len(clips), a.seed, start=step * a.batch, rank=rank, world=a.world)
@@ -218,7 +233,9 @@ def train(a) -> dict:
                 "model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                 "step": step, "config": cfg, "rng": rngs, "data": {"position": step * a.batch, "seed": a.seed},
                 "train_seconds": seconds_before + seconds})
+            checkpoints.keep(run, step, a.keep_every)
             log.flush_files()
+            tracker.flush()
 
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     seconds, done, last = 0.0, 0, {}
@@ -256,12 +273,14 @@ def train(a) -> dict:
         else:
             last = {"step": step, "skipped": "every clip of the batch failed to load", "dropped_clips": a.batch}
         log.write(last)
+        tracker.log(last)
         bar.update(1)
         bar.set_postfix(loss=f"{last.get('loss', float('nan')):.3f}")
         if step % a.ckpt_every == 0 and step < steps:
             checkpoint()
     bar.close()
     checkpoint()
+    tracker.close()
     summary = log.summary(cfg, seconds, done, a.batch * a.world) if rank == 0 else {}
     summary["train_seconds_total"] = round(seconds_before + seconds, 2)
     if rank == 0:
@@ -271,6 +290,15 @@ def train(a) -> dict:
     if a.world > 1:
         torch.distributed.destroy_process_group()
     return summary
+
+
+def _init_from(net, path) -> None:
+    from evaluate.davis import InputError
+    try:
+        kind = checkpoints.init_from(net.encoder, path)
+    except InputError as e:
+        raise BadInput(f"--init-from {e}") from None
+    print(f"[train] encoder initialised from {path} ({kind} weights)")
 
 
 def _bar(total, initial, enabled):

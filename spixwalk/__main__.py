@@ -1,0 +1,5 @@
+import sys
+
+from spixwalk.cli import main
+
+sys.exit(main())
