@@ -412,6 +412,12 @@ def print_table(r: dict) -> None:
                  if "pixels_differing" in d else ""))
 
 
+def _print_compare(r: dict) -> None:
+    if "compare" in r:
+        c = r["compare"]
+        print(f"device vs CPU masks: pixels differing {c['pixels_differing']:.2e}, CPU path J&F {c['cpu_J_and_F']:.4f}")
+
+
 def main(argv=None) -> int:
     a = parse_args(argv)
     res = run(a)
@@ -419,6 +425,7 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1, default=float))
     print_table(res)
+    _print_compare(res)
     log(f"wrote {out}")
     return 0
 
