@@ -53,10 +53,15 @@ class EncoderFeatures(_Featurizer):
         super().__init__(device)
         from train.model import Encoder  # evaluate imports only train's encoder
 
-        from .checkpoint import load_encoder
+        from train.weights import WeightsError, load_encoder
+
+        from .davis import InputError
 
         if ckpt:
-            self.net = load_encoder(ckpt, drop_layer4=True)
+            try:
+                self.net = load_encoder(ckpt, drop_layer4=True)
+            except WeightsError as e:
+                raise InputError(str(e)) from None
         else:
             torch.manual_seed(seed)
             self.net = Encoder(drop_layer4=True)

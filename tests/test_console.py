@@ -94,7 +94,7 @@ def test_spixwalk_command_runs_every_stage_from_anywhere(venv, tmp_path):
 
 
 def test_cross_stage_imports_resolve_to_the_installed_stages(venv, tmp_path):
-    """train export imports evaluate.checkpoint, which imports train.model: the other evaluate must not answer."""
+    """train export imports train.weights, which imports train.model: the other evaluate must not answer."""
     enc = {f"encoder.{k}": v for k, v in torchvision.models.resnet18().state_dict().items() if not k.startswith("fc.")}
     (tmp_path / "run").mkdir()
     torch.save({"model": enc, "config": {"steps": 3}, "step": 3}, tmp_path / "run" / "checkpoint.pt")

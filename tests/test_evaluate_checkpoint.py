@@ -7,7 +7,7 @@ import torchvision
 
 from evaluate import synth
 from evaluate.__main__ import main
-from evaluate.checkpoint import load_encoder
+from train.weights import load_encoder
 
 
 @pytest.fixture(scope="module")

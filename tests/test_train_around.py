@@ -6,7 +6,7 @@ import pytest
 import torch
 import torchvision
 
-from evaluate.checkpoint import load_encoder, resnet_state
+from train.weights import load_encoder, resnet_state
 from train.export import main as export_main
 from train.loop import main
 from train_synth import make_store

@@ -6,7 +6,7 @@ model.py  stride-8 ResNet-18 encoder, 128-d head, WalkNet (superpixel / patch / 
 walk.py   masked palindrome walk loss (thesis: k=1..T-1 summed; CRW: k=2..T-1 averaged)
 loop.py   Adam, bf16 autocast on CUDA, DDP under torchrun, atomic checkpoints, exact resume
 log.py    log.jsonl / log.csv, loss.png, summary.json
-checkpoints.py  --keep-every history, --init-from warm starts (files read through evaluate/checkpoint.py)
+checkpoints.py  --keep-every history, --init-from warm starts (files read through weights.py)
 export.py       `python -m train export`: weights-only torchvision encoder + padding + metadata
 runconfig.py    --config RUN/config.json reruns, command-line overrides
 tracking.py     optional --tensorboard / --wandb curves

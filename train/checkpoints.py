@@ -41,9 +41,9 @@ def init_from(encoder, path) -> str:
     """Load encoder weights only from a spixwalk checkpoint / export or a torchvision resnet18 state dict.
 
     Strict: every encoder weight must be there with its shape (torchvision's `fc` is ignored). Raises
-    evaluate.davis.InputError with one line naming the file and the first mismatch. Returns the kind.
+    train.weights.WeightsError with one line naming the file and the first mismatch. Returns the kind.
     """
-    from evaluate.checkpoint import encoder_from_state, read, resnet_state
+    from train.weights import encoder_from_state, read, resnet_state
 
     state, config, kind = resnet_state(read(path), path)
     drop = not any(k.startswith("layer4.") for k in encoder.state_dict())

@@ -6,7 +6,7 @@ The file is a dict of plain types and tensors (loads with torch.load(weights_onl
   padding     the encoder's conv padding mode ("zeros" unless the run set another)
   config      the run's resolved training options (with padding), as in RUN/config.json
   meta        format, steps, data (store, label configurations, clips), source checkpoint, torch version
-`python -m evaluate davis --ckpt encoder.pt` reads it (evaluate/checkpoint.py).
+`python -m evaluate davis --ckpt encoder.pt` reads it (train/weights.py).
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from evaluate.checkpoint import EXPORT_FORMAT, read, resnet_state
+from train.weights import EXPORT_FORMAT, WeightsError, read, resnet_state
 
 
 def export(ckpt_path: Path, out: Path) -> dict:
@@ -46,12 +46,10 @@ def main(argv=None) -> int:
                    help="checkpoint file to export (default RUN/checkpoint.pt; e.g. RUN/checkpoint-0001000.pt)")
     p.add_argument("--out", required=True, help="encoder file to write")
     a = p.parse_args(argv)
-    from evaluate.davis import InputError
-
     src = Path(a.checkpoint) if a.checkpoint else Path(a.run) / "checkpoint.pt"
     try:
         meta = export(src, Path(a.out))
-    except (InputError, ValueError) as e:
+    except (WeightsError, ValueError) as e:
         print(f"[export] error: {e}", file=sys.stderr)
         return 2
     print(f"[export] {src} (step {meta['steps']}) -> {a.out}")

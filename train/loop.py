@@ -293,10 +293,11 @@ def train(a) -> dict:
 
 
 def _init_from(net, path) -> None:
-    from evaluate.davis import InputError
+    from train.weights import WeightsError
+
     try:
         kind = checkpoints.init_from(net.encoder, path)
-    except InputError as e:
+    except WeightsError as e:
         raise BadInput(f"--init-from {e}") from None
     print(f"[train] encoder initialised from {path} ({kind} weights)")
 

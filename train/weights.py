@@ -1,4 +1,5 @@
-"""`--ckpt` files: what they are, and a ResNet-18 encoder built from them, or one line saying why not.
+"""Weight files (`evaluate --ckpt`, `train --init-from`): what they are, and a ResNet-18 encoder built from
+them, or one line saying why not.
 
 Accepted: a spixwalk training checkpoint ({"model": {"encoder.*": ...}, "config": ...}) and a plain
 torchvision resnet18 state dict (ImageNet or any other ResNet-18 weights; `fc.*` is ignored), also
@@ -11,7 +12,10 @@ from pathlib import Path
 
 import torch
 
-from .davis import InputError
+
+class WeightsError(Exception):
+    """A weight file that cannot give a ResNet-18 encoder: one line naming the file and the reason."""
+
 
 EXPORT_FORMAT = "spixwalk-encoder"  # meta.format of `python -m train export` files (train/export.py)
 
@@ -24,13 +28,13 @@ ARCHS = {("basic", (2, 2, 2, 2)): "resnet18", ("basic", (3, 4, 6, 3)): "resnet34
 def read(path) -> object:
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"{path}: checkpoint not found")
+        raise WeightsError(f"{path}: checkpoint not found")
     try:
         # full unpickling: spixwalk checkpoints hold numpy RNG states; --ckpt is the user's own file
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:  # torch.load raises many types for non-checkpoint bytes
         first = (str(e).splitlines() or [type(e).__name__])[0][:120]
-        raise InputError(f"{path}: unreadable, not a PyTorch checkpoint ({type(e).__name__}: {first})") from None
+        raise WeightsError(f"{path}: unreadable, not a PyTorch checkpoint ({type(e).__name__}: {first})") from None
 
 
 def _tensors(d) -> bool:
@@ -40,12 +44,12 @@ def _tensors(d) -> bool:
 def resnet_state(obj, path) -> tuple[dict, dict, str]:
     """(state dict with torchvision resnet names, training config, kind) of a loaded checkpoint."""
     if not isinstance(obj, dict):
-        raise InputError(f"{path}: not a spixwalk or torchvision checkpoint (holds a {type(obj).__name__}, "
+        raise WeightsError(f"{path}: not a spixwalk or torchvision checkpoint (holds a {type(obj).__name__}, "
                          f"expected a dict of weights)")
     config = obj.get("config") if isinstance(obj.get("config"), dict) else {}
     state = next((obj[k] for k in ("model", "state_dict") if _tensors(obj.get(k))), obj)
     if not _tensors(state):
-        raise InputError(f"{path}: not a spixwalk or torchvision checkpoint (no tensor weights under "
+        raise WeightsError(f"{path}: not a spixwalk or torchvision checkpoint (no tensor weights under "
                          f"'model' or 'state_dict'; keys: {', '.join(map(str, list(obj)[:6]))})")
     for prefix, kind in (("module.encoder.", "spixwalk"), ("encoder.", "spixwalk"), ("module.", "torchvision"),
                          ("", "torchvision")):
@@ -53,7 +57,7 @@ def resnet_state(obj, path) -> tuple[dict, dict, str]:
         if "conv1.weight" in sub and any(k.startswith("layer1.") for k in sub):
             meta = obj.get("meta") if isinstance(obj.get("meta"), dict) else {}
             return sub, config, "spixwalk-export" if meta.get("format") == EXPORT_FORMAT else kind
-    raise InputError(f"{path}: not a ResNet checkpoint (no conv1/layer1 weights; keys such as "
+    raise WeightsError(f"{path}: not a ResNet checkpoint (no conv1/layer1 weights; keys such as "
                      f"{', '.join(list(state)[:3])})")
 
 
@@ -71,7 +75,7 @@ def encoder_from_state(state: dict, config: dict, path, drop_layer4=True):
 
     arch = architecture(state)
     if arch != "resnet18":
-        raise InputError(f"{path}: {arch} weights: expected a ResNet-18 encoder")
+        raise WeightsError(f"{path}: {arch} weights: expected a ResNet-18 encoder")
     kw = {}
     if "padding" in inspect.signature(Encoder).parameters and config.get("padding"):
         kw["padding"] = config["padding"]  # the checkpoint's own conv padding mode (reflect / zeros)
@@ -88,12 +92,12 @@ def encoder_from_state(state: dict, config: dict, path, drop_layer4=True):
         what = (f"shape of {bad[0]} is {tuple(state[bad[0]].shape)}, expected {tuple(want[bad[0]].shape)}" if bad
                 else f"missing {len(missing)} weights (e.g. {missing[0]})" if missing
                 else f"unexpected weights (e.g. {unexpected[0]})")
-        raise InputError(f"{path}: not a ResNet-18 encoder: {what}")
+        raise WeightsError(f"{path}: not a ResNet-18 encoder: {what}")
     enc.load_state_dict(state, strict=True)
     return enc
 
 
 def load_encoder(path, drop_layer4=True):
-    """Encoder for `evaluate davis --ckpt`; every failure is an InputError naming the file and why."""
+    """Encoder for `evaluate davis --ckpt`; every failure is a WeightsError naming the file and why."""
     state, config, _ = resnet_state(read(path), path)
     return encoder_from_state(state, config, path, drop_layer4)
