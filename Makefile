@@ -41,11 +41,16 @@ DEMO_BATCH ?= 4
 DEMO_IMG ?= 128
 DEMO_RUNS = $(WORK)/runs/superpixels $(WORK)/runs/patches $(WORK)/runs/mixed
 EXTRA ?=
+# make study: J&F vs training CPU seconds per node mode on DAVIS-2016 (benchmarks/study.py)
+DAVIS16 ?= ../shared/data/davis2016-val
+STUDY_CPU ?= 600
+STUDY_POINTS ?= 3
+STUDY_ARGS ?=
 # idle OpenMP threads sleep instead of spinning: on small shared CPUs spinning made torch steps ~15x slower
 export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: help venv test demo sample manifest superpixels status show train eval-davis \
-        davis-synth superpixel-benchmark report bench clean
+        davis-synth superpixel-benchmark report bench clean study
 
 help:
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -110,6 +115,10 @@ demo: $(STAMP) ## every stage end to end on the embedded sample (DAVIS= YEAR= to
 
 report: $(STAMP) ## markdown report of runs: RUN="work/runs/a work/runs/b" (evaluations from EVAL_ROOT)
 	$(PY) -m evaluate report --runs $(RUN) --eval-root $(EVAL_ROOT) --out $(WORK)/report
+
+study: $(STAMP) ## learning signal: J&F vs training CPU s, patch/superpixel/mixed nodes (DAVIS16= STUDY_CPU= STUDY_POINTS=)
+	$(PY) -m benchmarks.study --davis $(DAVIS16) --work $(WORK)/study --cpu-budget $(STUDY_CPU) \
+	  --points $(STUDY_POINTS) $(STUDY_ARGS)
 
 bench: $(STAMP) ## benchmarks: ratios ours vs reference, written to bench-results/*.json
 	$(PY) -m benchmarks.preprocess
