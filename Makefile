@@ -35,10 +35,11 @@ EVAL_ROOT ?= $(WORK)/eval/$(notdir $(patsubst %/,%,$(DAVIS)))
 EVAL_NAME = $(if $(filter rgb random,$(CKPT)),$(CKPT),$(notdir $(patsubst %/,%,$(dir $(CKPT)))))
 OUT ?= $(EVAL_ROOT)/$(EVAL_NAME)
 FEATURES = $(if $(filter rgb,$(CKPT)),--features rgb,$(if $(filter random,$(CKPT)),--init random,--ckpt $(CKPT)))
-# make demo: three short CPU trainings (superpixel, patch and mixed nodes) at 128 px
-DEMO_STEPS ?= 120
+# make demo: three short CPU trainings (superpixel, patch and mixed nodes) with the study's recipe
+# (preset crw, 256 px, batch 4, lr 3e-4), each stopped after DEMO_CPU CPU seconds of its process
+DEMO_CPU ?= 150
 DEMO_BATCH ?= 4
-DEMO_IMG ?= 128
+DEMO_IMG ?= 256
 DEMO_RUNS = $(WORK)/runs/superpixels $(WORK)/runs/patches $(WORK)/runs/mixed
 EXTRA ?=
 # make study: J&F vs training CPU seconds per node mode on DAVIS-2016 (benchmarks/study.py)
@@ -106,11 +107,12 @@ demo: $(STAMP) ## every stage end to end on the embedded sample (DAVIS= YEAR= to
 	@start=$$(date +%s); set -e; \
 	$(MAKE) --no-print-directory superpixels; \
 	for n in superpixels patches mixed; do \
-	  $(MAKE) --no-print-directory train NODES=$$n RUN=$(WORK)/runs/$$n STEPS=$(DEMO_STEPS) BATCH=$(DEMO_BATCH) \
-	    LR=3e-4 EXTRA="--img-size $(DEMO_IMG)"; done; \
+	  $(MAKE) --no-print-directory train NODES=$$n RUN=$(WORK)/runs/$$n STEPS=1000000 BATCH=$(DEMO_BATCH) \
+	    LR=3e-4 EXTRA="--preset crw --img-size $(DEMO_IMG) --cpu-budget $(DEMO_CPU) --workers 0"; done; \
 	for c in rgb random $(DEMO_RUNS:%=%/checkpoint.pt); do \
 	  $(MAKE) --no-print-directory eval-davis CKPT=$$c EXTRA=; done; \
 	$(PY) -m evaluate report --runs $(DEMO_RUNS) --eval-root $(EVAL_ROOT) --out $(WORK)/report; \
+	$(PY) -m benchmarks.study --verdict $(EVAL_ROOT); \
 	echo "demo finished in $$(( $$(date +%s) - start )) s (set-up excluded)"
 
 report: $(STAMP) ## markdown report of runs: RUN="work/runs/a work/runs/b" (evaluations from EVAL_ROOT)

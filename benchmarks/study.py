@@ -46,6 +46,8 @@ def parse_args(argv=None):
     p.add_argument("--points", type=int, default=3, help="checkpoints scored per mode, at equal CPU steps")
     p.add_argument("--eval-scale", type=float, default=0.5)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--verdict", metavar="EVAL_ROOT", help="only print, for every scored model under EVAL_ROOT "
+                   "(make eval-davis folders), whether it beats the random-init line there")
     a = p.parse_args(argv)
     a.modes = a.modes.split(",")
     a.scored = a.scored.split(",")
@@ -188,8 +190,27 @@ def write(rows: list[dict], work: Path, a, seconds: float) -> None:
     print("\n".join(lines))
 
 
+def verdict(root: Path) -> int:
+    """One plain line per trained model: J&F against the random-init encoder on the same scored set."""
+    def jf(d):
+        m = d / "metrics-val.json"
+        return json.loads(m.read_text())["global"]["J&F-Mean"] if m.exists() else None
+    rnd = jf(root / "random")
+    if rnd is None:
+        print(f"[study] {root}: no random-init evaluation (random/metrics-val.json)", file=sys.stderr)
+        return 2
+    for d in sorted(p for p in root.iterdir() if p.is_dir() and p.name not in ("random", "rgb")):
+        v = jf(d)
+        if v is not None:
+            word = "beats" if v > rnd else "does NOT beat"
+            print(f"{d.name}: J&F {v:.3f} {word} the random-init encoder ({rnd:.3f}) on {root.name}")
+    return 0
+
+
 def main(argv=None) -> int:
     a = parse_args(argv)
+    if a.verdict:
+        return verdict(Path(a.verdict))
     t0 = time.time()
     work = Path(a.work)
     try:

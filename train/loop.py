@@ -405,10 +405,11 @@ def run_steps(tr: Trainer, stop: StopSignal) -> tuple[float, float, int, str]:
     while tr.step < tr.steps:
         t0 = time.perf_counter()
         batch = next(it)
+        wait = time.perf_counter() - t0
         stats = train_step(tr.model, tr.opt, tr.sched, batch, a, device, autocast)
         tr.step += 1
         done += 1
-        win.add(stats, batch, time.perf_counter() - t0, a.batch)
+        win.add(stats, batch, wait, a.batch)
         if tr.step % a.log_every and tr.step % a.ckpt_every and tr.step < tr.steps:
             continue
         cpu = tr.cpu_before + time.process_time() - cpu0
