@@ -221,7 +221,8 @@ def main(argv=None) -> int:
         print(f"[study] training on {len(train_seqs)} sequences, scoring {len(a.scored)}", flush=True)
         rundirs = {m: train(a, store, m, work) for m in a.modes}
         base = {"cpu_seconds": 0, "wall_seconds": 0, "steps": 0}
-        rows = [{"method": "raw RGB features", "nodes": "-", **base, **score(a, scored, work, "rgb", ["--features", "rgb"])},
+        rows = [{"method": "raw RGB features", "nodes": "-", **base,
+                 **score(a, scored, work, "rgb", ["--features", "rgb"])},
                 {"method": "random-init encoder", "nodes": "-", **base,
                  **score(a, scored, work, "random", ["--init", "random"])}]
         for m, d in rundirs.items():

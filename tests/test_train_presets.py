@@ -35,7 +35,8 @@ def test_crw_preset_sets_every_choice_and_explicit_options_win():
     b = parse_args(["--store", "s", "--run", "r", "--preset", "crw", "--padding", "zeros", "--cycles", "all"])
     assert (b.padding, b.cycles, b.nodes, b.norm) == ("zeros", "all", "patches", "cifar")
     t = parse_args(["--store", "s", "--run", "r"])  # default preset: thesis = crw + superpixels + summed cycles
-    assert (t.preset, t.nodes, t.cycles, t.padding, t.edge_drop_mode) == ("thesis", "superpixels", "all", "reflect", "crw")
+    assert (t.preset, t.nodes, t.cycles, t.padding, t.edge_drop_mode) == \
+        ("thesis", "superpixels", "all", "reflect", "crw")
 
 
 def test_crw_run_records_its_preset_logs_windows_and_keeps_a_finished_summary(store, tmp_path):

@@ -1,4 +1,5 @@
-"""Run logs: one JSON line per --log-every steps (log.jsonl, means over those steps), the same as CSV, a loss-curve PNG and the summary."""
+"""Run logs: one JSON line per --log-every steps (log.jsonl, means over those steps), the same as CSV,
+a loss-curve PNG and the summary."""
 from __future__ import annotations
 
 import csv

@@ -271,7 +271,8 @@ class Trainer:
         self.loader = torch.utils.data.DataLoader(
             ds, batch_size=a.batch, sampler=sampler, num_workers=a.workers, collate_fn=collate,
             pin_memory=device.type == "cuda", multiprocessing_context=a.mp_context if a.workers else None,
-            persistent_workers=False, generator=torch.Generator().manual_seed(a.seed))  # keeps the global RNG for the model
+            persistent_workers=False,
+            generator=torch.Generator().manual_seed(a.seed))  # own generator: keeps the global RNG for the model
         self.clips, self.cfgs = len(clips), cfgs
 
     def _restore(self, ckpt: dict) -> None:
