@@ -44,8 +44,8 @@ DEMO_RUNS = $(WORK)/runs/superpixels $(WORK)/runs/patches $(WORK)/runs/mixed
 EXTRA ?=
 # make study: J&F vs training CPU seconds per node mode on DAVIS-2016 (benchmarks/study.py)
 DAVIS16 ?= ../shared/data/davis2016-val
-STUDY_CPU ?= 600
-STUDY_POINTS ?= 3
+STUDY_CPU ?= 200
+STUDY_POINTS ?= 2
 STUDY_ARGS ?=
 # idle OpenMP threads sleep instead of spinning: on small shared CPUs spinning made torch steps ~15x slower
 export OMP_WAIT_POLICY ?= PASSIVE

@@ -42,8 +42,8 @@ def parse_args(argv=None):
     p.add_argument("--img-size", type=int, default=256)
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--lr", type=float, default=3e-4)
-    p.add_argument("--cpu-budget", type=float, default=600, help="training CPU seconds per node mode")
-    p.add_argument("--points", type=int, default=3, help="checkpoints scored per mode, at equal CPU steps")
+    p.add_argument("--cpu-budget", type=float, default=200, help="training CPU seconds per node mode")
+    p.add_argument("--points", type=int, default=2, help="checkpoints scored per mode, at equal CPU steps")
     p.add_argument("--eval-scale", type=float, default=0.5)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--verdict", metavar="EVAL_ROOT", help="only print, for every scored model under EVAL_ROOT "
