@@ -108,7 +108,7 @@ demo: $(STAMP) ## every stage end to end on the embedded sample (DAVIS= YEAR= to
 	$(MAKE) --no-print-directory superpixels; \
 	for n in superpixels patches mixed; do \
 	  $(MAKE) --no-print-directory train NODES=$$n RUN=$(WORK)/runs/$$n STEPS=1000000 BATCH=$(DEMO_BATCH) \
-	    LR=3e-4 EXTRA="--preset crw --img-size $(DEMO_IMG) --cpu-budget $(DEMO_CPU) --workers 0"; done; \
+	    LR=3e-4 EXTRA="--preset crw --img-size $(DEMO_IMG) --cpu-budget $(DEMO_CPU) --workers 0 --log-every 1"; done; \
 	for c in rgb random $(DEMO_RUNS:%=%/checkpoint.pt); do \
 	  $(MAKE) --no-print-directory eval-davis CKPT=$$c EXTRA=; done; \
 	$(PY) -m evaluate report --runs $(DEMO_RUNS) --eval-root $(EVAL_ROOT) --out $(WORK)/report; \

@@ -99,7 +99,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--log-every", type=int, default=10, help="steps per log row: the only host syncs "
                    "(row = mean over its steps and over DDP ranks)")
     g.add_argument("--cpu-budget", type=float, default=0, help="stop (as finished) once the training process "
-                   "has used this many CPU seconds (0: off)")
+                   "has used this many CPU seconds, checked at each log row (0: off)")
     g.add_argument("--snapshot-cpu", default="", help="comma list of CPU seconds at which to keep a copy "
                    "snapshot-cpu<S>.pt of the checkpoint (learning-signal study)")
     g.add_argument("--resume", default="auto",
