@@ -40,17 +40,23 @@ EVAL_ROOT ?= $(WORK)/eval/$(notdir $(patsubst %/,%,$(DAVIS)))
 EVAL_NAME = $(if $(filter rgb random,$(CKPT)),$(CKPT),$(notdir $(patsubst %/,%,$(dir $(CKPT)))))
 OUT ?= $(EVAL_ROOT)/$(EVAL_NAME)
 FEATURES = $(if $(filter rgb,$(CKPT)),--features rgb,$(if $(filter random,$(CKPT)),--init random,--ckpt $(CKPT)))
-# make demo: three short CPU trainings (superpixel, patch and mixed nodes) at 128 px
-DEMO_STEPS ?= 120
+# make demo: three short CPU trainings (superpixel, patch and mixed nodes) with the study's recipe
+# (preset crw, 256 px, batch 4, lr 3e-4), each stopped after DEMO_CPU CPU seconds of its process
+DEMO_CPU ?= 150
 DEMO_BATCH ?= 4
-DEMO_IMG ?= 128
+DEMO_IMG ?= 256
 DEMO_RUNS = $(WORK)/runs/superpixels $(WORK)/runs/patches $(WORK)/runs/mixed
 EXTRA ?=
+# make study: J&F vs training CPU seconds per node mode on DAVIS-2016 (benchmarks/study.py)
+DAVIS16 ?= ../shared/data/davis2016-val
+STUDY_CPU ?= 200
+STUDY_POINTS ?= 2
+STUDY_ARGS ?=
 # idle OpenMP threads sleep instead of spinning: on small shared CPUs spinning made torch steps ~15x slower
 export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: help venv test demo sample manifest superpixels status show train eval-davis \
-        davis-synth superpixel-benchmark report bench bench-gpu clean
+        davis-synth superpixel-benchmark report bench bench-gpu clean study
 
 help:
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -105,15 +111,20 @@ demo: $(STAMP) ## every stage end to end on the embedded sample (DAVIS= YEAR= to
 	@start=$$(date +%s); set -e; \
 	$(MAKE) --no-print-directory superpixels; \
 	for n in superpixels patches mixed; do \
-	  $(MAKE) --no-print-directory train NODES=$$n RUN=$(WORK)/runs/$$n STEPS=$(DEMO_STEPS) BATCH=$(DEMO_BATCH) \
-	    LR=3e-4 EXTRA="--img-size $(DEMO_IMG)"; done; \
+	  $(MAKE) --no-print-directory train NODES=$$n RUN=$(WORK)/runs/$$n STEPS=1000000 BATCH=$(DEMO_BATCH) \
+	    LR=3e-4 EXTRA="--preset crw --img-size $(DEMO_IMG) --cpu-budget $(DEMO_CPU) --workers 0 --log-every 1"; done; \
 	for c in rgb random $(DEMO_RUNS:%=%/checkpoint.pt); do \
 	  $(MAKE) --no-print-directory eval-davis CKPT=$$c EXTRA=; done; \
 	$(PY) -m evaluate report --runs $(DEMO_RUNS) --eval-root $(EVAL_ROOT) --out $(WORK)/report; \
+	$(PY) -m benchmarks.study --verdict $(EVAL_ROOT); \
 	echo "demo finished in $$(( $$(date +%s) - start )) s (set-up excluded)"
 
 report: $(STAMP) ## markdown report of runs: RUN="work/runs/a work/runs/b" (evaluations from EVAL_ROOT)
 	$(PY) -m evaluate report --runs $(RUN) --eval-root $(EVAL_ROOT) --out $(WORK)/report
+
+study: $(STAMP) ## learning signal: J&F vs training CPU s, patch/superpixel/mixed nodes (DAVIS16= STUDY_CPU= STUDY_POINTS=)
+	$(PY) -m benchmarks.study --davis $(DAVIS16) --work $(WORK)/study --cpu-budget $(STUDY_CPU) \
+	  --points $(STUDY_POINTS) $(STUDY_ARGS)
 
 bench: $(STAMP) ## benchmarks: ratios ours vs reference, written to bench-results/*.json
 	$(PY) -m benchmarks.preprocess

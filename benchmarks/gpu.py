@@ -28,8 +28,9 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from train.loop import train_step  # noqa: E402
 from train.model import WalkNet, patch_grid  # noqa: E402
-from train.walk import walk_loss  # noqa: E402
+from train.presets import PRESETS  # noqa: E402
 
 CFG = "slic-n30-c30"
 T = 4
@@ -56,13 +57,13 @@ def machine(device: torch.device) -> dict:
 
 # ---------------------------------------------------------------- training
 
-def dataset(reader, nodes: str, img: int, seed: int = 0):
+def dataset(reader, nodes: str, a, seed: int = 0):
     from train.data import Aug, ClipDataset, clip_index
 
     cfgs = [] if nodes == "patches" else [CFG]
     refs = reader.videos(None if nodes == "patches" else CFG)
     clips, _ = clip_index(refs, T, T)
-    return ClipDataset(reader, clips, T, cfgs, nodes, seed=seed, aug=Aug(size=img))
+    return ClipDataset(reader, clips, T, cfgs, nodes, seed=seed, aug=Aug.from_transforms(a.frame_transforms, a.img_size))
 
 
 def loader(ds, batch: int, workers: int, device, seed: int = 0):
@@ -78,22 +79,21 @@ def to_device(batch: dict, device) -> dict:
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
-def make_net(img: int, device, seed: int = 0):
+def make_net(a, device, seed: int = 0):
+    """The trainer's network and optimiser for the options in a (a preset's values, see --preset)."""
     torch.manual_seed(seed)
-    net = WalkNet(*patch_grid(img)).to(device).to(memory_format=torch.channels_last)
-    return net, torch.optim.Adam(net.parameters(), lr=1e-4)
+    net = WalkNet(*patch_grid(a.img_size), padding=a.padding, norm=a.norm, patch_jitter=a.patch_jitter)
+    net = net.to(device).to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(net.parameters(), lr=a.lr)
+    net.bench_args, net.bench_sched = a, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    return net, opt
 
 
 def step(net, opt, b: dict, dtype) -> torch.Tensor:
-    """One training step; dtype None = fp32, else autocast to dtype. Returns the (device) loss."""
+    """The trainer's own step (train.loop.train_step); dtype None = fp32, else autocast to dtype."""
     dev = b["frames"].device
-    with torch.autocast(dev.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-        q = net(b["frames"], b["weights"], b["patch"])
-    loss, _, _ = walk_loss(q.float(), b["mask"], 0.05, 0.1, "crw")
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
-    return loss.detach()
+    autocast = torch.autocast(dev.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
+    return train_step(net, opt, net.bench_sched, b, net.bench_args, dev, autocast)["loss"]
 
 
 def tiled(b: dict, n: int) -> dict:
@@ -181,11 +181,11 @@ def fed(net, opt, it, steps: int, warm: int, dtype, device) -> dict:
 def bench_nodes(reader, nodes: str, a, device, dtype) -> dict:
     from train.data import collate
 
-    ds = dataset(reader, nodes, a.img_size)
+    ds = dataset(reader, nodes, a)
     probe = to_device(collate([ds[(0, i)] for i in range(min(8, len(ds)))]), device)
     if nodes == "superpixels":
         probe = worst_case(probe, max(int(reader.nseg(r, CFG).max()) for r, _ in ds.clips))
-    net, opt = make_net(a.img_size, device)
+    net, opt = make_net(a, device)
     if device.type == "cuda":
         batch = max_batch(net, opt, probe, dtype, a.max_batch, a.resolution)
     else:
@@ -203,7 +203,7 @@ def bench_nodes(reader, nodes: str, a, device, dtype) -> dict:
             batch = int(batch * 0.9)
             log(f"{nodes}: out of memory with real clips, retrying at batch {batch}")
     if r["data_wait"] > WAIT_TARGET:  # workers side by side deliver less than one alone: use what they did
-        per_worker = min(per_worker, r["frames_per_s"] / T / a.workers)
+        per_worker = min(per_worker, r["frames_per_s"] / T / max(a.workers, 1))
     r.update(nodes=nodes, batch=batch, workers=a.workers, gpu_only_frames_per_s=alone,
              loader_clips_per_s_per_worker=per_worker,
              workers_for_wait_under_5pct=math.ceil(alone / T / per_worker / (1 - WAIT_TARGET)),
@@ -214,8 +214,8 @@ def bench_nodes(reader, nodes: str, a, device, dtype) -> dict:
 
 
 def precision_run(reader, a, device, dtype) -> tuple[list, float]:
-    ds = dataset(reader, "superpixels", a.img_size, seed=1)
-    net, opt = make_net(a.img_size, device, seed=1)
+    ds = dataset(reader, "superpixels", a, seed=1)
+    net, opt = make_net(a, device, seed=1)
     it = iter(loader(ds, a.precision_batch, a.workers, device, seed=1))
     losses, busy = [], 0.0
     for _ in range(a.precision_steps):
@@ -335,6 +335,9 @@ def parse_args(argv=None):
     p.add_argument("--device", default="auto")
     p.add_argument("--memory-gb", type=float, default=32.0, help="allocator cap for the batch search (thesis: 32)")
     p.add_argument("--img-size", type=int, default=256)
+    p.add_argument("--preset", default="legacy", choices=sorted(PRESETS),
+                   help="network, augmentation and walk options of a training preset (the H200 figures in the "
+                   "README were measured with legacy's: zero padding, crop + jitter + flip)")
     p.add_argument("--max-batch", type=int, default=1024, help="batch search limit (the batch itself on the CPU)")
     p.add_argument("--resolution", type=int, default=8, help="batch search stops within this many clips")
     p.add_argument("--steps", type=int, default=20, help="timed training steps per node mode")
@@ -348,6 +351,9 @@ def parse_args(argv=None):
     p.add_argument("--pred-dir", default="bench-results/gpu-davis", help="where the device's PNGs go")
     p.add_argument("--tiny", action="store_true", help="CPU smoke run: 64 px, batch 2, a few steps and frames")
     a = p.parse_args(argv)
+    for k, v in PRESETS[a.preset].items():
+        if k not in ("nodes", "clip_len"):  # both node modes are measured; clips are T frames
+            setattr(a, k, v)
     if a.tiny:
         a.device, a.img_size, a.max_batch, a.steps, a.workers = "cpu", 64, 2, 1, 0
         a.loader_clips, a.precision_steps, a.precision_batch, a.jobs = 4, 2, 2, 1

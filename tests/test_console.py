@@ -61,7 +61,7 @@ def run(venv, *args, cwd):
 def test_install_leaves_the_other_evaluate_alone(venv, tmp_path):
     env, site = venv
     assert (site / "evaluate" / "__init__.py").read_text() == HF_STANDIN
-    assert (site / "spixwalk" / "evaluate" / "checkpoint.py").is_file()
+    assert (site / "spixwalk" / "evaluate" / "metrics.py").is_file() and (site / "spixwalk" / "train" / "weights.py").is_file()
     assert not any((site / name).exists() for name in ("train", "preprocess", "data_manifest"))
     r = run(venv, "python", "-m", "evaluate", cwd=tmp_path)  # other programs still get the other evaluate
     assert r.returncode == 1 and "No module named 'datasets'" in r.stderr

@@ -80,7 +80,8 @@ def test_export_writes_a_torchvision_encoder_that_evaluate_reads(run4, tmp_path)
     out = tmp_path / "enc" / "encoder.pt"
     assert export_main(["--run", str(run4), "--out", str(out)]) == 0
     rec = torch.load(out, map_location="cpu", weights_only=True)  # weights only: no pickled objects
-    assert rec["padding"] == "zeros" and rec["meta"]["steps"] == 4 and rec["meta"]["format"] == "spixwalk-encoder"
+    trained = load(run4 / "checkpoint.pt")["config"]["padding"]  # the default preset trains reflect-padded
+    assert rec["padding"] == trained == "reflect" and rec["meta"]["steps"] == 4 and rec["meta"]["format"] == "spixwalk-encoder"
     assert rec["config"]["steps"] == 4 and rec["meta"]["data"]["label_configs"] == ["slic-n30-c30"]
     net = torchvision.models.resnet18()
     missing, unexpected = net.load_state_dict(rec["state_dict"], strict=False)
@@ -88,8 +89,9 @@ def test_export_writes_a_torchvision_encoder_that_evaluate_reads(run4, tmp_path)
     want = encoder_weights(load(run4 / "checkpoint.pt"))
     assert all(torch.equal(rec["state_dict"][k], v) for k, v in want.items())
     assert resnet_state(rec, out)[2] == "spixwalk-export"
-    enc = load_encoder(out)  # evaluate davis --ckpt reads it
+    enc = load_encoder(out)  # evaluate davis --ckpt reads it, padded as trained
     assert torch.equal(enc.layer3[0].conv1.weight, want["layer3.0.conv1.weight"])
+    assert enc.layer3[0].conv1.padding_mode == "reflect"
 
 
 def test_export_refuses_what_is_not_a_training_checkpoint(tmp_path, capsys):
@@ -111,12 +113,12 @@ def test_init_from_loads_encoder_weights(source, store, run4, tmp_path):
         assert export_main(["--run", str(run4), "--out", str(path)]) == 0
         want = load(path)["state_dict"]
     run = tmp_path / "b"
-    # lr 0: the step leaves the weights where --init-from put them
-    assert main(["--store", str(store), *FAST, "--run", str(run), "--steps", "1", "--lr", "0",
+    # lr 1e-12: Adam's one step moves a weight by ~lr, so the weights stay where --init-from put them
+    assert main(["--store", str(store), *FAST, "--run", str(run), "--steps", "1", "--lr", "1e-12",
                  "--init-from", str(path)]) == 0
     got = encoder_weights(load(run / "checkpoint.pt"))
     for k in ("conv1.weight", "layer1.0.conv1.weight", "layer4.1.conv2.weight"):
-        assert torch.equal(got[k], want[k]), k
+        assert torch.allclose(got[k], want[k], rtol=0, atol=1e-9), k
 
 
 def test_init_from_with_other_shapes_is_one_clear_line(store, tmp_path, capsys):

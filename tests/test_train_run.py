@@ -15,7 +15,7 @@ from train.loop import main
 from train_synth import make_store
 
 REPO = Path(__file__).resolve().parents[1]
-FAST = ["--img-size", "64", "--batch", "2", "--workers", "0", "--lr", "3e-4", "--threads", "1"]
+FAST = ["--img-size", "64", "--batch", "2", "--workers", "0", "--lr", "3e-4", "--threads", "1", "--log-every", "1"]
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,8 @@ def params(run):
 
 def test_resume_gives_the_same_parameters_as_one_run(store, tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
-    args = ["--store", str(store), "--nodes", "superpixels", *FAST, "--ckpt-every", "100"]
+    # lr drop at 80% of --steps would move with the step count: keep the rate constant here
+    args = ["--store", str(store), "--nodes", "superpixels", *FAST, "--ckpt-every", "100", "--lr-drop-at", "0"]
     assert main(args + ["--run", str(a), "--steps", "4"]) == 0
     assert main(args + ["--run", str(b), "--steps", "2"]) == 0
     assert main(args + ["--run", str(b), "--steps", "4"]) == 0  # resumes from step 2
@@ -136,9 +137,11 @@ def test_short_run_on_real_videos_lowers_the_loss(tmp_path):
     batch = collate([ClipDataset(r, clips, 4, ["slic-n30-c30"], "superpixels", seed=99, aug=Aug(size=96))[(0, i)]
                      for i in range(0, len(clips), max(1, len(clips) // 6))])
 
+    cfg = json.loads((run / "config.json").read_text())
+
     def loss_of(state):
         torch.manual_seed(0)
-        net = WalkNet()
+        net = WalkNet(padding=cfg["padding"], norm=cfg["norm"])
         if state is not None:
             net.load_state_dict(state)
         with torch.no_grad():

@@ -107,7 +107,7 @@ def test_dropped_edges_get_zero_probability():
     mask = torch.ones(4, 20, dtype=torch.bool)
     mask[:, 15:] = False
     torch.manual_seed(1)
-    A = transitions(q0, q0, mask, tau=0.05, drop=0.5)
+    A, _ = transitions(q0, q0, mask, tau=0.05, drop=0.5)
     assert torch.all(A[..., 15:] == 0)
     zero_real = (A[..., :15] == 0).float().mean().item()
     assert 0.35 < zero_real < 0.65  # about half of the real edges dropped

@@ -25,6 +25,9 @@ def n_patches(size: int) -> int:
     return ((size - patch) // stride + 1) ** 2
 
 
+FRAME_TRANSFORMS = ("crop", "cj", "flip")  # CRW's --frame-transforms tokens; CRW trains with "crop" only
+
+
 @dataclass
 class Aug:
     size: int = 256
@@ -32,6 +35,13 @@ class Aug:
     ratio: tuple = (0.7, 1.3)
     flip: bool = True
     jitter: float = 0.1  # brightness / contrast / saturation, CRW's ColorJitter(0.1, 0.1, 0.1, 0)
+
+    @classmethod
+    def from_transforms(cls, transforms: str, size: int) -> "Aug":
+        """Aug for a comma list of FRAME_TRANSFORMS; without crop each frame is only resized."""
+        t = set(transforms.split(","))
+        kw = {} if "crop" in t else {"scale": (1.0, 1.0), "ratio": (1.0, 1.0)}
+        return cls(size=size, flip="flip" in t, jitter=0.1 if "cj" in t else 0.0, **kw)
 
 
 def crop_box(rng: np.random.Generator, H: int, W: int, scale, ratio) -> tuple[int, int, int, int]:
@@ -93,13 +103,20 @@ def augment(frames: np.ndarray, labels: np.ndarray | None, rng: np.random.Genera
     return np.stack(out_f), (np.stack(out_l) if labels is not None else None)
 
 
-def clip_index(refs: list[VideoRef], T: int, stride: int) -> tuple[list, list]:
-    """(ref, t0) for every clip start; videos shorter than T are returned separately."""
+def clip_index(refs: list[VideoRef], T: int, stride: int, per_video: int = 0) -> tuple[list, list]:
+    """(ref, t0) for every clip start; videos shorter than T are returned separately.
+
+    per_video > 0 (CRW's clips per video): (ref, -1 - c) for c < min(per_video, starts): the c-th of
+    the video's possibly overlapping starts (stride 1), drawn afresh each epoch (see clip_start).
+    """
     clips, short = [], []
     for r in refs:
         if r.length < T:
             short.append(r)
-        clips += [(r, t0) for t0 in range(0, r.length - T + 1, stride)]
+        elif per_video:
+            clips += [(r, -1 - c) for c in range(min(per_video, r.length - T + 1))]
+        else:
+            clips += [(r, t0) for t0 in range(0, r.length - T + 1, stride)]
     return clips, short
 
 
@@ -113,6 +130,14 @@ def _one_cv2_thread_in_workers() -> None:
     if _CV2_SINGLE != os.getpid() and torch.utils.data.get_worker_info() is not None:
         cv2.setNumThreads(1)
         _CV2_SINGLE = os.getpid()
+
+
+def clip_start(ref: VideoRef, t0: int, T: int, seed: int, epoch: int) -> int:
+    """t0 itself, or for a drawn slot -1 - c the c-th start of a per-(video, epoch) permutation (no repeats)."""
+    if t0 >= 0:
+        return t0
+    rng = np.random.default_rng([seed, epoch, 2**31 + ref.shard, ref.start])
+    return int(rng.permutation(ref.length - T + 1)[-1 - t0])
 
 
 class ClipDataset(torch.utils.data.Dataset):
@@ -133,6 +158,7 @@ class ClipDataset(torch.utils.data.Dataset):
         epoch, i = key
         rng = np.random.default_rng([self.seed, epoch, i])
         ref, t0 = self.clips[i]
+        t0 = clip_start(ref, t0, self.T, self.seed, epoch)
         patch = self.nodes == "patches" or (self.nodes == "mixed" and rng.random() < self.patch_prob)
         cfg = None if patch else self.cfgs[int(rng.integers(len(self.cfgs)))]
         try:

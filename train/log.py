@@ -1,4 +1,5 @@
-"""Run logs: one JSON line per step (log.jsonl), the same as CSV, a loss-curve PNG and the summary."""
+"""Run logs: one JSON line per --log-every steps (log.jsonl, means over those steps), the same as CSV,
+a loss-curve PNG and the summary."""
 from __future__ import annotations
 
 import csv
@@ -17,6 +18,7 @@ class RunLog:
             old = [json.loads(l) for l in self.path.read_text().splitlines() if l.strip()]
             self.rows = [r for r in old if r["step"] <= keep_until]
             self._rewrite()
+        self.first_new = len(self.rows)  # rows of this process's run start here
 
     def _rewrite(self):
         self.run.mkdir(parents=True, exist_ok=True)
@@ -43,7 +45,7 @@ class RunLog:
         accs = [r[max(k for k in r if k.startswith("acc_"))] for r in self.rows if "loss" in r]
         tail = max(1, min(10, len(losses) // 5))  # mean of the last few steps: single steps are noisy
         mean = lambda xs: sum(xs) / len(xs) if xs else math.nan  # noqa: E731
-        waits = [r["data_wait"] for r in self.rows[-steps_done:] if "data_wait" in r] if steps_done else []
+        waits = [r["data_wait"] for r in self.rows[self.first_new:] if "data_wait" in r]
         return {
             "nodes": cfg["nodes"], "label_configs": cfg["label_configs"], "steps": cfg["steps"],
             "steps_this_run": steps_done, "batch": cfg["batch"], "world": cfg["world"],
@@ -53,7 +55,7 @@ class RunLog:
             "first_loss": losses[0] if losses else None, "final_loss": mean(losses[-tail:]) if losses else None,
             "final_acc": mean(accs[-tail:]) if accs else None, "final_loss_window": tail,
             "dropped_clips": sum(r.get("dropped_clips", 0) for r in self.rows),
-            "skipped_steps": sum(1 for r in self.rows if "skipped" in r),
+            "skipped_steps": sum(r.get("skipped_steps", 0) for r in self.rows),
             "checkpoint": str(self.run / "checkpoint.pt"), "device": cfg["device"],
         }
 

@@ -1,8 +1,10 @@
 """ResNet-18 encoder at output stride 8 and the 128-d node head.
 
 The encoder is a plain torchvision resnet18 whose layer3 and layer4 run at stride 1, so a 256x256
-frame gives a 32x32x512 map. Only strides change: every parameter keeps torchvision's name and
-shape, so `encoder.state_dict()` loads into `torchvision.models.resnet18()` (minus `fc`).
+frame gives a 32x32x512 map. Only strides (and, with padding="reflect", the padding mode of every
+conv that pads, as CRW's `scratch` model) change: every parameter keeps torchvision's name and shape,
+so `encoder.state_dict()` loads into `torchvision.models.resnet18()` (minus `fc`). The padding is not
+in the weights: checkpoints carry it (`padding`) and `load_encoder` rebuilds the encoder as trained.
 """
 import math
 
@@ -22,14 +24,26 @@ def _unstride(layer: nn.Sequential) -> None:
         block.downsample[0].stride = (1, 1)
 
 
-class Encoder(nn.Module):
-    """ResNet-18 trunk, output stride 8. `drop_layer4=True` gives CRW's evaluation features (res3, 256-d)."""
+PADDINGS = ("reflect", "zeros")
 
-    def __init__(self, drop_layer4: bool = False):
+
+class Encoder(nn.Module):
+    """ResNet-18 trunk, output stride 8. `drop_layer4=True` gives CRW's evaluation features (res3, 256-d).
+
+    padding="reflect": CRW's `scratch` model (README command, published weights); "zeros": `scratch_zeropad`.
+    """
+
+    def __init__(self, drop_layer4: bool = False, padding: str = "zeros"):
         super().__init__()
+        if padding not in PADDINGS:
+            raise ValueError(f"padding {padding!r} not in {PADDINGS}")
         net = torchvision.models.resnet18(weights=None)
         _unstride(net.layer3)
         _unstride(net.layer4)
+        for m in net.modules():  # the max-pool keeps its implicit -inf padding, as in CRW
+            if isinstance(m, nn.Conv2d) and sum(m.padding) > 0:
+                m.padding_mode = padding
+        self.padding = padding
         self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
         self.layer1, self.layer2, self.layer3 = net.layer1, net.layer2, net.layer3
         self.layer4 = nn.Identity() if drop_layer4 else net.layer4
@@ -58,21 +72,34 @@ def encoder_state_from_checkpoint(ckpt: dict) -> dict:
     return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
 
-def load_encoder(path: str, drop_layer4: bool = False, map_location="cpu") -> Encoder:
-    """An Encoder with the weights of a spixwalk checkpoint (layer4 weights ignored if dropped)."""
-    ckpt = torch.load(path, map_location=map_location, weights_only=False)
-    state = encoder_state_from_checkpoint(ckpt)
-    enc = Encoder(drop_layer4=drop_layer4)
+def checkpoint_padding(ckpt: dict) -> str:
+    """The encoder padding a checkpoint was trained with; zeros for checkpoints older than the option."""
+    return ckpt.get("padding") or ckpt.get("config", {}).get("padding") or "zeros"
+
+
+def encoder_from_state(state: dict, padding: str = "zeros", drop_layer4: bool = False) -> Encoder:
+    """An Encoder from torchvision-named weights (layer4 weights ignored if dropped)."""
+    enc = Encoder(drop_layer4=drop_layer4, padding=padding)
     if drop_layer4:
         state = {k: v for k, v in state.items() if not k.startswith("layer4.")}
     enc.load_state_dict(state, strict=True)
     return enc
 
 
+def load_encoder(path: str, drop_layer4: bool = False, map_location="cpu", padding: str | None = None) -> Encoder:
+    """An Encoder with the weights of a spixwalk checkpoint, padded as trained unless `padding` is given."""
+    ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    state = encoder_state_from_checkpoint(ckpt)
+    return encoder_from_state(state, padding or checkpoint_padding(ckpt), drop_layer4)
+
+
 # ---- training-time network: encoder + node construction + head (added for the trainer) ----
 
-IMG_MEAN = (0.485, 0.456, 0.406)
-IMG_STD = (0.229, 0.224, 0.225)
+# (mean, std) of the input normalisation. CRW trains with CIFAR's statistics and evaluates with ImageNet's.
+NORMS = {"imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+         "cifar": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))}
+IMG_MEAN, IMG_STD = NORMS["imagenet"]
+PATCH_JITTERS = ("crw", "clamp")
 
 
 def patch_grid(size: int) -> tuple[int, int]:
@@ -80,21 +107,42 @@ def patch_grid(size: int) -> tuple[int, int]:
     return size // 4, size // 8
 
 
-def patch_boxes(n_frames: int, size: int = 256, patch: int = 64, stride: int = 32, jitter: bool = False,
+def _jitter_wh(n_frames: int, n: int, patch: int, mode: str, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Box sizes of RandomResizedCrop(scale 0.7-0.9, ratio 3/4-4/3) inside a patch x patch window.
+
+    crw: like torchvision, a box larger than the window is redrawn (10 tries, then the whole window);
+    clamp: one draw, each side clamped to the window (more boxes span a full side).
+    """
+    def draw():
+        area = torch.empty(n_frames, n, device=device).uniform_(0.7, 0.9) * patch * patch
+        ratio = torch.exp(torch.empty(n_frames, n, device=device).uniform_(math.log(3 / 4), math.log(4 / 3)))
+        return torch.sqrt(area * ratio), torch.sqrt(area / ratio)
+    w, h = draw()
+    if mode == "clamp":
+        return w.clamp(max=patch), h.clamp(max=patch)
+    ok = (w <= patch) & (h <= patch)
+    for _ in range(9):
+        if ok.all():
+            break
+        w2, h2 = draw()
+        w, h = torch.where(ok, w, w2), torch.where(ok, h, h2)
+        ok = (w <= patch) & (h <= patch)
+    full = torch.full_like(w, float(patch))
+    return torch.where(ok, w, full), torch.where(ok, h, full)
+
+
+def patch_boxes(n_frames: int, size: int = 256, patch: int = 64, stride: int = 32, jitter: bool | str = False,
                 device="cpu") -> list[torch.Tensor]:
     """CRW's 7x7 grid of 64 px windows at stride 32, as roi_align boxes (x1, y1, x2, y2) per frame.
 
-    jitter=True draws CRW's per-patch RandomResizedCrop(scale 0.7-0.9, ratio 3/4-4/3) inside each window.
+    jitter ("crw" or True, "clamp") draws a per-patch random resized crop inside each window (_jitter_wh).
     """
     starts = torch.arange(0, size - patch + 1, stride, device=device, dtype=torch.float32)
     y0, x0 = torch.meshgrid(starts, starts, indexing="ij")
     n = y0.numel()
     x0, y0 = x0.reshape(1, n).expand(n_frames, n), y0.reshape(1, n).expand(n_frames, n)
     if jitter:
-        area = torch.empty(n_frames, n, device=device).uniform_(0.7, 0.9) * patch * patch
-        ratio = torch.exp(torch.empty(n_frames, n, device=device).uniform_(math.log(3 / 4), math.log(4 / 3)))
-        w = torch.sqrt(area * ratio).clamp(max=patch)
-        h = torch.sqrt(area / ratio).clamp(max=patch)
+        w, h = _jitter_wh(n_frames, n, patch, "crw" if jitter is True else jitter, device)
         x0 = x0 + torch.rand(n_frames, n, device=device) * (patch - w)
         y0 = y0 + torch.rand(n_frames, n, device=device) * (patch - h)
     else:
@@ -109,13 +157,17 @@ class WalkNet(nn.Module):
     Patch clips (CRW baseline): 49 crops of 64 px per frame, each encoded and mean-pooled.
     """
 
-    def __init__(self, patch: int = 64, patch_stride: int = 32):
+    def __init__(self, patch: int = 64, patch_stride: int = 32, padding: str = "zeros", norm: str = "imagenet",
+                 patch_jitter: str = "clamp"):
         super().__init__()
-        self.encoder = Encoder()
+        if patch_jitter not in PATCH_JITTERS:
+            raise ValueError(f"patch_jitter {patch_jitter!r} not in {PATCH_JITTERS}")
+        self.encoder = Encoder(padding=padding)
         self.head = NodeHead(self.encoder.out_channels, 128)
-        self.patch, self.patch_stride = patch, patch_stride
-        self.register_buffer("mean", torch.tensor(IMG_MEAN).view(1, 3, 1, 1) * 255, persistent=False)
-        self.register_buffer("std", torch.tensor(IMG_STD).view(1, 3, 1, 1) * 255, persistent=False)
+        self.patch, self.patch_stride, self.patch_jitter = patch, patch_stride, patch_jitter
+        mean, std = NORMS[norm]
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1) * 255, persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1) * 255, persistent=False)
 
     def normalise(self, frames: torch.Tensor) -> torch.Tensor:
         return ((frames.float() - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
@@ -125,7 +177,8 @@ class WalkNet(nn.Module):
 
     def patch_nodes(self, frames: torch.Tensor) -> torch.Tensor:
         x = self.normalise(frames)
-        boxes = patch_boxes(len(x), x.shape[-1], self.patch, self.patch_stride, jitter=self.training, device=x.device)
+        jitter = self.patch_jitter if self.training else False
+        boxes = patch_boxes(len(x), x.shape[-1], self.patch, self.patch_stride, jitter=jitter, device=x.device)
         crops = roi_align(x, boxes, self.patch, spatial_scale=1.0, sampling_ratio=1, aligned=True)
         feats = self.encoder(crops.contiguous(memory_format=torch.channels_last)).mean((2, 3))
         return feats.view(len(x), -1, feats.shape[-1])

@@ -1,0 +1,120 @@
+"""Presets, option validation, windowed logging, finished reruns, CPU budgets and preemption, on real stores."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from preprocess.store import StoreReader
+from train.data import clip_index, clip_start
+from train.loop import PREEMPTED, main, parse_args
+from train.model import load_encoder, patch_boxes
+from train.presets import CRW
+from train_synth import make_store
+
+REPO = Path(__file__).resolve().parents[1]
+FAST = ["--img-size", "64", "--batch", "2", "--workers", "0", "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("store")
+    make_store(root, shards=((0, 2),), n_frames=10, size=64)
+    return root
+
+
+def test_crw_preset_sets_every_choice_and_explicit_options_win():
+    a = parse_args(["--store", "s", "--run", "r", "--preset", "crw"])
+    assert {k: getattr(a, k) for k in CRW} == CRW
+    b = parse_args(["--store", "s", "--run", "r", "--preset", "crw", "--padding", "zeros", "--cycles", "all"])
+    assert (b.padding, b.cycles, b.nodes, b.norm) == ("zeros", "all", "patches", "cifar")
+    t = parse_args(["--store", "s", "--run", "r"])  # default preset: thesis = crw + superpixels + summed cycles
+    assert (t.preset, t.nodes, t.cycles, t.padding, t.edge_drop_mode) == \
+        ("thesis", "superpixels", "all", "reflect", "crw")
+
+
+def test_crw_run_records_its_preset_logs_windows_and_keeps_a_finished_summary(store, tmp_path):
+    run = tmp_path / "crw"
+    args = ["--store", str(store), "--run", str(run), "--preset", "crw", "--steps", "4", "--log-every", "2", *FAST]
+    assert main(args) == 0
+    cfg = json.loads((run / "config.json").read_text())
+    assert {k: cfg[k] for k in CRW if k != "clip_len"} == {k: v for k, v in CRW.items() if k != "clip_len"}
+    assert cfg["clips"] == 2 * 5  # two 10-frame videos, 5 drawn clips each
+    rows = [json.loads(l) for l in (run / "log.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["steps_in_row"]) for r in rows] == [(2, 2), (4, 2)]
+    assert rows[-1]["lr"] == pytest.approx(CRW["lr"] * CRW["lr_gamma"])  # step 4 is past 80% of 4 steps
+    assert set(rows[0]) >= {"loss", "xent_2", "xent_3", "acc_3"} and "xent_1" not in rows[0]
+    enc = load_encoder(str(run / "checkpoint.pt"))
+    assert enc.conv1.padding_mode == "reflect"
+    before = (run / "summary.json").read_bytes()
+    assert main(args) == 0  # rerun of a finished run: nothing trained, nothing rewritten
+    assert (run / "summary.json").read_bytes() == before
+
+
+def test_bad_options_exit_2_before_any_work(store, tmp_path, capsys):
+    for bad in (["--frame-transforms", "crop,zoom"], ["--edge-drop", "1.5"], ["--log-every", "0"],
+                ["--preset", "crw", "--clip-len", "2"], ["--snapshot-cpu", "10,x"]):
+        run = tmp_path / "never"
+        capsys.readouterr()
+        assert main(["--store", str(store), "--run", str(run), *FAST, *bad]) == 2, bad
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and bad[-2].lstrip("-").split("-")[0] in err[0], (bad, err)
+        assert not run.exists()
+
+
+def test_cpu_budget_stops_as_finished_with_snapshots(store, tmp_path):
+    run = tmp_path / "budget"
+    assert main(["--store", str(store), "--run", str(run), "--steps", "1000", "--log-every", "1",
+                 "--cpu-budget", "0.5", "--snapshot-cpu", "0.01", *FAST]) == 0
+    s = json.loads((run / "summary.json").read_text())
+    assert s["stopped_by"] == "cpu_budget" and s["steps"] < 1000 and s["train_cpu_seconds_total"] >= 0.5
+    assert (run / "snapshot-cpu0.pt").exists()
+    assert torch.load(run / "checkpoint.pt", weights_only=False)["step"] == s["steps"]
+
+
+def test_sigterm_saves_a_checkpoint_and_the_rerun_resumes(store, tmp_path):
+    run = tmp_path / "pre"
+    cmd = [sys.executable, "-m", "train", "--store", str(store), "--run", str(run), "--log-every", "1", *FAST]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    p = subprocess.Popen(cmd + ["--steps", "1000"], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    log = run / "log.jsonl"
+    deadline = time.time() + 120
+    while p.poll() is None and time.time() < deadline and not (log.exists() and log.read_text().count("\n") >= 2):
+        time.sleep(0.2)
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == PREEMPTED, err[-2000:]
+    assert "rerun the same command" in err and not (run / "summary.json").exists()
+    step = torch.load(run / "checkpoint.pt", weights_only=False)["step"]
+    assert 2 <= step < 1000
+    r = subprocess.run(cmd + ["--steps", str(step + 1)], cwd=REPO, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads((run / "summary.json").read_text())["steps"] == step + 1
+
+
+def test_clips_per_video_draws_distinct_starts_per_epoch(store):
+    refs = StoreReader(store).videos()
+    clips, _ = clip_index(refs, 4, 4, per_video=5)
+    assert len(clips) == 10 and all(t0 < 0 for _, t0 in clips)
+    ref = refs[0]
+    e0 = [clip_start(ref, t0, 4, 0, 0) for r, t0 in clips if r == ref]
+    e1 = [clip_start(ref, t0, 4, 0, 1) for r, t0 in clips if r == ref]
+    assert len(set(e0)) == 5 and all(0 <= t <= 6 for t in e0) and e0 != e1
+
+
+def test_crw_patch_jitter_redraws_instead_of_clamping():
+    torch.manual_seed(0)
+    full = {}
+    for mode in ("crw", "clamp"):
+        b = torch.stack(patch_boxes(200, 256, 64, 32, jitter=mode))
+        w, h = b[..., 2] - b[..., 0], b[..., 3] - b[..., 1]
+        assert (w <= 64 + 1e-4).all() and (h <= 64 + 1e-4).all()
+        full[mode] = ((w > 64 - 1e-4) | (h > 64 - 1e-4)).float().mean().item()
+    assert full["crw"] < 0.02 < 0.15 < full["clamp"], full

@@ -1,0 +1,28 @@
+"""Training presets: every choice where CRW as shipped (ajabri/videowalk) and spixwalk could differ.
+
+crw: videowalk's README command (`--model-type scratch --frame-transforms crop --dropout 0.1 --temp 0.05
+--clip-len 4 --lr 0.0001`, Adam, MultiStepLR gamma 0.3 whose first milestone, epoch 20 of 25, falls at
+80% of training, RandomClipSampler with 5 clips per video, CIFAR statistics in training).
+thesis: the thesis's choices where they differ from CRW (every cycle length summed, as its text
+states after eq. 3.5; superpixel nodes) on top of crw.
+legacy: spixwalk's defaults before the presets, to reproduce older runs.
+Explicit options override the preset; config.json records the preset and every resolved value.
+"""
+CRW = {"nodes": "patches", "cycles": "crw", "edge_drop_mode": "crw", "edge_drop": 0.1, "tau": 0.05,
+       "padding": "reflect", "frame_transforms": "crop", "norm": "cifar", "patch_jitter": "crw",
+       "clips_per_video": 5, "clip_len": 4, "lr": 1e-4, "lr_drop_at": 0.8, "lr_gamma": 0.3}
+PRESETS = {
+    "crw": CRW,
+    "thesis": {**CRW, "cycles": "all", "nodes": "superpixels"},
+    "legacy": {**CRW, "nodes": "superpixels", "cycles": "all", "edge_drop_mode": "independent", "padding": "zeros",
+               "frame_transforms": "crop,cj,flip", "norm": "imagenet", "patch_jitter": "clamp",
+               "clips_per_video": 0, "lr_drop_at": 0.0},
+}
+DEFAULT_PRESET = "thesis"
+
+
+def apply_preset(a) -> None:
+    """Fill every option left unset (None) from the chosen preset, in place."""
+    for k, v in PRESETS[a.preset].items():
+        if getattr(a, k) is None:
+            setattr(a, k, v)
