@@ -39,7 +39,9 @@ CKPT ?= $(RUN)/checkpoint.pt
 EVAL_ROOT ?= $(WORK)/eval/$(notdir $(patsubst %/,%,$(DAVIS)))
 EVAL_NAME = $(if $(filter rgb random,$(CKPT)),$(CKPT),$(notdir $(patsubst %/,%,$(dir $(CKPT)))))
 OUT ?= $(EVAL_ROOT)/$(EVAL_NAME)
-FEATURES = $(if $(filter rgb,$(CKPT)),--features rgb,$(if $(filter random,$(CKPT)),--init random,--ckpt $(CKPT)))
+# conv padding of the CKPT=random baseline: reflect matches models trained with --preset crw/thesis
+RANDOM_PADDING ?= zeros
+FEATURES = $(if $(filter rgb,$(CKPT)),--features rgb,$(if $(filter random,$(CKPT)),--init random --padding $(RANDOM_PADDING),--ckpt $(CKPT)))
 # make demo: three short CPU trainings (superpixel, patch and mixed nodes) with the study's recipe
 # (preset crw, 256 px, batch 4, lr 3e-4), each stopped after DEMO_CPU CPU seconds of its process
 DEMO_CPU ?= 150

@@ -33,7 +33,7 @@ def cmd_davis(args) -> int:
     if kind == "ckpt":
         featurize = features.make("ckpt", ckpt=args.ckpt, device=device)  # InputError: exit 2 before any output
     else:
-        featurize = features.make(kind, seed=args.seed, device=device)
+        featurize = features.make(kind, seed=args.seed, device=device, padding=args.padding)
     prop = dict(n_context=args.context, radius=args.radius, topk=args.topk, tau=args.tau)
     config = {"command": "davis", **{k: v for k, v in vars(args).items() if k != "func"}, "features_kind": kind,
               "propagation": prop}
@@ -96,6 +96,9 @@ def main(argv=None) -> int:
     p.add_argument("--topk", type=int, default=10)
     p.add_argument("--tau", type=float, default=0.05, help="softmax temperature")
     p.add_argument("--seed", type=int, default=0, help="seed of --init random")
+    p.add_argument("--padding", default="zeros", choices=["zeros", "reflect"],
+                   help="conv padding of --init random (reflect: the baseline of runs trained with --preset crw/thesis; "
+                   "a --ckpt encoder is padded as it was trained)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda or cuda:N")
     p.add_argument("--no-overlays", action="store_true", help="skip the overlay PNGs")

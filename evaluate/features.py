@@ -49,7 +49,7 @@ class _Featurizer:
 class EncoderFeatures(_Featurizer):
     """CRW evaluation features: ResNet-18 res3 (layer4 removed) at stride 8, L2-normalised over channels."""
 
-    def __init__(self, ckpt=None, seed=0, device="cpu"):
+    def __init__(self, ckpt=None, seed=0, device="cpu", padding="zeros"):
         super().__init__(device)
         from train.model import Encoder  # evaluate imports only train's encoder
 
@@ -64,7 +64,7 @@ class EncoderFeatures(_Featurizer):
                 raise InputError(str(e)) from None
         else:
             torch.manual_seed(seed)
-            self.net = Encoder(drop_layer4=True)
+            self.net = Encoder(drop_layer4=True, padding=padding)
         self.net.eval().to(self.device)
 
     @torch.no_grad()
@@ -81,11 +81,11 @@ class RGBFeatures(_Featurizer):
         return F.normalize(x, dim=1)
 
 
-def make(kind: str, ckpt=None, seed=0, device="cpu"):
+def make(kind: str, ckpt=None, seed=0, device="cpu", padding="zeros"):
     if kind == "ckpt":
         return EncoderFeatures(ckpt=ckpt, device=device)
     if kind == "random":
-        return EncoderFeatures(seed=seed, device=device)
+        return EncoderFeatures(seed=seed, device=device, padding=padding)
     if kind == "rgb":
         return RGBFeatures(device=device)
     raise ValueError(f"unknown feature kind {kind}")

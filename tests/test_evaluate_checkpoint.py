@@ -81,3 +81,14 @@ def test_spixwalk_checkpoint_loads_its_encoder(tmp_path):
     enc = load_encoder(path)
     assert torch.equal(enc.conv1.weight, net.encoder.conv1.weight)
     assert torch.equal(enc.layer3[0].bn1.running_var, net.encoder.layer3[0].bn1.running_var)
+
+
+def test_random_init_baseline_takes_the_padding_of_the_runs_it_is_compared_with():
+    from evaluate import features
+
+    zeros, reflect = features.make("random", seed=0), features.make("random", seed=0, padding="reflect")
+    assert reflect.net.layer3[0].conv1.padding_mode == "reflect" and zeros.net.layer3[0].conv1.padding_mode == "zeros"
+    assert all(torch.equal(a, b) for a, b in zip(zeros.net.parameters(), reflect.net.parameters()))  # same draw
+    img = (torch.rand(64, 96, 3) * 255).to(torch.uint8).numpy()
+    fz, fr = zeros(img), reflect(img)
+    assert not torch.allclose(fz[:, 0], fr[:, 0])  # the border ring differs
