@@ -2,6 +2,8 @@
 import argparse
 import sys
 
+from train.model import PADDINGS
+
 from .davis import InputError
 
 
@@ -80,10 +82,7 @@ def cmd_report(args) -> int:
     return 0
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m evaluate", description=__doc__)
-    sub = ap.add_subparsers(dest="cmd", required=True)
-
+def _davis_parser(sub) -> None:
     p = sub.add_parser("davis", help="CRW label propagation: first-frame mask -> indexed PNGs for every frame")
     _common(p)
     src = p.add_mutually_exclusive_group(required=True)
@@ -96,7 +95,7 @@ def main(argv=None) -> int:
     p.add_argument("--topk", type=int, default=10)
     p.add_argument("--tau", type=float, default=0.05, help="softmax temperature")
     p.add_argument("--seed", type=int, default=0, help="seed of --init random")
-    p.add_argument("--padding", default="zeros", choices=["zeros", "reflect"],
+    p.add_argument("--padding", default="zeros", choices=PADDINGS,
                    help="conv padding of --init random (reflect: the baseline of runs trained with --preset crw/thesis; "
                    "a --ckpt encoder is padded as it was trained)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
@@ -106,6 +105,8 @@ def main(argv=None) -> int:
                    help="only the first N frames of each sequence (quick looks; metrics need every frame)")
     p.set_defaults(func=cmd_davis)
 
+
+def _other_parsers(sub) -> None:
     p = sub.add_parser("metrics", help="J and F as the official DAVIS-2017 toolkit (semi-supervised)")
     _common(p)
     p.add_argument("--results", required=True, help="folder with <seq>/<frame>.png; CSVs + JSON written here")
@@ -136,6 +137,12 @@ def main(argv=None) -> int:
     p.add_argument("--table-only", action="store_true", help="print the DAVIS table and write nothing")
     p.set_defaults(func=cmd_report)
 
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m evaluate", description=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    _davis_parser(sub)
+    _other_parsers(sub)
     args = ap.parse_args(argv)
     try:
         return args.func(args)

@@ -38,9 +38,17 @@ class BadInput(Exception):
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m train", description=__doc__.split("\n")[0] + "\n"
                                 "Contrastive random walk over superpixel (or patch) nodes read from a spixwalk store.")
+    for options in (_data_options, _walk_options, _optimisation_options, _run_options):
+        options(p)
+    a = runconfig.parse(p, argv)
+    apply_preset(a)
+    return a
+
+
+def _data_options(p) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--store", required=True, help="store root written by `python -m preprocess`")
-    g.add_argument("--alg", default="slic", choices=["slic", "fh", "lsc", "random"],
+    g.add_argument("--alg", default="slic", choices=list(spconfig.ALGORITHMS),
                    help="label configuration by algorithm + its options; random: one configuration drawn per clip")
     spconfig.add_options(g, aliases={"--lsc-iterations": ["--iterations"]})  # --iterations: deprecated spelling
     g.add_argument("--label-config", help="configuration name (e.g. slic-n30-c30); overrides --alg")
@@ -56,6 +64,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "resized crop, colour jitter, per-clip flip (CRW: crop)")
     g.add_argument("--workers", type=int, default=2, help="DataLoader workers per process")
     g.add_argument("--mp-context", default=None, choices=["fork", "spawn", "forkserver"])
+
+
+def _walk_options(p) -> None:
     g = p.add_argument_group("preset", "unset options below take the preset's value (config.json records both)")
     g.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS),
                    help="crw: every choice as videowalk ships it (patch nodes); thesis: crw + superpixel nodes + "
@@ -73,6 +84,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--edge-drop-mode", choices=DROP_MODES, help="crw: the backward step also drops the forward "
                    "step's edges (about 19%% at 0.1), as videowalk ships; independent: two separate masks")
     g.add_argument("--cycles", choices=CYCLES, help="all: k=1..T-1 summed (thesis text); crw: k=2..T-1 averaged")
+
+
+def _optimisation_options(p) -> None:
     g = p.add_argument_group("optimisation")
     g.add_argument("--batch", type=int, default=8, help="clips per step and process")
     g.add_argument("--steps", type=int, default=200)
@@ -85,6 +99,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     g.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
+
+
+def _run_options(p) -> None:
     g = p.add_argument_group("run directory")
     g.add_argument("--run", "--run-dir", dest="run", required=True,
                    help="output directory: config, logs, plot, checkpoint, summary "
@@ -106,9 +123,6 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "torchvision resnet18 state dict (shapes must match)")
     g.add_argument("--tensorboard", action="store_true", help="TensorBoard scalars in RUN/tensorboard/")
     g.add_argument("--wandb", action="store_true", help="Weights & Biases curves (needs wandb and a key)")
-    a = runconfig.parse(p, argv)
-    apply_preset(a)
-    return a
 
 
 def label_configs(reader: StoreReader, a) -> list[str]:
