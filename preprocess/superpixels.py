@@ -2,7 +2,7 @@
 
 SLIC default is OpenCV's SLIC on a 2x downsampled LAB frame, labels upsampled by nearest
 neighbour: ~3 ms/frame instead of skimage's ~24 ms at the same segment count; on DAVIS-2016 val its
-boundary recall is ~4 points higher and its undersegmentation error <1 point higher
+boundary recall is ~1.6 points higher and its undersegmentation error <1 point higher
 (`benchmarks/preprocess.py` measures both). `impl="skimage"` gives the reference.
 """
 from __future__ import annotations
