@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
-from train.model import Encoder, encoder_from_state, load_encoder
+from train.model import Encoder
+from train.weights import encoder_from_state, load_encoder
 from train.walk import walk_loss
 
 # (drop, seed) -> CRW.forward loss, |d loss / d q|, d loss / d q[0, 0, 0, :3]

@@ -14,7 +14,8 @@ import torch
 from preprocess.store import StoreReader
 from train.data import clip_index, clip_start
 from train.loop import PREEMPTED, main, parse_args
-from train.model import load_encoder, patch_boxes
+from train.model import patch_boxes
+from train.weights import load_encoder
 from train.presets import CRW
 from train_synth import make_store
 

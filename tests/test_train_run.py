@@ -59,7 +59,7 @@ def test_checkpoint_encoder_loads_into_torchvision_resnet18(store, tmp_path):
     missing, unexpected = net.load_state_dict({k[8:]: v for k, v in ckpt["model"].items()
                                                if k.startswith("encoder.")}, strict=False)
     assert missing == ["fc.weight", "fc.bias"] and unexpected == []
-    from train.model import load_encoder
+    from train.weights import load_encoder
     enc = load_encoder(str(run / "checkpoint.pt"), drop_layer4=True)
     assert torch.equal(enc.conv1.weight, ckpt["model"]["encoder.conv1.weight"])
 

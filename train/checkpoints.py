@@ -45,8 +45,8 @@ def init_from(encoder, path) -> str:
     """
     from train.weights import encoder_from_state, read, resnet_state
 
-    state, config, kind = resnet_state(read(path), path)
+    state, _, kind = resnet_state(read(path), path)
     drop = not any(k.startswith("layer4.") for k in encoder.state_dict())
-    loaded = encoder_from_state(state, config, path, drop_layer4=drop)
+    loaded = encoder_from_state(state, drop_layer4=drop, path=path)  # only its weights are copied
     encoder.load_state_dict(loaded.state_dict(), strict=True)
     return kind

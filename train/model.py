@@ -4,7 +4,7 @@ The encoder is a plain torchvision resnet18 whose layer3 and layer4 run at strid
 frame gives a 32x32x512 map. Only strides (and, with padding="reflect", the padding mode of every
 conv that pads, as CRW's `scratch` model) change: every parameter keeps torchvision's name and shape,
 so `encoder.state_dict()` loads into `torchvision.models.resnet18()` (minus `fc`). The padding is not
-in the weights: checkpoints carry it (`padding`) and `load_encoder` rebuilds the encoder as trained.
+in the weights: checkpoints carry it (`padding`) and `train.weights.load_encoder` rebuilds the encoder as trained.
 """
 import math
 
@@ -63,34 +63,6 @@ class NodeHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.fc(x), dim=-1)
-
-
-def encoder_state_from_checkpoint(ckpt: dict) -> dict:
-    """The encoder weights of a training checkpoint, with torchvision resnet18 key names."""
-    state = ckpt["model"] if "model" in ckpt else ckpt
-    prefix = "encoder."
-    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-
-
-def checkpoint_padding(ckpt: dict) -> str:
-    """The encoder padding a checkpoint was trained with; zeros for checkpoints older than the option."""
-    return ckpt.get("padding") or ckpt.get("config", {}).get("padding") or "zeros"
-
-
-def encoder_from_state(state: dict, padding: str = "zeros", drop_layer4: bool = False) -> Encoder:
-    """An Encoder from torchvision-named weights (layer4 weights ignored if dropped)."""
-    enc = Encoder(drop_layer4=drop_layer4, padding=padding)
-    if drop_layer4:
-        state = {k: v for k, v in state.items() if not k.startswith("layer4.")}
-    enc.load_state_dict(state, strict=True)
-    return enc
-
-
-def load_encoder(path: str, drop_layer4: bool = False, map_location="cpu", padding: str | None = None) -> Encoder:
-    """An Encoder with the weights of a spixwalk checkpoint, padded as trained unless `padding` is given."""
-    ckpt = torch.load(path, map_location=map_location, weights_only=False)
-    state = encoder_state_from_checkpoint(ckpt)
-    return encoder_from_state(state, padding or checkpoint_padding(ckpt), drop_layer4)
 
 
 # ---- training-time network: encoder + node construction + head (added for the trainer) ----

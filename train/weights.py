@@ -6,7 +6,6 @@ torchvision resnet18 state dict (ImageNet or any other ResNet-18 weights; `fc.*`
 wrapped as {"state_dict": ...} / {"model": ...} or with a DataParallel "module." prefix, and the encoder
 file of `python -m train export` (torchvision names under "state_dict", its padding in "config").
 """
-import inspect
 import re
 from pathlib import Path
 
@@ -69,17 +68,21 @@ def architecture(state: dict) -> str:
     return ARCHS.get((block, counts), f"ResNet-like ({block} blocks {'/'.join(map(str, counts))})")
 
 
-def encoder_from_state(state: dict, config: dict, path, drop_layer4=True):
-    """train.model.Encoder with these weights, strict names and shapes; layer4 and fc ignored when dropped."""
+def checkpoint_padding(obj: dict) -> str:
+    """The conv padding the weights were trained with; zeros for files older than the option."""
+    config = obj.get("config") if isinstance(obj.get("config"), dict) else {}
+    return obj.get("padding") or config.get("padding") or "zeros"
+
+
+def encoder_from_state(state: dict, padding: str = "zeros", drop_layer4: bool = False, path="weights"):
+    """train.model.Encoder with these torchvision-named weights, strict names and shapes; `fc` (and layer4
+    when dropped) ignored."""
     from train.model import Encoder
 
     arch = architecture(state)
     if arch != "resnet18":
         raise WeightsError(f"{path}: {arch} weights: expected a ResNet-18 encoder")
-    kw = {}
-    if "padding" in inspect.signature(Encoder).parameters and config.get("padding"):
-        kw["padding"] = config["padding"]  # the checkpoint's own conv padding mode (reflect / zeros)
-    enc = Encoder(drop_layer4=drop_layer4, **kw)
+    enc = Encoder(drop_layer4=drop_layer4, padding=padding)
     want = enc.state_dict()
     state = {k: v for k, v in state.items() if k in want or not k.startswith(("layer4.", "fc."))}
     for k in want:  # weights saved before torch 0.4.1 lack the BatchNorm counters; they do not affect eval
@@ -97,7 +100,9 @@ def encoder_from_state(state: dict, config: dict, path, drop_layer4=True):
     return enc
 
 
-def load_encoder(path, drop_layer4=True):
-    """Encoder for `evaluate davis --ckpt`; every failure is a WeightsError naming the file and why."""
-    state, config, _ = resnet_state(read(path), path)
-    return encoder_from_state(state, config, path, drop_layer4)
+def load_encoder(path, drop_layer4: bool = False, padding: str | None = None):
+    """The encoder of a weight file, padded as trained unless `padding` is given; every failure is a
+    WeightsError naming the file and why."""
+    obj = read(path)
+    state, _, _ = resnet_state(obj, path)
+    return encoder_from_state(state, padding or checkpoint_padding(obj), drop_layer4, path)
