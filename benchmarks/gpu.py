@@ -79,21 +79,22 @@ def to_device(batch: dict, device) -> dict:
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
-def make_net(a, device, seed: int = 0):
-    """The trainer's network and optimiser for the options in a (a preset's values, see --preset)."""
-    torch.manual_seed(seed)
-    net = WalkNet(*patch_grid(a.img_size), padding=a.padding, norm=a.norm, patch_jitter=a.patch_jitter)
-    net = net.to(device).to(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(net.parameters(), lr=a.lr)
-    net.bench_args, net.bench_sched = a, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
-    return net, opt
+class Model:
+    """The trainer's network, Adam and step (train.loop.train_step) for the options in a (a preset's values)."""
 
+    def __init__(self, a, device, seed: int = 0):
+        torch.manual_seed(seed)
+        net = WalkNet(*patch_grid(a.img_size), padding=a.padding, norm=a.norm, patch_jitter=a.patch_jitter)
+        self.net = net.to(device).to(memory_format=torch.channels_last)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=a.lr)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: 1.0)
+        self.a = a
 
-def step(net, opt, b: dict, dtype) -> torch.Tensor:
-    """The trainer's own step (train.loop.train_step); dtype None = fp32, else autocast to dtype."""
-    dev = b["frames"].device
-    autocast = torch.autocast(dev.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
-    return train_step(net, opt, net.bench_sched, b, net.bench_args, dev, autocast)["loss"]
+    def step(self, b: dict, dtype) -> torch.Tensor:
+        """One training step on batch b; dtype None = fp32, else autocast to dtype. Returns the loss."""
+        dev = b["frames"].device
+        autocast = torch.autocast(dev.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
+        return train_step(self.net, self.opt, self.sched, b, self.a, dev, autocast)["loss"]
 
 
 def tiled(b: dict, n: int) -> dict:
@@ -111,28 +112,28 @@ def worst_case(b: dict, nodes: int) -> dict:
             "mask": torch.nn.functional.pad(b["mask"], (0, pad))}
 
 
-def fits(net, opt, b: dict, n: int, dtype) -> bool:
+def fits(m, b: dict, n: int, dtype) -> bool:
     try:
-        step(net, opt, tiled(b, n), dtype)
-        step(net, opt, tiled(b, n), dtype)  # the second step holds Adam's state too
+        m.step(tiled(b, n), dtype)
+        m.step(tiled(b, n), dtype)  # the second step holds Adam's state too
         sync(b["frames"].device)
         return True
     except torch.cuda.OutOfMemoryError:
         return False
     finally:
-        opt.zero_grad(set_to_none=True)
+        m.opt.zero_grad(set_to_none=True)
         torch.cuda.empty_cache()
 
 
-def max_batch(net, opt, b: dict, dtype, limit: int, resolution: int) -> int:
+def max_batch(m, b: dict, dtype, limit: int, resolution: int) -> int:
     """Largest clips per step under the memory cap: doubling, then bisection to `resolution` clips."""
     lo, hi = 0, 8
-    while hi <= limit and fits(net, opt, b, hi, dtype):
+    while hi <= limit and fits(m, b, hi, dtype):
         lo, hi = hi, hi * 2
     hi = min(hi, limit + 1)
     while hi - lo > resolution:
         mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if fits(net, opt, b, mid, dtype) else (lo, mid)
+        lo, hi = (mid, hi) if fits(m, b, mid, dtype) else (lo, mid)
     log(f"batch search: {lo} clips fit, {hi} do not")
     return lo
 
@@ -147,20 +148,20 @@ def loader_rate(ds, n: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def gpu_alone(net, opt, b: dict, steps: int, dtype, device) -> float:
+def gpu_alone(m, b: dict, steps: int, dtype, device) -> float:
     """Frames/s of steps on one device-resident batch, before any loader worker runs (workers still
     busy prefetching would starve the thread that launches the kernels)."""
     for _ in range(2):  # cuDNN autotuning, allocator
-        step(net, opt, b, dtype)
+        m.step(b, dtype)
     sync(device)
     t0 = time.perf_counter()
     for _ in range(steps):
-        step(net, opt, b, dtype)
+        m.step(b, dtype)
     sync(device)
     return steps * b["frames"].shape[0] * T / (time.perf_counter() - t0)
 
 
-def fed(net, opt, it, steps: int, warm: int, dtype, device) -> dict:
+def fed(m, it, steps: int, warm: int, dtype, device) -> dict:
     """Loader-fed steps: frames/s and the data-wait fraction. The first `warm` steps are not timed: they
     drain the batches the workers prefetched while the GPU was idle (timing them would credit the loader
     with work done before the clock started)."""
@@ -170,7 +171,7 @@ def fed(net, opt, it, steps: int, warm: int, dtype, device) -> dict:
         t0 = time.perf_counter()
         b = to_device(next(it), device)
         t1 = time.perf_counter()
-        step(net, opt, b, dtype)
+        m.step(b, dtype)
         sync(device)
         t2 = time.perf_counter()
         if i >= warm:
@@ -185,20 +186,20 @@ def bench_nodes(reader, nodes: str, a, device, dtype) -> dict:
     probe = to_device(collate([ds[(0, i)] for i in range(min(8, len(ds)))]), device)
     if nodes == "superpixels":
         probe = worst_case(probe, max(int(reader.nseg(r, CFG).max()) for r, _ in ds.clips))
-    net, opt = make_net(a, device)
+    m = Model(a, device)
     if device.type == "cuda":
-        batch = max_batch(net, opt, probe, dtype, a.max_batch, a.resolution)
+        batch = max_batch(m, probe, dtype, a.max_batch, a.resolution)
     else:
         batch = a.max_batch  # no allocator cap to search against on the CPU
     per_worker = loader_rate(ds, a.loader_clips)
-    alone = gpu_alone(net, opt, tiled(probe, batch), a.steps, dtype, device)
+    alone = gpu_alone(m, tiled(probe, batch), a.steps, dtype, device)
     while True:
         try:
-            r = fed(net, opt, iter(loader(ds, batch, a.workers, device)), a.steps, 2 + a.workers * PREFETCH,
+            r = fed(m, iter(loader(ds, batch, a.workers, device)), a.steps, 2 + a.workers * PREFETCH,
                     dtype, device)
             break
         except torch.cuda.OutOfMemoryError:  # a batch of real clips above the probe's nodes: step down
-            opt.zero_grad(set_to_none=True)
+            m.opt.zero_grad(set_to_none=True)
             torch.cuda.empty_cache()
             batch = int(batch * 0.9)
             log(f"{nodes}: out of memory with real clips, retrying at batch {batch}")
@@ -215,13 +216,13 @@ def bench_nodes(reader, nodes: str, a, device, dtype) -> dict:
 
 def precision_run(reader, a, device, dtype) -> tuple[list, float]:
     ds = dataset(reader, "superpixels", a, seed=1)
-    net, opt = make_net(a, device, seed=1)
+    m = Model(a, device, seed=1)
     it = iter(loader(ds, a.precision_batch, a.workers, device, seed=1))
     losses, busy = [], 0.0
     for _ in range(a.precision_steps):
         b = to_device(next(it), device)
         t0 = time.perf_counter()
-        losses.append(step(net, opt, b, dtype))
+        losses.append(m.step(b, dtype))
         sync(device)
         busy += time.perf_counter() - t0
     return [float(x) for x in losses], a.precision_steps / busy
