@@ -248,13 +248,13 @@ def bench_precision(reader, a, device) -> dict:
 # ---------------------------------------------------------------- DAVIS propagation
 
 def score(davis, year, results, seqs, jobs: int) -> dict:
-    """J&F of a results folder: the metrics module's per-sequence scoring, sequences in parallel."""
-    from joblib import Parallel, delayed
-
+    """J&F of a results folder (the metrics module, sequences in parallel); a failed sequence stops the bench."""
     from evaluate import metrics
 
-    rows = Parallel(n_jobs=jobs)(delayed(metrics.score_sequence)(davis, year, results, s) for s in seqs)
-    return metrics.global_results([o for r in rows for o in r])
+    res = metrics.evaluate(davis, year, results, sequences=seqs, progress=False, jobs=jobs)
+    if res["failures"]:
+        raise SystemExit(f"bench-gpu: scoring {results} failed: {res['failures'][0]['reason']}")
+    return res["global"]
 
 
 def pixels_differing(a_dir: Path, b_dir: Path, seqs) -> float:

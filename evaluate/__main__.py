@@ -48,7 +48,7 @@ def cmd_davis(args) -> int:
 def cmd_metrics(args) -> int:
     from . import metrics
 
-    res = metrics.run(args.davis, args.year, args.results, args.set, _seqs(args))
+    res = metrics.run(args.davis, args.year, args.results, args.set, _seqs(args), jobs=args.jobs)
     print(f"wrote {', '.join(res['written'].values())}")
     return 0 if res["complete"] else 1
 
@@ -110,6 +110,7 @@ def _other_parsers(sub) -> None:
     p = sub.add_parser("metrics", help="J and F as the official DAVIS-2017 toolkit (semi-supervised)")
     _common(p)
     p.add_argument("--results", required=True, help="folder with <seq>/<frame>.png; CSVs + JSON written here")
+    p.add_argument("--jobs", type=int, default=1, help="sequences scored in parallel (processes)")
     p.set_defaults(func=cmd_metrics)
 
     p = sub.add_parser("synth", help="synthetic DAVIS-2017-format set with exact masks")

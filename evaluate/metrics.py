@@ -133,18 +133,28 @@ def global_results(objects: list[dict]) -> dict:
     return {"J&F-Mean": (g["J-Mean"] + g["F-Mean"]) / 2.0, **g}
 
 
-def evaluate(davis, year, results, subset="val", sequences=None, progress=True) -> dict:
-    """Score a results folder. Returns {'global', 'per_object', 'failures', 'complete', ...}."""
+def _scored(davis, year, results, seq) -> tuple[list, str | None]:
+    try:
+        return score_sequence(davis, year, results, seq), None
+    except InputError as e:
+        return [], str(e)
+
+
+def evaluate(davis, year, results, subset="val", sequences=None, progress=True, jobs=1) -> dict:
+    """Score a results folder, `jobs` sequences at a time. Returns {'global', 'per_object', 'failures',
+    'complete', ...}."""
+    from joblib import Parallel, delayed
     from tqdm import tqdm
 
     names = sequence_list(davis, year, subset, sequences)
+    scored = Parallel(n_jobs=jobs, return_as="generator")(delayed(_scored)(davis, year, results, s) for s in names)
     objects, failures = [], []
-    for seq in tqdm(names, desc="metrics", disable=not progress, file=sys.stderr):
-        try:
-            objects += score_sequence(davis, year, results, seq)
-        except InputError as e:
-            print(f"error: {e}", file=sys.stderr)
-            failures.append({"sequence": seq, "reason": str(e)})
+    for seq, (rows, why) in tqdm(zip(names, scored), total=len(names), desc="metrics", disable=not progress,
+                                 file=sys.stderr):
+        objects += rows
+        if why:
+            print(f"error: {why}", file=sys.stderr)
+            failures.append({"sequence": seq, "reason": why})
     return {"davis": str(davis), "year": int(year), "set": subset, "results": str(results),
             "sequences": names, "complete": not failures, "global": global_results(objects),
             "per_object": objects, "failures": failures}
@@ -191,11 +201,11 @@ def print_table(res: dict) -> None:
         print(f"FAILED {f['sequence']}: {f['reason']}")
 
 
-def run(davis, year, results, subset="val", sequences=None, progress=True, quiet=False) -> dict:
+def run(davis, year, results, subset="val", sequences=None, progress=True, quiet=False, jobs=1) -> dict:
     """Score, write CSVs + JSON into the results folder, print the table; returns the JSON dict."""
     if not Path(results).is_dir():
         raise InputError(f"{results}: results folder not found")
-    res = evaluate(davis, year, results, subset, sequences, progress)
+    res = evaluate(davis, year, results, subset, sequences, progress, jobs)
     res["written"] = write(res, results)
     if not quiet:
         print_table(res)

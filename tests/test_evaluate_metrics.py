@@ -180,3 +180,21 @@ def test_ground_truth_scores_one(tmp_path, year, root, seqs):
     for k in ("J&F-Mean", "J-Mean", "J-Recall", "F-Mean", "F-Recall"):
         assert res["global"][k] == 1.0
     assert res["global"]["J-Decay"] == 0.0
+
+
+def test_sequences_scored_in_parallel_give_the_serial_result(tmp_path):
+    import shutil
+
+    from evaluate import metrics
+    from evaluate.synth import generate
+
+    generate(tmp_path / "d", n_sequences=3, n_frames=5, height=48, width=64, n_objects=2, seed=5)
+    res = tmp_path / "res"
+    shutil.copytree(tmp_path / "d" / "Annotations" / "480p", res)
+    for png in res.rglob("*.png"):  # ground truth as the prediction, void as background
+        save_indexed(np.where(load_mask(png, 2017) == 255, 0, load_mask(png, 2017)), png)
+    shutil.rmtree(res / "synth-01")  # one sequence fails, by name, in both
+    one = metrics.evaluate(tmp_path / "d", 2017, res, progress=False, jobs=1)
+    two = metrics.evaluate(tmp_path / "d", 2017, res, progress=False, jobs=2)
+    assert one["global"] == two["global"] and one["per_object"] == two["per_object"]
+    assert [f["sequence"] for f in two["failures"]] == ["synth-01"] and two["global"]["J-Mean"] == 1.0
