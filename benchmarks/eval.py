@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from evaluate import metrics, synth
 from evaluate.davis import frame_paths, load_frame, load_mask, mask_path, save_indexed, sequence_list

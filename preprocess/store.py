@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import zarr
-from zarr.codecs import BloscCodec, BytesCodec, ShardingCodec, ZstdCodec
+from zarr.codecs import BloscCodec, BytesCodec, ZstdCodec
 from zarr.registry import register_codec
 
 from .jpegcodec import NAME as JPEG_NAME
