@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from evaluate import metrics, synth
-from evaluate.davis import frame_paths, load_frame, load_mask, mask_path, save_indexed, sequence_list
-from evaluate.features import EncoderFeatures
-from evaluate.propagate import Propagator, propagate_full
-from evaluate.vos import first_frame_labels, hard_labels
+from spixwalk.evaluate import metrics, synth
+from spixwalk.evaluate.davis import frame_paths, load_frame, load_mask, mask_path, save_indexed, sequence_list
+from spixwalk.evaluate.features import EncoderFeatures
+from spixwalk.evaluate.propagate import Propagator, propagate_full
+from spixwalk.evaluate.vos import first_frame_labels, hard_labels
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -38,7 +38,6 @@ STORED_OFFICIAL = {"max_abs_diff": 0.0, "objects": 14,
 
 OFFICIAL_SNIPPET = r"""
 import json, sys
-sys.path.insert(0, sys.argv[1])
 from davis2017.evaluation import DAVISEvaluation
 m = DAVISEvaluation(davis_root=sys.argv[2], task='semi-supervised', gt_set='val').evaluate(sys.argv[3])
 out = {}
@@ -128,8 +127,9 @@ def compare_official(name, davis, year, seqs, results, official, py, log):
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "davis"
         (toolkit_root_2016 if year == 2016 else toolkit_root_subset)(davis, seqs, root)
-        r = subprocess.run([py, "-c", OFFICIAL_SNIPPET, str(official), str(root), str(results)],
-                           capture_output=True, text=True, check=True)
+        # run in the toolkit's folder: `python -c` imports davis2017 from its working directory
+        r = subprocess.run([py, "-c", OFFICIAL_SNIPPET, str(official), str(root), str(Path(results).resolve())],
+                           capture_output=True, text=True, check=True, cwd=Path(official).resolve())
     theirs = json.loads(r.stdout.strip().splitlines()[-1])
     assert set(theirs) == set(ours), f"object sets differ: {sorted(theirs)} vs {sorted(ours)}"
     diff = max(abs(ours[n][k] - v) for n in theirs for k, v in theirs[n].items())

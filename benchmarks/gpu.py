@@ -14,7 +14,7 @@ Writes bench-results/gpu.json and prints one table. `--tiny` runs every part on 
 """
 import os
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see train/__main__.py
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see spixwalk/__init__.py
 # the batch search allocates many sizes: without expandable segments fragmentation ends it early
 os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
 
@@ -28,9 +28,8 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from train.loop import train_step  # noqa: E402
-from train.model import WalkNet, patch_grid  # noqa: E402
-from train.presets import PRESETS  # noqa: E402
+from spixwalk.train.loop import build_model, train_step  # noqa: E402
+from spixwalk.train.presets import PRESETS, apply_preset  # noqa: E402
 
 CFG = "slic-n30-c30"
 T = 4
@@ -58,7 +57,7 @@ def machine(device: torch.device) -> dict:
 # ---------------------------------------------------------------- training
 
 def dataset(reader, nodes: str, a, seed: int = 0):
-    from train.data import Aug, ClipDataset, clip_index
+    from spixwalk.train.data import Aug, ClipDataset, clip_index
 
     cfgs = [] if nodes == "patches" else [CFG]
     refs = reader.videos(None if nodes == "patches" else CFG)
@@ -67,7 +66,7 @@ def dataset(reader, nodes: str, a, seed: int = 0):
 
 
 def loader(ds, batch: int, workers: int, device, seed: int = 0):
-    from train.data import StreamSampler, collate
+    from spixwalk.train.data import StreamSampler, collate
 
     return torch.utils.data.DataLoader(
         ds, batch_size=batch, sampler=StreamSampler(len(ds), seed), num_workers=workers, collate_fn=collate,
@@ -80,13 +79,11 @@ def to_device(batch: dict, device) -> dict:
 
 
 class Model:
-    """The trainer's network, Adam and step (train.loop.train_step) for the options in a (a preset's values)."""
+    """The trainer's network and Adam (train.loop.build_model) and its step (train.loop.train_step) for the
+    options in a (a preset's values), seeded by `seed`."""
 
     def __init__(self, a, device, seed: int = 0):
-        torch.manual_seed(seed)
-        net = WalkNet(*patch_grid(a.img_size), padding=a.padding, norm=a.norm, patch_jitter=a.patch_jitter)
-        self.net = net.to(device).to(memory_format=torch.channels_last)
-        self.opt = torch.optim.Adam(self.net.parameters(), lr=a.lr)
+        self.net, self.opt = build_model(argparse.Namespace(**{**vars(a), "seed": seed}), device)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: 1.0)
         self.a = a
 
@@ -140,7 +137,7 @@ def max_batch(m, b: dict, dtype, limit: int, resolution: int) -> int:
 
 def loader_rate(ds, n: int) -> float:
     """Clips/s of one loader worker (read + augment + pooling weights + collate), in this process."""
-    from train.data import collate
+    from spixwalk.train.data import collate
 
     ds[(0, 0)]
     t0 = time.perf_counter()
@@ -180,7 +177,7 @@ def fed(m, it, steps: int, warm: int, dtype, device) -> dict:
 
 
 def bench_nodes(reader, nodes: str, a, device, dtype) -> dict:
-    from train.data import collate
+    from spixwalk.train.data import collate
 
     ds = dataset(reader, nodes, a)
     probe = to_device(collate([ds[(0, i)] for i in range(min(8, len(ds)))]), device)
@@ -249,7 +246,7 @@ def bench_precision(reader, a, device) -> dict:
 
 def score(davis, year, results, seqs, jobs: int) -> dict:
     """J&F of a results folder (the metrics module, sequences in parallel); a failed sequence stops the bench."""
-    from evaluate import metrics
+    from spixwalk.evaluate import metrics
 
     res = metrics.evaluate(davis, year, results, sequences=seqs, progress=False, jobs=jobs)
     if res["failures"]:
@@ -258,7 +255,7 @@ def score(davis, year, results, seqs, jobs: int) -> dict:
 
 
 def pixels_differing(a_dir: Path, b_dir: Path, seqs) -> float:
-    from evaluate.davis import load_result
+    from spixwalk.evaluate.davis import load_result
 
     diff = total = 0
     for s in seqs:
@@ -270,8 +267,8 @@ def pixels_differing(a_dir: Path, b_dir: Path, seqs) -> float:
 
 def stage_times(davis, seqs, featurize) -> dict:
     """Each stage alone over every frame: JPEG decode (threads, as in the pipeline), then features."""
-    from evaluate.davis import frame_paths
-    from evaluate.vos import decoded, featurized
+    from spixwalk.evaluate.davis import frame_paths
+    from spixwalk.evaluate.vos import decoded, featurized
 
     paths = [p for s in seqs for p in frame_paths(davis, s)]
     t0 = time.perf_counter()
@@ -294,8 +291,8 @@ def compare_cpu(a, seqs) -> dict:
 
 
 def bench_davis(a, device) -> dict:
-    from evaluate import features, vos
-    from evaluate.davis import sequence_list
+    from spixwalk.evaluate import features, vos
+    from spixwalk.evaluate.davis import sequence_list
 
     seqs = sequence_list(a.davis, a.year, "val", a.sequences.split(",") if a.sequences else None)
     featurize = features.make("random", seed=0, device=device)
@@ -352,9 +349,8 @@ def parse_args(argv=None):
     p.add_argument("--pred-dir", default="bench-results/gpu-davis", help="where the device's PNGs go")
     p.add_argument("--tiny", action="store_true", help="CPU smoke run: 64 px, batch 2, a few steps and frames")
     a = p.parse_args(argv)
-    for k, v in PRESETS[a.preset].items():
-        if k not in ("nodes", "clip_len"):  # both node modes are measured; clips are T frames
-            setattr(a, k, v)
+    apply_preset(a)  # the preset's network, augmentation and walk options (its nodes and clip_len go unused:
+    # both node modes are measured, on clips of T frames)
     if a.tiny:
         a.device, a.img_size, a.max_batch, a.steps, a.workers = "cpu", 64, 2, 1, 0
         a.loader_clips, a.precision_steps, a.precision_batch, a.jobs = 4, 2, 2, 1
@@ -362,7 +358,7 @@ def parse_args(argv=None):
 
 
 def run(a) -> dict:
-    from evaluate.features import resolve_device
+    from spixwalk.evaluate.features import resolve_device
 
     device = resolve_device(a.device)
     if device.type == "cuda":
@@ -372,7 +368,7 @@ def run(a) -> dict:
     res = {"machine": machine(device), "memory_gb": a.memory_gb, "img_size": a.img_size}
     parts = a.parts.split(",")
     if "train" in parts or "precision" in parts:
-        from preprocess.store import StoreReader  # zarr is needed for these parts only
+        from spixwalk.preprocess.store import StoreReader  # zarr is needed for these parts only
 
         reader = StoreReader(a.store)
     if "train" in parts:
@@ -387,7 +383,7 @@ def run(a) -> dict:
             torch.cuda.set_per_process_memory_fraction(1.0, device)
         res["davis"] = bench_davis(a, device)
     if "compare" in parts:  # a device run's PNGs brought back, scored against a CPU run made here
-        from evaluate.davis import sequence_list
+        from spixwalk.evaluate.davis import sequence_list
 
         seqs = sequence_list(a.davis, a.year, "val", a.sequences.split(",") if a.sequences else None)
         res["compare"] = compare_cpu(a, seqs)

@@ -17,12 +17,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from evaluate.spmetrics import boundary_recall, undersegmentation_error  # the project's one definition
-from preprocess import store
-from preprocess.decode import decode
-from preprocess.engines import run_tasks as parallel_map
-from preprocess.run import process_shard
-from preprocess.superpixels import label_video, lsc, relabel, slic
+from spixwalk.evaluate.spmetrics import boundary_recall, undersegmentation_error  # the project's one definition
+from spixwalk.preprocess import store
+from spixwalk.preprocess.decode import decode
+from spixwalk.preprocess.engines import run_tasks as parallel_map
+from spixwalk.preprocess.run import process_shard
+from spixwalk.preprocess.superpixels import label_video, lsc, relabel, slic
 
 REPO = Path(__file__).resolve().parents[1]
 DAVIS16 = REPO.parent / "shared" / "data" / "davis2016-val"
@@ -94,7 +94,7 @@ def manifest_rows(videos, lengths, copies=1):
 
 
 def run_store(root, rows, jobs, alg="slic", params=SLIC30):
-    from preprocess.superpixels import DEFAULTS
+    from spixwalk.preprocess.superpixels import DEFAULTS
 
     params = {**DEFAULTS[alg], **params}
     cfg = store.config_name(alg, **params)
@@ -194,7 +194,7 @@ def main():
     res["clip_read_ms"] = (time.perf_counter() - t) / len(picks) * 1e3
     import h5py
 
-    from preprocess.report import export_hdf5
+    from spixwalk.preprocess.report import export_hdf5
 
     h5s = {}
     for s in sorted({ref.shard for ref, _ in picks}):

@@ -18,7 +18,7 @@ SLIC = ("slic", {"n_segments": 30, "compactness": 30.0}, "slic-n30-c30")
 
 PEAK = """
 import json, resource, sys
-from preprocess.run import process_shard
+from spixwalk.preprocess.run import process_shard
 rows = json.loads(sys.argv[1])
 st = process_shard(sys.argv[2], 0, rows, *json.loads(sys.argv[3]))
 hwm = [int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")][0]
@@ -28,7 +28,7 @@ print(json.dumps({"task_mb": hwm / 1024, "ffmpeg_mb": resource.getrusage(resourc
 
 
 def lavfi_video(path: Path, seconds: float, source: str = "testsrc2") -> Path:
-    from preprocess.decode import ffmpeg_exe
+    from spixwalk.preprocess.decode import ffmpeg_exe
 
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -44,9 +44,8 @@ def rss_per_task(tmp: Path, shard_sizes: list[int], seconds: float) -> dict:
     out = {}
     for k in shard_sizes:
         rows = [{"id": f"v{i:03d}", "path": str(video)} for i in range(k)]
-        env = dict(os.environ, PYTHONPATH=str(REPO))
         res = subprocess.run([sys.executable, "-c", PEAK, json.dumps(rows), str(tmp / f"rss-{k}"), json.dumps(SLIC)],
-                             capture_output=True, text=True, env=env, check=True)
+                             capture_output=True, text=True, cwd=REPO, check=True)  # the checkout's spixwalk
         out[str(k)] = json.loads(res.stdout.strip().splitlines()[-1])
         print(f"  shard of {k} x {seconds:g} s videos: task peak {out[str(k)]['task_mb']:.0f} MB, "
               f"{out[str(k)]['frames']} frames, {out[str(k)]['s']:.0f} s", flush=True)
@@ -55,8 +54,8 @@ def rss_per_task(tmp: Path, shard_sizes: list[int], seconds: float) -> dict:
 
 def engines(tmp: Path, shards: int, seconds: float, jobs: int = 2) -> dict:
     """The same shards on loky and on a real dask LocalCluster; wall time includes starting workers."""
-    from preprocess.engines import run_tasks
-    from preprocess.run import process_shard
+    from spixwalk.preprocess.engines import run_tasks
+    from spixwalk.preprocess.run import process_shard
 
     videos = [lavfi_video(tmp / f"eng-{i}.mp4", seconds, src) for i, src in enumerate(("testsrc2", "smptebars"))]
     out = {}
@@ -91,7 +90,7 @@ def manifest_build(tmp: Path, files: int, classes: int = 400) -> dict:
     times = []
     for _ in range(2):  # fresh build, then a rebuild over the existing manifest
         t = time.perf_counter()
-        subprocess.run(cmd, check=True, capture_output=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
+        subprocess.run(cmd, check=True, capture_output=True, cwd=REPO)
         times.append(time.perf_counter() - t)
     print(f"  manifest of {files} files: build {times[0]:.1f} s, rebuild {times[1]:.1f} s "
           f"(tree made in {made:.0f} s)", flush=True)

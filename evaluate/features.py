@@ -51,9 +51,8 @@ class EncoderFeatures(_Featurizer):
 
     def __init__(self, ckpt=None, seed=0, device="cpu", padding="zeros"):
         super().__init__(device)
-        from train.model import Encoder  # evaluate imports only train's encoder
-
-        from train.weights import WeightsError, load_encoder
+        from spixwalk.train.model import Encoder  # evaluate imports only train's encoder
+        from spixwalk.train.weights import WeightsError, load_encoder
 
         from .davis import InputError
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from preprocess import spconfig
+from spixwalk.preprocess import spconfig
 
 from .davis import InputError, load_frame, load_mask, mask_path, sequence_frames, sequence_list
 from .metrics import boundary_radius, f_boundary, jaccard
@@ -63,7 +63,7 @@ def configurations(args) -> list[tuple[str, dict]]:
         configs = [spconfig.parse_name(c) for c in args.configs.split(",") if c]
     else:
         configs = [spconfig.from_args(args)[:2]]
-    from preprocess.superpixels import check_params
+    from spixwalk.preprocess.superpixels import check_params
 
     for alg, params in configs:
         check_params(alg, args.size, **params)
@@ -72,7 +72,7 @@ def configurations(args) -> list[tuple[str, dict]]:
 
 def segment(img: np.ndarray, alg: str, params: dict, size: int) -> tuple[np.ndarray, int, float]:
     """The store's label map of a frame, upsampled to the frame: (labels, S, ms spent labelling)."""
-    from preprocess.superpixels import label_video
+    from spixwalk.preprocess.superpixels import label_video
 
     small = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
     t0 = time.perf_counter()

@@ -32,12 +32,10 @@ FRAMES_PER_SHARD_CHUNK = 64  # frames per zarr shard file: few files, one call p
 
 
 # ---------------------------------------------------------------- JPEG codec for Zarr v3
-# (its own module so zarr's entry point can load it without this one; registered here as well
-# for environments where the package's entry points are not installed)
+# (its own module so zarr's entry point can load it without this one; registered here as well for
+# environments where the package's entry points are not installed: the same class, spixwalk.preprocess.
+# jpegcodec.JpegCodec, as the entry point's, so zarr holds one implementation)
 register_codec(JPEG_NAME, JpegCodec)
-# installed, the entry point also offers this class as spixwalk.preprocess.jpegcodec.JpegCodec: choose
-# the one this process imported (the same code), or zarr warns on every array it opens
-zarr.config.set({"codecs": {**zarr.config.get("codecs"), JPEG_NAME: f"{JpegCodec.__module__}.{JpegCodec.__qualname__}"}})
 
 
 # ---------------------------------------------------------------- names and paths

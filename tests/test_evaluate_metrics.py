@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from evaluate import metrics
-from evaluate.davis import InputError, load_mask, save_indexed, write_listing
+from spixwalk.evaluate import metrics
+from spixwalk.evaluate.davis import InputError, load_mask, save_indexed, write_listing
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"real DAVIS data not found at {DATA}")
@@ -124,7 +124,7 @@ def test_missing_result_frame_fails_without_complete_csv(tmp_path, capsys):
     write_seq(tmp_path / "d", "s", gt)
     write_results(tmp_path / "r", "s", gt)
     (tmp_path / "r" / "s" / "00002.png").unlink()
-    from evaluate.__main__ import main
+    from spixwalk.evaluate.cli import main
     rc = main(["metrics", "--davis", str(tmp_path / "d"), "--year", "2017", "--results", str(tmp_path / "r")])
     assert rc == 1
     assert "result frames missing in" in (err := capsys.readouterr().err) and "00002.png" in err
@@ -185,8 +185,8 @@ def test_ground_truth_scores_one(tmp_path, year, root, seqs):
 def test_sequences_scored_in_parallel_give_the_serial_result(tmp_path):
     import shutil
 
-    from evaluate import metrics
-    from evaluate.synth import generate
+    from spixwalk.evaluate import metrics
+    from spixwalk.evaluate.synth import generate
 
     generate(tmp_path / "d", n_sequences=3, n_frames=5, height=48, width=64, n_objects=2, seed=5)
     res = tmp_path / "res"

@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from evaluate import metrics, synth, vos
-from evaluate.__main__ import main
-from evaluate.davis import load_mask, mask_path, frame_paths, save_indexed
-from evaluate.propagate import Propagator, local_topk, propagate_full
+from spixwalk.evaluate import metrics, synth, vos
+from spixwalk.evaluate.cli import main
+from spixwalk.evaluate.davis import load_mask, mask_path, frame_paths, save_indexed
+from spixwalk.evaluate.propagate import Propagator, local_topk, propagate_full
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"real DAVIS data not found at {DATA}")

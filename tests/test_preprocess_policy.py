@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from preprocess import store
+from spixwalk.preprocess import store
 from preprocess_fixtures import REPO, lavfi_videos, store_tree, write_manifest
 
 FH = "fh-s600-g0.5-m400"
@@ -145,7 +145,7 @@ def test_plain_zarr_and_dask_read_the_store_without_project_imports(tmp_path):
 
 PEAK = """
 import json, sys
-from preprocess.run import process_shard
+from spixwalk.preprocess.run import process_shard
 rows = json.loads(sys.argv[1])
 st = process_shard(sys.argv[2], 0, rows, "slic", {"n_segments": 30, "compactness": 30.0}, "slic-n30-c30")
 assert not st["failed"] and st["frames"] > 0, st

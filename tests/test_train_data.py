@@ -4,8 +4,8 @@ import pytest
 import torch
 from scipy import ndimage
 
-from preprocess.store import StoreReader
-from train.data import Aug, ClipDataset, StreamSampler, augment, clip_index, collate, contiguous
+from spixwalk.preprocess.store import StoreReader
+from spixwalk.train.data import Aug, ClipDataset, StreamSampler, augment, clip_index, collate, contiguous
 from train_synth import make_store, moving_regions, palette
 
 

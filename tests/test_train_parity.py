@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
-from train.model import Encoder
-from train.weights import encoder_from_state, load_encoder
-from train.walk import walk_loss
+from spixwalk.train.model import Encoder
+from spixwalk.train.weights import encoder_from_state, load_encoder
+from spixwalk.train.walk import walk_loss
 
 # (drop, seed) -> CRW.forward loss, |d loss / d q|, d loss / d q[0, 0, 0, :3]
 CRW_WALK = {

@@ -2,7 +2,7 @@
 import numpy as np
 import torch
 
-from train.pool import overlap_weights, pool, pool_naive, pool_onehot, pool_scatter
+from spixwalk.train.pool import overlap_weights, pool, pool_naive, pool_onehot, pool_scatter
 
 
 def labels_with_small_and_absent(rng, H=64, W=64, S=9):

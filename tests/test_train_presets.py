@@ -1,6 +1,5 @@
 """Presets, option validation, windowed logging, finished reruns, CPU budgets and preemption, on real stores."""
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -11,12 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from preprocess.store import StoreReader
-from train.data import clip_index, clip_start
-from train.loop import PREEMPTED, main, parse_args
-from train.model import patch_boxes
-from train.weights import load_encoder
-from train.presets import CRW
+from spixwalk.preprocess.store import StoreReader
+from spixwalk.train.data import clip_index, clip_start
+from spixwalk.train.loop import PREEMPTED, main
+from spixwalk.train.options import parse_args
+from spixwalk.train.model import patch_boxes
+from spixwalk.train.weights import load_encoder
+from spixwalk.train.presets import CRW
 from train_synth import make_store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -82,8 +82,7 @@ def test_cpu_budget_stops_as_finished_with_snapshots(store, tmp_path):
 def test_sigterm_saves_a_checkpoint_and_the_rerun_resumes(store, tmp_path):
     run = tmp_path / "pre"
     cmd = [sys.executable, "-m", "train", "--store", str(store), "--run", str(run), "--log-every", "1", *FAST]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    p = subprocess.Popen(cmd + ["--steps", "1000"], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    p = subprocess.Popen(cmd + ["--steps", "1000"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True)
     log = run / "log.jsonl"
     deadline = time.time() + 120
@@ -95,7 +94,7 @@ def test_sigterm_saves_a_checkpoint_and_the_rerun_resumes(store, tmp_path):
     assert "rerun the same command" in err and not (run / "summary.json").exists()
     step = torch.load(run / "checkpoint.pt", weights_only=False)["step"]
     assert 2 <= step < 1000
-    r = subprocess.run(cmd + ["--steps", str(step + 1)], cwd=REPO, env=env, capture_output=True, text=True)
+    r = subprocess.run(cmd + ["--steps", str(step + 1)], cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     assert json.loads((run / "summary.json").read_text())["steps"] == step + 1
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 import torchvision
 
-from preprocess.store import FRAMES_MARKER, shard_path
-from train.loop import main
+from spixwalk.preprocess.store import FRAMES_MARKER, shard_path
+from spixwalk.train.loop import main
 from train_synth import make_store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,7 +59,7 @@ def test_checkpoint_encoder_loads_into_torchvision_resnet18(store, tmp_path):
     missing, unexpected = net.load_state_dict({k[8:]: v for k, v in ckpt["model"].items()
                                                if k.startswith("encoder.")}, strict=False)
     assert missing == ["fc.weight", "fc.bias"] and unexpected == []
-    from train.weights import load_encoder
+    from spixwalk.train.weights import load_encoder
     enc = load_encoder(str(run / "checkpoint.pt"), drop_layer4=True)
     assert torch.equal(enc.conv1.weight, ckpt["model"]["encoder.conv1.weight"])
 
@@ -96,7 +96,7 @@ def test_bad_stores_exit_nonzero_with_one_line(store, tmp_path, capsys):
 
 def test_single_superpixel_frames_train_without_nan(tmp_path):
     import numpy as np
-    from preprocess.store import write_frames, write_labels
+    from spixwalk.preprocess.store import write_frames, write_labels
     frames = np.random.default_rng(0).integers(0, 255, (8, 64, 64, 3), dtype=np.uint8)
     labels = np.zeros((8, 64, 64), np.int16)  # FH can return one segment for a whole frame
     labels[4:, :, 32:] = 1
@@ -128,10 +128,10 @@ def test_short_run_on_real_videos_lowers_the_loss(tmp_path):
                  "--batch", "4", "--workers", "1", "--lr", "3e-4", "--threads", "1", "--edge-drop", "0"]) == 0
 
     # the walk loss of a fixed batch of real clips, before and after training (batch-statistics BN both times)
-    from preprocess.store import StoreReader
-    from train.data import Aug, ClipDataset, clip_index, collate
-    from train.model import WalkNet
-    from train.walk import walk_loss
+    from spixwalk.preprocess.store import StoreReader
+    from spixwalk.train.data import Aug, ClipDataset, clip_index, collate
+    from spixwalk.train.model import WalkNet
+    from spixwalk.train.walk import walk_loss
     r = StoreReader(tmp_path / "s")
     clips, _ = clip_index(r.videos("slic-n30-c30"), 4, 4)
     batch = collate([ClipDataset(r, clips, 4, ["slic-n30-c30"], "superpixels", seed=99, aug=Aug(size=96))[(0, i)]
@@ -154,8 +154,8 @@ def test_short_run_on_real_videos_lowers_the_loss(tmp_path):
 
 def test_alg_random_draws_a_configuration_per_clip(tmp_path):
     import numpy as np
-    from preprocess.store import StoreReader, write_frames, write_labels
-    from train.data import ClipDataset, clip_index
+    from spixwalk.preprocess.store import StoreReader, write_frames, write_labels
+    from spixwalk.train.data import ClipDataset, clip_index
     root = tmp_path / "s"
     make_store(root, shards=((0, 2),), n_frames=8, size=64)  # slic-n30-c30: 12 moving regions
     for cfg, value in (("fh-s600-g0.5-m400", 0), ("random-n30", 0)):  # one segment per frame: recognisable

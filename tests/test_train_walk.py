@@ -5,7 +5,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from train.walk import walk_loss
+from spixwalk.train.walk import walk_loss
 
 
 def real_nodes(seed=0, B=3, T=4, D=16, sizes=((5, 1, 7, 3), (2, 6, 6, 4), (7, 7, 1, 1))):
@@ -102,7 +102,7 @@ def test_single_node_frames_and_full_edge_dropout_stay_finite():
 
 
 def test_dropped_edges_get_zero_probability():
-    from train.walk import transitions
+    from spixwalk.train.walk import transitions
     q0 = F.normalize(torch.randn(4, 20, 8), dim=-1)
     mask = torch.ones(4, 20, dtype=torch.bool)
     mask[:, 15:] = False
@@ -115,7 +115,7 @@ def test_dropped_edges_get_zero_probability():
 
 
 def test_padding_invariance_through_the_network():
-    from train.model import WalkNet
+    from spixwalk.train.model import WalkNet
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small ops: busy-waiting OpenMP threads on a shared CPU cost more than they give
     try:
@@ -147,8 +147,8 @@ def _padding_through_network(WalkNet):
 
 
 def test_patch_grid_is_crws_7x7_at_any_image_size():
-    from train.data import collate, n_patches
-    from train.model import WalkNet, patch_boxes, patch_grid
+    from spixwalk.train.data import collate, n_patches
+    from spixwalk.train.model import WalkNet, patch_boxes, patch_grid
 
     for size in (256, 128):
         patch, stride = patch_grid(size)

@@ -1,7 +1,7 @@
 """Small real stores for the trainer's tests, written with the store's public writer functions."""
 import numpy as np
 
-from preprocess.store import write_frames, write_labels
+from spixwalk.preprocess.store import write_frames, write_labels
 
 PALETTE_STEP = 40  # colour channels of region r: distinct multiples of 40, far apart under bilinear blending
 

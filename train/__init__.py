@@ -4,10 +4,14 @@ data.py   clips of T stored frames + label maps, identical spatial augmentation,
 pool.py   eq. 3.5 superpixel pooling: overlap weights by bincount, applied as one batched matmul
 model.py  stride-8 ResNet-18 encoder, 128-d head, WalkNet (superpixel / patch / mixed nodes)
 walk.py   masked palindrome walk loss (thesis: k=1..T-1 summed; CRW: k=2..T-1 averaged)
-loop.py   Adam, bf16 autocast on CUDA, DDP under torchrun, atomic checkpoints, exact resume
+loop.py   Trainer, train_step, run_steps, train, main: Adam, bf16 autocast on CUDA, DDP under torchrun
+options.py      the trainer's options (presets and --config applied) and their checks before any work
+checkpoints.py  the checkpoint format: write, read, exact resume, resume keys; --keep-every, --init-from
+stats.py        step statistics of a log row (one host sync per row) and the end-of-run summary table
 log.py    log.jsonl / log.csv, loss.png, summary.json
-checkpoints.py  --keep-every history, --init-from warm starts (files read through weights.py)
+weights.py      weight files (checkpoints, exports, torchvision state dicts) -> a ResNet-18 encoder
 export.py       `python -m train export`: weights-only torchvision encoder + padding + metadata
 runconfig.py    --config RUN/config.json reruns, command-line overrides
 tracking.py     optional --tensorboard / --wandb curves
+cli.py          `python -m train [export]`: the stage's command line (__main__.py runs it)
 """

@@ -1,32 +1,144 @@
-"""Around the one checkpoint.pt: a kept history (--keep-every), warm starts (--init-from), option checks."""
+"""The checkpoint format in one place: what RUN/checkpoint.pt holds, how it is written, read back and resumed.
+
+checkpoint.pt, a torch.save'd dict (full unpickling to read: it holds numpy RNG states):
+  model                  WalkNet state dict: "encoder.*" (torchvision resnet18 names), "head.*"
+  optimizer, scheduler   Adam and LambdaLR states
+  step                   optimisation steps done
+  config                 the run's resolved options (as config.json), the conv padding among them
+  rng                    torch / numpy / python (/ cuda) generator states, one per rank under DDP
+  data                   {"position": clips consumed by the sampler, "seed"}
+  train_seconds, train_cpu_seconds, finished
+The padding is stored once, in config; checkpoints written before that also hold it at the top level, as
+export files do, and `padding_of` reads both. train/weights.py reads the weights and config through
+`config_of` / `padding_of`; around the one checkpoint: a kept history (--keep-every) and warm starts
+(--init-from).
+"""
 from __future__ import annotations
 
 import os
+import random
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
+import torch
+
+NAME = "checkpoint.pt"
+# options that change what a checkpoint means: resuming with different values is refused
+RUN_KEYS = ("label_configs", "clips", "nodes", "patch_prob", "clip_len", "clip_stride", "batch", "lr", "warmup", "tau",
+            "edge_drop", "cycles", "seed", "img_size", "world", "preset", "padding", "norm", "patch_jitter",
+            "edge_drop_mode", "frame_transforms", "clips_per_video", "lr_drop_at", "lr_gamma")
+
+
+class ResumeError(Exception):
+    """A checkpoint that cannot be resumed: one line naming the file and why."""
+
+
+# ---------------------------------------------------------------- reading any weight file's record
+
+
+def config_of(obj: dict) -> dict:
+    """The training options stored with the weights ({} for files without them)."""
+    return obj.get("config") if isinstance(obj.get("config"), dict) else {}
+
+
+def padding_of(obj: dict) -> str:
+    """The conv padding the weights were trained with: config first, then the top-level key of older
+    checkpoints and export files; zeros for files older than the option."""
+    return config_of(obj).get("padding") or obj.get("padding") or "zeros"
+
+
+# ---------------------------------------------------------------- writing
+
+
+def rng_state() -> dict:
+    s = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        s["cuda"] = torch.cuda.get_rng_state_all()
+    return s
+
+
+def set_rng_state(s: dict) -> None:
+    torch.set_rng_state(s["torch"])
+    np.random.set_state(s["numpy"])
+    random.setstate(s["python"])
+    if "cuda" in s and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(s["cuda"])
+
+
+def record(net, opt, sched, step: int, config: dict, rngs, batch: int, seed: int, seconds: float, cpu: float,
+           finished: bool) -> dict:
+    """What checkpoint.pt holds (see the module docstring)."""
+    return {"model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+            "step": step, "config": config, "rng": rngs, "data": {"position": step * batch, "seed": seed},
+            "train_seconds": seconds, "train_cpu_seconds": cpu, "finished": finished}
+
+
+def write(run: Path, state: dict) -> Path:
+    """RUN/checkpoint.pt, atomically: a crash leaves the previous checkpoint, never half of a new one."""
+    path = Path(run) / NAME
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+# ---------------------------------------------------------------- resuming
+
+
+@dataclass
+class Progress:
+    """Where a resumed run stands."""
+    step: int = 0
+    seconds: float = 0.0
+    cpu: float = 0.0
+    finished: bool = False
+
+
+def read_for_resume(run: Path, resume: str, config: dict) -> dict | None:
+    """The checkpoint to continue (--resume auto|never|PATH), checked against this run's config; None: fresh."""
+    path = Path(run) / NAME if resume in ("auto", "never") else Path(resume)
+    if not path.exists():
+        if resume not in ("auto", "never"):
+            raise ResumeError(f"checkpoint {path}: no such file")
+        return None
+    if resume == "never":
+        raise ResumeError(f"checkpoint {path} exists and --resume never: choose another --run")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise ResumeError(f"checkpoint {path}: unreadable ({type(e).__name__}: {e})")
+    old = ckpt.get("config", {})
+    diff = {k: (old.get(k), config[k]) for k in RUN_KEYS if old.get(k) != config[k]}
+    if diff:
+        raise ResumeError(f"checkpoint {path} was trained with another config {diff} (old, new); "
+                          "use a new --run or the same options")
+    return ckpt
+
+
+def restore(ckpt: dict, net, opt, sched, rank: int) -> Progress:
+    """Weights, optimiser, schedule and this rank's RNG states from a checkpoint; returns its progress."""
+    net.load_state_dict(ckpt["model"])
+    opt.load_state_dict(ckpt["optimizer"])
+    sched.load_state_dict(ckpt["scheduler"])
+    set_rng_state(ckpt["rng"][rank] if isinstance(ckpt["rng"], list) else ckpt["rng"])
+    return Progress(ckpt["step"], ckpt.get("train_seconds", 0.0), ckpt.get("train_cpu_seconds", 0.0),
+                    bool(ckpt.get("finished")))
+
+
+# ---------------------------------------------------------------- around the one checkpoint
 
 
 def kept_name(step: int) -> str:
     return f"checkpoint-{step:07d}.pt"
 
 
-def check(a) -> str | None:
-    """Why the checkpoint options are unusable, or None; called before any work."""
-    if a.keep_every < 0:
-        return f"--keep-every {a.keep_every} must be >= 0 (0: keep only checkpoint.pt)"
-    if a.keep_every and a.keep_every % max(a.ckpt_every, 1):
-        return (f"--keep-every {a.keep_every} must be a multiple of --ckpt-every {a.ckpt_every} "
-                f"(only saved steps can be kept)")
-    if a.init_from and not Path(a.init_from).is_file():
-        return f"--init-from {a.init_from}: no such file"
-    return None
-
-
 def keep(run: Path, step: int, every: int) -> Path | None:
     """After checkpoint.pt was written at `step`: keep a copy when step is a multiple of `every`."""
     if not every or step % every:
         return None
-    src, dst = Path(run) / "checkpoint.pt", Path(run) / kept_name(step)
+    src, dst = Path(run) / NAME, Path(run) / kept_name(step)
     tmp = dst.with_name(dst.name + ".tmp")
     tmp.unlink(missing_ok=True)
     try:
@@ -43,7 +155,7 @@ def init_from(encoder, path) -> str:
     Strict: every encoder weight must be there with its shape (torchvision's `fc` is ignored). Raises
     train.weights.WeightsError with one line naming the file and the first mismatch. Returns the kind.
     """
-    from train.weights import encoder_from_state, read, resnet_state
+    from .weights import encoder_from_state, read, resnet_state
 
     state, _, kind = resnet_state(read(path), path)
     drop = not any(k.startswith("layer4.") for k in encoder.state_dict())

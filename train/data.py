@@ -14,9 +14,9 @@ import cv2
 import numpy as np
 import torch
 
-from preprocess.store import StoreReader, VideoRef
-from train.model import patch_grid
-from train.pool import overlap_weights
+from spixwalk.preprocess.store import StoreReader, VideoRef
+from .model import patch_grid
+from .pool import overlap_weights
 
 
 def n_patches(size: int) -> int:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from train.weights import EXPORT_FORMAT, WeightsError, read, resnet_state
+from .weights import EXPORT_FORMAT, WeightsError, read, resnet_state
 
 
 def export(ckpt_path: Path, out: Path) -> dict:

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 import torchvision
 from torchvision.ops import roi_align
 
-from train.pool import pool
+from .pool import pool
 
 
 def _unstride(layer: nn.Sequential) -> None:

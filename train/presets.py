@@ -22,7 +22,7 @@ DEFAULT_PRESET = "thesis"
 
 
 def apply_preset(a) -> None:
-    """Fill every option left unset (None) from the chosen preset, in place."""
+    """Fill every option left unset (None or absent) from the chosen preset, in place."""
     for k, v in PRESETS[a.preset].items():
-        if getattr(a, k) is None:
+        if getattr(a, k, None) is None:
             setattr(a, k, v)

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 
+from .checkpoints import config_of, padding_of
+
 
 class WeightsError(Exception):
     """A weight file that cannot give a ResNet-18 encoder: one line naming the file and the reason."""
@@ -45,7 +47,7 @@ def resnet_state(obj, path) -> tuple[dict, dict, str]:
     if not isinstance(obj, dict):
         raise WeightsError(f"{path}: not a spixwalk or torchvision checkpoint (holds a {type(obj).__name__}, "
                          f"expected a dict of weights)")
-    config = obj.get("config") if isinstance(obj.get("config"), dict) else {}
+    config = config_of(obj)
     state = next((obj[k] for k in ("model", "state_dict") if _tensors(obj.get(k))), obj)
     if not _tensors(state):
         raise WeightsError(f"{path}: not a spixwalk or torchvision checkpoint (no tensor weights under "
@@ -68,16 +70,10 @@ def architecture(state: dict) -> str:
     return ARCHS.get((block, counts), f"ResNet-like ({block} blocks {'/'.join(map(str, counts))})")
 
 
-def checkpoint_padding(obj: dict) -> str:
-    """The conv padding the weights were trained with; zeros for files older than the option."""
-    config = obj.get("config") if isinstance(obj.get("config"), dict) else {}
-    return obj.get("padding") or config.get("padding") or "zeros"
-
-
 def encoder_from_state(state: dict, padding: str = "zeros", drop_layer4: bool = False, path="weights"):
     """train.model.Encoder with these torchvision-named weights, strict names and shapes; `fc` (and layer4
     when dropped) ignored."""
-    from train.model import Encoder
+    from .model import Encoder
 
     arch = architecture(state)
     if arch != "resnet18":
@@ -105,4 +101,4 @@ def load_encoder(path, drop_layer4: bool = False, padding: str | None = None):
     WeightsError naming the file and why."""
     obj = read(path)
     state, _, _ = resnet_state(obj, path)
-    return encoder_from_state(state, padding or checkpoint_padding(obj), drop_layer4, path)
+    return encoder_from_state(state, padding or padding_of(obj), drop_layer4, path)

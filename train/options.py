@@ -1,0 +1,150 @@
+"""The trainer's options: the parser (with --preset and --config applied) and every check made before any work."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from spixwalk.preprocess import spconfig
+
+from . import runconfig, tracking
+from .data import FRAME_TRANSFORMS
+from .model import NORMS, PADDINGS, PATCH_JITTERS
+from .presets import DEFAULT_PRESET, PRESETS, apply_preset
+from .walk import CYCLES, DROP_MODES
+
+DESCRIPTION = ("The training loop: data, model, Adam, checkpoints, logs. Plain process on CPU, DDP under torchrun.\n"
+               "Contrastive random walk over superpixel (or patch) nodes read from a spixwalk store.")
+
+
+class BadInput(Exception):
+    """Unusable input: reported as one line, exit code 2."""
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m train", description=DESCRIPTION)
+    for options in (_data_options, _walk_options, _optimisation_options, _run_options):
+        options(p)
+    a = runconfig.parse(p, argv)
+    apply_preset(a)
+    return a
+
+
+def _data_options(p) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--store", required=True, help="store root written by `python -m preprocess`")
+    g.add_argument("--alg", default="slic", choices=list(spconfig.ALGORITHMS),
+                   help="label configuration by algorithm + its options; random: one configuration drawn per clip")
+    spconfig.add_options(g, aliases={"--lsc-iterations": ["--iterations"]})  # --iterations: deprecated spelling
+    g.add_argument("--label-config", help="configuration name (e.g. slic-n30-c30); overrides --alg")
+    g.add_argument("--random-configs", help="comma list for --alg random (default: every complete configuration "
+                   "of the store except the random-cell baselines random-*)")
+    g.add_argument("--clip-len", type=int, help="frames per clip (T)")
+    g.add_argument("--clip-stride", type=int, default=0, help="frames between clip starts (0: T, non-overlapping); "
+                   "used with --clips-per-video 0")
+    g.add_argument("--clips-per-video", type=int, help="clips drawn per video and epoch from every start "
+                   "(CRW: 5, possibly overlapping); 0: every clip at --clip-stride")
+    g.add_argument("--img-size", type=int, default=256)
+    g.add_argument("--frame-transforms", help=f"comma list of {'/'.join(FRAME_TRANSFORMS)}: per-frame random "
+                   "resized crop, colour jitter, per-clip flip (CRW: crop)")
+    g.add_argument("--workers", type=int, default=2, help="DataLoader workers per process")
+    g.add_argument("--mp-context", default=None, choices=["fork", "spawn", "forkserver"])
+
+
+def _walk_options(p) -> None:
+    g = p.add_argument_group("preset", "unset options below take the preset's value (config.json records both)")
+    g.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS),
+                   help="crw: every choice as videowalk ships it (patch nodes); thesis: crw + superpixel nodes + "
+                   "cycles summed; legacy: spixwalk's defaults before presets (default: %(default)s)")
+    g = p.add_argument_group("model and walk")
+    g.add_argument("--nodes", choices=["superpixels", "patches", "mixed"])
+    g.add_argument("--patch-prob", type=float, default=0.7, help="mixed: probability that a clip uses patches")
+    g.add_argument("--patch-jitter", choices=PATCH_JITTERS, help="per-patch crop: crw redraws boxes larger "
+                   "than the window (torchvision), clamp cuts them to it")
+    g.add_argument("--padding", choices=PADDINGS, help="encoder conv padding (CRW scratch: reflect)")
+    g.add_argument("--norm", choices=sorted(NORMS), help="input mean/std in training (CRW: cifar; "
+                   "evaluation always uses imagenet, as CRW's)")
+    g.add_argument("--tau", type=float)
+    g.add_argument("--edge-drop", type=float, help="fraction of affinities dropped per transition")
+    g.add_argument("--edge-drop-mode", choices=DROP_MODES, help="crw: the backward step also drops the forward "
+                   "step's edges (about 19%% at 0.1), as videowalk ships; independent: two separate masks")
+    g.add_argument("--cycles", choices=CYCLES, help="all: k=1..T-1 summed (thesis text); crw: k=2..T-1 averaged")
+
+
+def _optimisation_options(p) -> None:
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--batch", type=int, default=8, help="clips per step and process")
+    g.add_argument("--steps", type=int, default=200)
+    g.add_argument("--epochs", type=float, default=None, help="train this many epochs instead of --steps")
+    g.add_argument("--lr", type=float)
+    g.add_argument("--lr-drop-at", type=float, help="fraction of the steps after which lr is multiplied by "
+                   "--lr-gamma (CRW: 0.8); 0: constant")
+    g.add_argument("--lr-gamma", type=float)
+    g.add_argument("--warmup", type=int, default=0, help="linear learning-rate warm-up steps")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    g.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
+
+
+def _run_options(p) -> None:
+    g = p.add_argument_group("run directory")
+    g.add_argument("--run", "--run-dir", dest="run", required=True,
+                   help="output directory: config, logs, plot, checkpoint, summary "
+                   "(--run-dir: the same, for torchrun, whose own --run-path swallows --run)")
+    g.add_argument("--ckpt-every", type=int, default=100)
+    g.add_argument("--log-every", type=int, default=10, help="steps per log row: the only host syncs "
+                   "(row = mean over its steps and over DDP ranks)")
+    g.add_argument("--cpu-budget", type=float, default=0, help="stop (as finished) once the training process "
+                   "has used this many CPU seconds, checked at each log row (0: off)")
+    g.add_argument("--snapshot-cpu", default="", help="comma list of CPU seconds at which to keep a copy "
+                   "snapshot-cpu<S>.pt of the checkpoint (learning-signal study)")
+    g.add_argument("--resume", default="auto",
+                   help="auto: continue RUN/checkpoint.pt if present; never: refuse an existing one; or a path")
+    g = p.add_argument_group("around a run (train/checkpoints.py, train/tracking.py, train/runconfig.py)")
+    g.add_argument("--config", help="a run's config.json: rerun its options; options given here override them")
+    g.add_argument("--keep-every", type=int, default=0,
+                   help="also keep RUN/checkpoint-<step>.pt every N steps (a multiple of --ckpt-every; 0: off)")
+    g.add_argument("--init-from", help="warm start, encoder weights only: a spixwalk checkpoint or export, or a "
+                   "torchvision resnet18 state dict (shapes must match)")
+    g.add_argument("--tensorboard", action="store_true", help="TensorBoard scalars in RUN/tensorboard/")
+    g.add_argument("--wandb", action="store_true", help="Weights & Biases curves (needs wandb and a key)")
+
+
+def validate(a) -> None:
+    """Every check that needs no store content and no process group: fail before any work."""
+    bad = []
+    if a.img_size % 8 or a.img_size < 64:
+        bad.append(f"--img-size {a.img_size} must be a multiple of 8 and >= 64")
+    if a.clip_len < (3 if a.cycles == "crw" else 2):
+        bad.append(f"--clip-len {a.clip_len} must be >= {3 if a.cycles == 'crw' else 2} (--cycles {a.cycles})")
+    if not set(a.frame_transforms.split(",")) <= set(FRAME_TRANSFORMS):
+        bad.append(f"--frame-transforms {a.frame_transforms}: tokens must be among {','.join(FRAME_TRANSFORMS)}")
+    for name, v, lo, hi in (("--edge-drop", a.edge_drop, 0, 0.99), ("--patch-prob", a.patch_prob, 0, 1),
+                            ("--lr-drop-at", a.lr_drop_at, 0, 1), ("--lr-gamma", a.lr_gamma, 0, 1)):
+        if not lo <= v <= hi:
+            bad.append(f"{name} {v} must be in [{lo}, {hi}]")
+    for name, v in (("--batch", a.batch), ("--log-every", a.log_every), ("--ckpt-every", a.ckpt_every)):
+        if v < 1:
+            bad.append(f"{name} {v} must be >= 1")
+    if a.tau <= 0 or a.lr <= 0 or a.clips_per_video < 0 or a.cpu_budget < 0:
+        bad.append("--tau and --lr must be > 0, --clips-per-video and --cpu-budget >= 0")
+    try:
+        a.snapshots = sorted(float(x) for x in a.snapshot_cpu.split(",") if x.strip())
+    except ValueError:
+        bad.append(f"--snapshot-cpu {a.snapshot_cpu!r}: not a comma list of seconds")
+    bad += [why for why in (_checkpoint_options(a), tracking.check(a)) if why]
+    if bad:
+        raise BadInput("; ".join(bad))
+    if not Path(a.store).is_dir():
+        raise BadInput(f"store {a.store}: no such directory")
+
+
+def _checkpoint_options(a) -> str | None:
+    """Why --keep-every / --init-from are unusable, or None."""
+    if a.keep_every < 0:
+        return f"--keep-every {a.keep_every} must be >= 0 (0: keep only checkpoint.pt)"
+    if a.keep_every and a.keep_every % max(a.ckpt_every, 1):
+        return (f"--keep-every {a.keep_every} must be a multiple of --ckpt-every {a.ckpt_every} "
+                f"(only saved steps can be kept)")
+    if a.init_from and not Path(a.init_from).is_file():
+        return f"--init-from {a.init_from}: no such file"
+    return None
