@@ -24,10 +24,10 @@ import numpy as np
 import torch
 
 from spixwalk.evaluate import metrics, synth
-from spixwalk.evaluate.davis import frame_paths, load_frame, load_mask, mask_path, save_indexed, sequence_list
+from spixwalk.evaluate.davis_io import frame_paths, load_frame, load_mask, mask_path, save_indexed, sequence_list
 from spixwalk.evaluate.features import EncoderFeatures
 from spixwalk.evaluate.propagate import Propagator, propagate_full
-from spixwalk.evaluate.vos import first_frame_labels, hard_labels
+from spixwalk.evaluate.davis_run import first_frame_labels, hard_labels
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"

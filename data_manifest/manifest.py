@@ -8,12 +8,41 @@ import json
 import os
 from dataclasses import asdict
 
+from spixwalk.common import atomic_path
+
 from .scan import Entry
 
 
-def read(path: str) -> list[dict]:
+def read(path) -> list[dict]:
+    """The rows of a manifest, checked: a malformed row raises ValueError naming the file and line."""
+    rows = []
     with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                if not isinstance(row, dict):
+                    raise ValueError("not a JSON object")
+                missing = [k for k in ("id", "path", "shard") if k not in row]
+                if missing:
+                    raise ValueError(f"missing {', '.join(missing)}")
+                if isinstance(row["shard"], bool) or not isinstance(row["shard"], int) or row["shard"] < 0:
+                    raise ValueError(f"shard must be an integer >= 0, got {row['shard']!r}")
+            except ValueError as e:  # json.JSONDecodeError is a ValueError
+                raise ValueError(f"{path}:{n}: malformed manifest row: {e}") from None
+            rows.append(row)
+    return rows
+
+
+def by_shard(path) -> dict[int, list[dict]]:
+    """Shard -> rows of a manifest (checked by `read`), video paths made absolute: tasks may run in another
+    working directory."""
+    shards: dict[int, list[dict]] = {}
+    for row in read(path):
+        row["path"] = os.path.abspath(row["path"])
+        shards.setdefault(row["shard"], []).append(row)
+    return dict(sorted(shards.items()))
 
 
 def remap(existing: list[dict], entries: list[Entry]) -> tuple[list[dict], int, list[str]]:
@@ -49,8 +78,6 @@ def assign(entries: list[Entry], shard_size: int, existing: list[dict] = ()) -> 
 def write(rows: list[dict], path: str) -> None:
     """Atomic write (temp file + rename) so a killed build never leaves half a manifest."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
         for row in rows:
             f.write(json.dumps(row, sort_keys=True) + "\n")
-    os.replace(tmp, path)

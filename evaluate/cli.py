@@ -2,9 +2,11 @@
 import argparse
 import sys
 
+from spixwalk.common import resolve_device
 from spixwalk.train.model import PADDINGS
 
-from .davis import InputError
+from .davis_io import InputError
+from .propagate import DEFAULTS
 
 
 def _common(p, results_flag=None):
@@ -22,13 +24,13 @@ def _seqs(args):
 def cmd_davis(args) -> int:
     import torch
 
-    from . import features, vos
+    from . import features, davis_run
 
     if args.threads:
         torch.set_num_threads(args.threads)
     kind = "ckpt" if args.ckpt else ("rgb" if args.features == "rgb" else "random")
     try:
-        device = features.resolve_device(args.device)
+        device = resolve_device(args.device)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -39,16 +41,16 @@ def cmd_davis(args) -> int:
     prop = dict(n_context=args.context, radius=args.radius, topk=args.topk, tau=args.tau)
     config = {"command": "davis", **{k: v for k, v in vars(args).items() if k != "func"}, "features_kind": kind,
               "propagation": prop}
-    summary = vos.run(args.davis, args.year, args.out, featurize, args.set, _seqs(args), prop,
+    summary = davis_run.propagate_dataset(args.davis, args.year, args.out, featurize, args.set, _seqs(args), prop,
                       overlays=not args.no_overlays, config=config, max_frames=args.max_frames)
-    vos.print_summary(summary)
+    davis_run.print_summary(summary)
     return 0 if summary["complete"] else 1
 
 
 def cmd_metrics(args) -> int:
     from . import metrics
 
-    res = metrics.run(args.davis, args.year, args.results, args.set, _seqs(args), jobs=args.jobs)
+    res = metrics.score_and_write(args.davis, args.year, args.results, args.set, _seqs(args), jobs=args.jobs)
     print(f"wrote {', '.join(res['written'].values())}")
     return 0 if res["complete"] else 1
 
@@ -63,9 +65,9 @@ def cmd_synth(args) -> int:
 
 
 def cmd_superpixels(args) -> int:
-    from . import superpixels
+    from . import superpixel_benchmark
 
-    return superpixels.main(args)
+    return superpixel_benchmark.main(args)
 
 
 def cmd_report(args) -> int:
@@ -90,10 +92,10 @@ def _davis_parser(sub) -> None:
     src.add_argument("--init", choices=["random"], help="randomly initialised encoder (fixed --seed)")
     src.add_argument("--features", choices=["rgb"], help="8x8-pooled normalised RGB baseline")
     p.add_argument("--out", required=True, help="results folder: OUT/<seq>/<frame>.png")
-    p.add_argument("--context", type=int, default=20, help="preceding frames used as context")
-    p.add_argument("--radius", type=float, default=12.0, help="spatial radius in feature cells")
-    p.add_argument("--topk", type=int, default=10)
-    p.add_argument("--tau", type=float, default=0.05, help="softmax temperature")
+    p.add_argument("--context", type=int, default=DEFAULTS["n_context"], help="preceding frames used as context")
+    p.add_argument("--radius", type=float, default=DEFAULTS["radius"], help="spatial radius in feature cells")
+    p.add_argument("--topk", type=int, default=DEFAULTS["topk"])
+    p.add_argument("--tau", type=float, default=DEFAULTS["tau"], help="softmax temperature")
     p.add_argument("--seed", type=int, default=0, help="seed of --init random")
     p.add_argument("--padding", default="zeros", choices=PADDINGS,
                    help="conv padding of --init random (reflect: the baseline of runs trained with --preset crw/thesis; "
@@ -126,7 +128,7 @@ def _other_parsers(sub) -> None:
     p = sub.add_parser("superpixels", help="superpixel maps scored against DAVIS masks (thesis tables 4.1-4.3)")
     _common(p)
     p.set_defaults(year=2016)
-    from .superpixels import add_arguments
+    from .superpixel_benchmark import add_arguments
     add_arguments(p)
     p.set_defaults(func=cmd_superpixels)
 

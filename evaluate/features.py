@@ -8,18 +8,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
-STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+from spixwalk.train.model import NORMS
 
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """auto: the first CUDA device when there is one, else the CPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: no CUDA device visible")
-    device = torch.device(name)
-    return torch.device("cuda", torch.cuda.current_device()) if device.type == "cuda" and device.index is None else device
+MEAN, STD = (torch.tensor(v).view(3, 1, 1) for v in NORMS["imagenet"])  # evaluation: ImageNet's, as CRW's
 
 
 def normalise(frames, device="cpu") -> torch.Tensor:
@@ -54,7 +45,7 @@ class EncoderFeatures(_Featurizer):
         from spixwalk.train.model import Encoder  # evaluate imports only train's encoder
         from spixwalk.train.weights import WeightsError, load_encoder
 
-        from .davis import InputError
+        from .davis_io import InputError
 
         if ckpt:
             try:

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 from skimage.morphology import disk
 
-from .davis import InputError, check_results, load_mask, load_result, mask_path, sequence_frames, sequence_list
+from .davis_io import InputError, check_results, load_mask, load_result, mask_path, sequence_frames, sequence_list
 
 MEASURES = ["J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay"]
 
@@ -201,7 +201,7 @@ def print_table(res: dict) -> None:
         print(f"FAILED {f['sequence']}: {f['reason']}")
 
 
-def run(davis, year, results, subset="val", sequences=None, progress=True, quiet=False, jobs=1) -> dict:
+def score_and_write(davis, year, results, subset="val", sequences=None, progress=True, quiet=False, jobs=1) -> dict:
     """Score, write CSVs + JSON into the results folder, print the table; returns the JSON dict."""
     if not Path(results).is_dir():
         raise InputError(f"{results}: results folder not found")

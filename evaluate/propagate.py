@@ -105,10 +105,16 @@ def full_topk(q: torch.Tensor, keys: torch.Tensor, topk: int, chunk: int = 2048)
     return torch.cat(vals), torch.cat(idx)
 
 
+# CRW's evaluation (DESIGN: first frame + 20 preceding frames, radius 12 feature cells, top-k 10, tau 0.05);
+# `evaluate davis` options default to these
+DEFAULTS = {"n_context": 20, "radius": 12.0, "topk": 10, "tau": 0.05}
+N_CONTEXT, RADIUS, TOPK, TAU = DEFAULTS.values()
+
+
 class Propagator:
     """Feeds frames one at a time; holds the first frame and the last n_context frames."""
 
-    def __init__(self, n_context=20, radius=12.0, topk=10, tau=0.05, tile=8):
+    def __init__(self, n_context=N_CONTEXT, radius=RADIUS, topk=TOPK, tau=TAU, tile=8):
         self.n_context, self.radius, self.topk, self.tau, self.tile = n_context, radius, topk, tau, tile
         self.work = {}
 
@@ -149,7 +155,7 @@ class Propagator:
         return pred.t().reshape(-1, h, w)
 
 
-def propagate_full(feats: list, labels0: torch.Tensor, n_context=20, radius=12.0, topk=10, tau=0.05,
+def propagate_full(feats: list, labels0: torch.Tensor, n_context=N_CONTEXT, radius=RADIUS, topk=TOPK, tau=TAU,
                    chunk=512) -> list:
     """Reference: CRW's algorithm written the straightforward way (all context features kept, full
     affinity of every query to every key, the radius applied as a mask afterwards). Slow; for checks."""

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from .davis import save_indexed, write_listing
+from .davis_io import save_indexed, write_listing
 
 
 def _texture(rng, h, w, cells=8) -> np.ndarray:

@@ -1,0 +1,13 @@
+"""Offline preprocessing: per manifest shard, ffmpeg-decoded frames and superpixel label maps in a Zarr v3 store.
+
+cli.py         `python -m preprocess [run] | status | show | export`: options, checks, the summary table
+run.py         one task per manifest shard: decode frames (where missing), label maps, markers last
+decode.py      video -> uint8 RGB frames at a fixed frame rate and size, via one ffmpeg process
+superpixels.py per-frame label maps (SLIC / FH / LSC / random cells), int16, contiguous 0..S-1
+spconfig.py    the one home of superpixel configurations: parameters, defaults, options, names
+store.py       the store format, writer and reader side by side (shards, arrays, completion markers)
+jpegcodec.py   the `spixwalk.jpeg` Zarr codec of the frames (plain zarr loads it by entry point)
+lease.py       one writer per shard: a lease file kept alive by a heartbeat, fenced commits
+engines.py     shard tasks on loky (joblib), a dask `distributed` cluster or ray
+inspect.py     looking at a store: `status` table, `show` superpixel boundary overlays, `export` to HDF5
+"""

@@ -7,9 +7,11 @@ import sys
 import time
 from pathlib import Path
 
+from spixwalk.data_manifest import manifest as manifest_file
+
 from . import spconfig, store
 from .engines import BACKENDS, check_backend
-from .run import read_manifest, select_shards
+from .run import select_shards
 from .spconfig import ALGORITHMS
 from .superpixels import check_params
 
@@ -24,8 +26,8 @@ def run_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--alg", default="slic", help=f"superpixel algorithm: {', '.join(ALGORITHMS)}")
     spconfig.add_options(p.add_argument_group("algorithm parameters (preprocess/spconfig.py)"))
     g = p.add_argument_group("frames")
-    g.add_argument("--fps", type=float, default=8.0, help="sampling frame rate")
-    g.add_argument("--size", type=int, default=256, help="frames are resized to size x size")
+    g.add_argument("--fps", type=float, default=spconfig.FRAME_RATE, help="sampling frame rate")
+    g.add_argument("--size", type=int, default=spconfig.FRAME_SIZE, help="frames are resized to size x size")
     g.add_argument("--quality", type=int, default=90, help="JPEG quality of stored frames")
     g.add_argument("--timeout", type=float, default=600.0, help="per-video ffmpeg timeout (s)")
     g = p.add_argument_group("work split")
@@ -101,7 +103,7 @@ def validate(a):
     check_params(a.alg, a.size, **params)
     check_backend(a.backend)
     _check_store(a.store)
-    manifest = read_manifest(a.manifest)
+    manifest = manifest_file.by_shard(a.manifest)
     if not manifest:
         raise ValueError(f"{a.manifest}: empty manifest")
     shards = select_shards(list(manifest), a.shard, a.shard_index, a.num_shards, a.shards_per_task)
@@ -182,7 +184,7 @@ def main(argv=None) -> int:
                         "(python -m preprocess <command> --help). Exit codes: 0 done, 1 some inputs failed, "
                         "2 unusable options or manifest (nothing written), 3 some shards busy (held by a live run)."))
         return cmd_run(p.parse_args(argv))
-    from . import report
+    from . import inspect
 
-    return report.main(sub, argv)
+    return inspect.main(sub, argv)
 

@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-from functools import lru_cache
 from pathlib import Path
 
 import cv2
 import ffmpeg
 import numpy as np
+
+from spixwalk.common import ffmpeg_exe
+
+from .spconfig import FRAME_RATE, FRAME_SIZE
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 MIN_FRAMES = 4  # a clip of T=4 must fit
@@ -17,16 +19,6 @@ MIN_FRAMES = 4  # a clip of T=4 must fit
 
 class DecodeError(Exception):
     """A video that cannot be used; the message is the reason recorded in the shard stats."""
-
-
-@lru_cache(maxsize=1)
-def ffmpeg_exe() -> str:
-    exe = shutil.which("ffmpeg")
-    if exe:
-        return exe
-    import imageio_ffmpeg
-
-    return imageio_ffmpeg.get_ffmpeg_exe()
 
 
 def ffmpeg_command(path, fps: float, size: int) -> list[str]:
@@ -41,7 +33,7 @@ def ffmpeg_command(path, fps: float, size: int) -> list[str]:
     return stream.compile(cmd=ffmpeg_exe())
 
 
-def decode_video(path, fps: float = 8.0, size: int = 256, timeout: float = 600.0) -> np.ndarray:
+def decode_video(path, fps: float = FRAME_RATE, size: int = FRAME_SIZE, timeout: float = 600.0) -> np.ndarray:
     """Decode a video file at `fps`, resized to size x size. Raises DecodeError with a short reason."""
     p = Path(path)
     if not p.exists():
@@ -67,7 +59,7 @@ def decode_video(path, fps: float = 8.0, size: int = 256, timeout: float = 600.0
     return frames
 
 
-def decode_folder(path, fps: float = 8.0, size: int = 256, src_fps: float = 30.0) -> np.ndarray:
+def decode_folder(path, fps: float = FRAME_RATE, size: int = FRAME_SIZE, src_fps: float = 30.0) -> np.ndarray:
     """A folder of image files taken as a video at `src_fps` (YouTube-VOS / DAVIS JPEGImages)."""
     files = sorted(f for f in os.listdir(path) if f.lower().endswith(IMAGE_EXTS))
     if not files:
@@ -86,7 +78,7 @@ def decode_folder(path, fps: float = 8.0, size: int = 256, src_fps: float = 30.0
     return out
 
 
-def decode(path, fps: float = 8.0, size: int = 256, timeout: float = 600.0, src_fps: float | None = None):
+def decode(path, fps: float = FRAME_RATE, size: int = FRAME_SIZE, timeout: float = 600.0, src_fps: float | None = None):
     if Path(path).is_dir():
         return decode_folder(path, fps, size, src_fps or 30.0)
     return decode_video(path, fps, size, timeout)

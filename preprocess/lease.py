@@ -17,6 +17,8 @@ import time
 import uuid
 from pathlib import Path
 
+from spixwalk.common import write_atomic
+
 HEARTBEAT_S = 10.0
 STALE_S = 120.0
 
@@ -104,9 +106,7 @@ class Lease:
         try:
             if not is_stale(self.path, self.stale_s):
                 return self._create()  # the stale lease went away meanwhile, or came back alive
-            tmp = self.path.with_name(f"{self.path.name}.{self.token}")
-            tmp.write_bytes(self._payload())
-            os.replace(tmp, self.path)
+            write_atomic(self.path, self._payload())
             return True
         finally:
             guard.unlink(missing_ok=True)

@@ -2,39 +2,16 @@
 from __future__ import annotations
 
 import json
-import os
 import time
-import uuid
-from collections import defaultdict
 from pathlib import Path
+
+from spixwalk.common import write_atomic
 
 from . import store
 from .decode import DecodeError, decode
 from .lease import Busy, Lease, holder
+from .spconfig import FRAME_RATE, FRAME_SIZE
 from .superpixels import label_video
-
-
-def read_manifest(path) -> dict[int, list[dict]]:
-    """Shard -> rows. A malformed row raises ValueError naming the file and line; paths become absolute."""
-    shards = defaultdict(list)
-    with open(path) as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                if not isinstance(row, dict):
-                    raise ValueError("not a JSON object")
-                missing = [k for k in ("id", "path", "shard") if k not in row]
-                if missing:
-                    raise ValueError(f"missing {', '.join(missing)}")
-                if isinstance(row["shard"], bool) or not isinstance(row["shard"], int) or row["shard"] < 0:
-                    raise ValueError(f"shard must be an integer >= 0, got {row['shard']!r}")
-            except ValueError as e:  # json.JSONDecodeError is a ValueError
-                raise ValueError(f"{path}:{n}: malformed manifest row: {e}") from None
-            row["path"] = os.path.abspath(row["path"])  # tasks may run in another working directory
-            shards[row["shard"]].append(row)
-    return dict(sorted(shards.items()))
 
 
 def select_shards(all_shards: list[int], shard=None, shard_index=None, num_shards=None,
@@ -70,7 +47,7 @@ class LeaseLost(Exception):
 
 
 def process_shard(root, shard: int, rows: list[dict], alg: str, params: dict, cfg: str,
-                  fps: float = 8.0, size: int = 256, quality: int = 90, timeout: float = 600.0,
+                  fps: float = FRAME_RATE, size: int = FRAME_SIZE, quality: int = 90, timeout: float = 600.0,
                   force: bool = False, retry_failed: bool = False, redecode: bool = False) -> dict:
     """Bring one shard to complete frames + labels[cfg] under its lease. Never raises on bad input.
 
@@ -174,7 +151,4 @@ def _labels_step(root, shard, alg, params, cfg, stats, guard, force, retry_faile
 def write_run_config(root, cfg: str, config: dict) -> Path:
     path = Path(root) / f"config-{cfg}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp{uuid.uuid4().hex}")  # tasks on several hosts write it
-    tmp.write_text(json.dumps(config, indent=1, sort_keys=True))
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, json.dumps(config, indent=1, sort_keys=True))  # tasks on several hosts write it

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 ALGORITHMS = ("slic", "fh", "lsc", "random")
 FRAME_SIZE = 256  # side of the stored frames the label maps are computed on (preprocess --size default)
+FRAME_RATE = 8.0  # frames per second sampled from each video (preprocess --fps default; videowalk frame_rate=8)
 SLIC_ITERATIONS = 4  # OpenCV SLIC iterations of the default configuration (its name omits them)
 DEFAULTS = {
     "slic": {"n_segments": 30, "compactness": 30.0, "impl": "opencv", "iterations": SLIC_ITERATIONS},

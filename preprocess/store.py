@@ -23,8 +23,11 @@ import zarr
 from zarr.codecs import BloscCodec, BytesCodec, ZstdCodec
 from zarr.registry import register_codec
 
+from spixwalk.common import write_atomic
+
 from .jpegcodec import NAME as JPEG_NAME
 from .jpegcodec import JpegCodec
+from .spconfig import FRAME_SIZE
 from .spconfig import SLIC_ITERATIONS, config_name  # noqa: F401  (re-exported: their home is spconfig)
 
 FRAMES_MARKER = "_done_frames.json"
@@ -58,12 +61,7 @@ def read_marker(path: Path) -> dict | None:
 
 def _write_marker(path: Path, payload: dict) -> None:
     # temp + fsync + rename: the marker appears whole or not at all, and only after the data
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        json.dump(payload, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(payload, indent=1, sort_keys=True))
 
 
 def _fsync_tree(path: Path) -> None:
@@ -171,7 +169,7 @@ def write_frames(root, shard: int, videos: list, attrs: dict, failed: list, *, q
 
     Any previous content of the shard is removed first: new frames invalidate its label maps.
     """
-    size = int(videos[0][1].shape[1]) if videos else int(attrs.get("size", 256))
+    size = int(videos[0][1].shape[1]) if videos else int(attrs.get("size", FRAME_SIZE))
     w = FramesWriter(root, shard, size, fps, quality, attrs)
     for vid, arr in videos:
         w.add(vid, arr, (paths or {}).get(vid))

@@ -5,6 +5,7 @@
     spixwalk.train           the walk trainer, checkpoints, encoder files (folder train/)
     spixwalk.evaluate        DAVIS label propagation, J&F, reports        (folder evaluate/)
     spixwalk.cli             the `spixwalk` console command
+    spixwalk.common          low-level helpers every stage may import (atomic writes, ffmpeg, device)
 
 Every module has exactly one import name, `spixwalk.<stage>.<module>`: the stages import each other that
 way (relative inside a stage). `pip install` maps the stage folders under this package (pyproject.toml:
@@ -21,9 +22,11 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 _here = _os.path.dirname(_os.path.abspath(__file__))
 _checkout = _os.path.dirname(_here)
-if not _os.path.isdir(_os.path.join(_here, "preprocess")) and all(
+if __name__ == "spixwalk" and not _os.path.isdir(_os.path.join(_here, "preprocess")) and all(
         _os.path.isfile(_os.path.join(_checkout, s, "__init__.py"))
         for s in ("preprocess", "train", "evaluate", "data_manifest")):
     # a checkout (not installed): spixwalk.preprocess is ./preprocess, as an install maps it; zarr's codec
-    # entry point (spixwalk.preprocess.jpegcodec) then resolves here too
+    # entry point (spixwalk.preprocess.jpegcodec) then resolves here too. (The root's other folders become
+    # reachable as spixwalk.<folder> as well; nothing imports them so, and the name test keeps the checkout's
+    # own spixwalk/ folder, spixwalk.spixwalk, from extending itself again.)
     __path__.append(_checkout)

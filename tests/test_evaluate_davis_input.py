@@ -9,7 +9,7 @@ from PIL import Image
 
 from spixwalk.evaluate import metrics
 from spixwalk.evaluate.cli import main
-from spixwalk.evaluate.davis import InputError, load_mask, save_indexed, write_listing
+from spixwalk.evaluate.davis_io import InputError, load_mask, save_indexed, write_listing
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"real DAVIS data not found at {DATA}")

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from spixwalk.evaluate import metrics
-from spixwalk.evaluate.davis import InputError, load_mask, save_indexed, write_listing
+from spixwalk.evaluate.davis_io import InputError, load_mask, save_indexed, write_listing
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"real DAVIS data not found at {DATA}")
@@ -137,7 +137,7 @@ def test_csv_format(tmp_path):
     gt[:, 2:6, 2:6] = 1
     write_seq(tmp_path / "d", "s", gt)
     write_results(tmp_path / "r", "s", gt)
-    res = metrics.run(tmp_path / "d", 2017, tmp_path / "r", progress=False, quiet=True)
+    res = metrics.score_and_write(tmp_path / "d", 2017, tmp_path / "r", progress=False, quiet=True)
     assert res["complete"]
     rows = list(csv.reader(open(tmp_path / "r" / "global_results-val.csv")))
     assert rows[0] == ["J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay"]

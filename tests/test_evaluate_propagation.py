@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from spixwalk.evaluate import metrics, synth, vos
+from spixwalk.evaluate import metrics, synth, davis_run
 from spixwalk.evaluate.cli import main
-from spixwalk.evaluate.davis import load_mask, mask_path, frame_paths, save_indexed
+from spixwalk.evaluate.davis_io import load_mask, mask_path, frame_paths, save_indexed
 from spixwalk.evaluate.propagate import Propagator, local_topk, propagate_full
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -72,7 +72,7 @@ def test_ground_truth_features_score_near_one(tmp_path, root, year, seq, n):
     root = truncated(DATA / root, seq, 14, tmp_path / "davis")  # 14 real frames keep the test short
     out = tmp_path / "out"
     out.mkdir()
-    stats = vos.run_sequence(root, year, seq, GroundTruthFeatures(root, year, seq, n), out, overlays=False)
+    stats = davis_run.propagate_sequence(root, year, seq, GroundTruthFeatures(root, year, seq, n), out, overlays=False)
     assert stats["frames"] == 14
     res = metrics.evaluate(root, year, out, sequences=[seq], progress=False)
     assert res["global"]["J-Mean"] > 0.9 and res["global"]["F-Mean"] > 0.8, res["global"]

@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from spixwalk.evaluate import spmetrics, superpixels
+from spixwalk.evaluate import superpixel_benchmark, superpixel_metrics
 from spixwalk.evaluate.cli import main
-from spixwalk.evaluate.davis import load_frame, write_listing
+from spixwalk.evaluate.davis_io import load_frame, write_listing
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"real DAVIS data not found at {DATA}")
@@ -22,25 +22,25 @@ def test_boundary_recall_hand_cases():
     gt[:, 4:] = 1  # boundary pixels: column 3 (right neighbour differs), 8 pixels
     sp = np.zeros((8, 8), int)
     sp[:, 6:] = 1  # superpixel boundary at column 5: 2 columns away
-    assert spmetrics.boundaries(gt).sum() == 8 and spmetrics.boundaries(gt)[:, 3].all()
-    assert spmetrics.boundary_recall(sp, gt, tol=2) == 1.0
-    assert spmetrics.boundary_recall(sp, gt, tol=1) == 0.0
+    assert superpixel_metrics.boundaries(gt).sum() == 8 and superpixel_metrics.boundaries(gt)[:, 3].all()
+    assert superpixel_metrics.boundary_recall(sp, gt, tol=2) == 1.0
+    assert superpixel_metrics.boundary_recall(sp, gt, tol=1) == 0.0
     sp[:4, 4:] = 2  # now rows 0-3 also have a boundary at column 3
-    assert spmetrics.boundary_recall(sp, gt, tol=0) == 0.5
-    assert np.isnan(spmetrics.boundary_recall(sp, np.zeros_like(gt)))  # nothing to recall
+    assert superpixel_metrics.boundary_recall(sp, gt, tol=0) == 0.5
+    assert np.isnan(superpixel_metrics.boundary_recall(sp, np.zeros_like(gt)))  # nothing to recall
 
 
 def test_undersegmentation_error_and_asa_hand_cases():
     gt = np.zeros((4, 4), int)
     gt[:, 2:] = 1  # two 8-pixel segments
-    assert spmetrics.undersegmentation_error(gt, gt) == 0.0 and spmetrics.achievable_accuracy(gt, gt) == 1.0
+    assert superpixel_metrics.undersegmentation_error(gt, gt) == 0.0 and superpixel_metrics.achievable_accuracy(gt, gt) == 1.0
     sp = np.zeros((4, 4), int)
     sp[:, 3:] = 1  # superpixel 0 = 8 px of segment 0 + 4 px of segment 1; superpixel 1 = 4 px of segment 1
     # UE: superpixel 0 leaks min(8, 4) + min(4, 8) = 8; superpixel 1 min(4, 0) = 0 -> 8 / 16
-    assert spmetrics.overlap(sp, gt).tolist() == [[8, 4], [0, 4]]
-    assert spmetrics.undersegmentation_error(sp, gt) == 0.5
-    assert spmetrics.achievable_accuracy(sp, gt) == 12 / 16
-    assert spmetrics.undersegmentation_error(np.zeros_like(gt), gt) == 1.0  # one superpixel, half inside
+    assert superpixel_metrics.overlap(sp, gt).tolist() == [[8, 4], [0, 4]]
+    assert superpixel_metrics.undersegmentation_error(sp, gt) == 0.5
+    assert superpixel_metrics.achievable_accuracy(sp, gt) == 12 / 16
+    assert superpixel_metrics.undersegmentation_error(np.zeros_like(gt), gt) == 1.0  # one superpixel, half inside
 
 
 def test_cropped_j_and_f_equal_the_whole_frame():
@@ -52,7 +52,7 @@ def test_cropped_j_and_f_equal_the_whole_frame():
         for m in (a, b):
             y, x = rng.integers(0, 60), rng.integers(0, 90)
             m[y:y + rng.integers(1, 30), x:x + rng.integers(1, 30)] = True
-        assert superpixels.j_and_f(a, b, boundary_radius(a.shape)) == (float(jaccard(a, b)), f_boundary(a, b))
+        assert superpixel_benchmark.j_and_f(a, b, boundary_radius(a.shape)) == (float(jaccard(a, b)), f_boundary(a, b))
 
 
 def copy_frames(dst, seq="blackswan", n=7):

@@ -7,10 +7,11 @@ import pytest
 import torch
 
 from benchmarks import gpu
-from spixwalk.evaluate import features, vos
+from spixwalk.common import resolve_device
+from spixwalk.evaluate import davis_run, features
 from spixwalk.evaluate.cli import main as evaluate_main
 from spixwalk.evaluate.synth import generate
-from tests.train_synth import make_store
+from train_synth import make_store
 from spixwalk.train.data import colour_jitter
 
 
@@ -52,7 +53,7 @@ def test_batched_features_and_threaded_writes_equal_one_frame_at_a_time(tmp_path
     one, three = tmp_path / "one", tmp_path / "three"
     for out, feat in ((one, features.RGBFeatures()), (three, Batched())):
         out.mkdir()
-        vos.run_sequence(davis, 2017, "synth-00", feat, out, overlays=True)
+        davis_run.propagate_sequence(davis, 2017, "synth-00", feat, out, overlays=True)
     pngs = sorted(p.relative_to(one) for p in one.rglob("*.png"))
     assert len(pngs) == 5 + 4  # masks, overlays of the propagated frames
     for p in pngs:
@@ -68,8 +69,8 @@ def test_frames_of_another_size_fail_the_sequence_without_output(tmp_path, davis
     shutil.copytree(davis, bad)
     frame = bad / "JPEGImages" / "480p" / "synth-01" / "00003.jpg"
     Image.open(frame).resize((40, 30)).save(frame)
-    with pytest.raises(vos.InputError, match="00003.jpg: frame size"):
-        vos.run_sequence(bad, 2017, "synth-01", Batched(), tmp_path / "out")
+    with pytest.raises(davis_run.InputError, match="00003.jpg: frame size"):
+        davis_run.propagate_sequence(bad, 2017, "synth-01", Batched(), tmp_path / "out")
     assert not (tmp_path / "out" / "synth-01").exists() and not list((tmp_path / "out").glob(".*partial"))
 
 
@@ -91,8 +92,8 @@ def gpu_gray():
 
 
 def test_resolve_device():
-    assert features.resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("cpu") == torch.device("cpu")
     if not torch.cuda.is_available():
-        assert features.resolve_device("auto") == torch.device("cpu")
+        assert resolve_device("auto") == torch.device("cpu")
         with pytest.raises(ValueError, match="no CUDA device"):
-            features.resolve_device("cuda")
+            resolve_device("cuda")

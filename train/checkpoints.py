@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from spixwalk.common import atomic_path
+
 NAME = "checkpoint.pt"
 # options that change what a checkpoint means: resuming with different values is refused
 RUN_KEYS = ("label_configs", "clips", "nodes", "patch_prob", "clip_len", "clip_stride", "batch", "lr", "warmup", "tau",
@@ -78,9 +80,8 @@ def record(net, opt, sched, step: int, config: dict, rngs, batch: int, seed: int
 def write(run: Path, state: dict) -> Path:
     """RUN/checkpoint.pt, atomically: a crash leaves the previous checkpoint, never half of a new one."""
     path = Path(run) / NAME
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
     return path
 
 
@@ -139,13 +140,11 @@ def keep(run: Path, step: int, every: int) -> Path | None:
     if not every or step % every:
         return None
     src, dst = Path(run) / NAME, Path(run) / kept_name(step)
-    tmp = dst.with_name(dst.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(src, tmp)  # checkpoint.pt is later replaced by rename, so this inode stays as it is
-    except OSError:
-        shutil.copy2(src, tmp)
-    os.replace(tmp, dst)
+    with atomic_path(dst) as tmp:
+        try:
+            os.link(src, tmp)  # checkpoint.pt is later replaced by rename, so this inode stays as it is
+        except OSError:
+            shutil.copy2(src, tmp)
     return dst
 
 

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+from spixwalk.common import atomic_path
+
 from .weights import EXPORT_FORMAT, WeightsError, read, resnet_state
 
 
@@ -33,9 +35,8 @@ def export(ckpt_path: Path, out: Path) -> dict:
     record = {"state_dict": {k: v.detach().cpu().contiguous() for k, v in state.items()},
               "padding": config["padding"], "config": config, "meta": meta}
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    torch.save(record, tmp)
-    tmp.replace(out)
+    with atomic_path(out) as tmp:
+        torch.save(record, tmp)
     return meta
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from spixwalk.common import resolve_device
 from spixwalk.preprocess import spconfig
 from spixwalk.preprocess.store import StoreReader
 
@@ -260,14 +261,16 @@ def clips_of(reader: StoreReader, cfgs: list[str], a) -> list:
 def setup_dist(a):
     """(rank, world, device): DDP when launched by torchrun with WORLD_SIZE > 1."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    cuda = torch.cuda.is_available() and a.device != "cpu"
-    if a.device == "cuda" and not torch.cuda.is_available():
-        raise BadInput("--device cuda: no CUDA device visible")
+    try:
+        device = resolve_device(a.device)
+    except ValueError as e:
+        raise BadInput(str(e)) from None
+    cuda = device.type == "cuda"
     rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     if world > 1:
         torch.distributed.init_process_group("nccl" if cuda else "gloo")
-    device = torch.device(f"cuda:{local}") if cuda else torch.device("cpu")
     if cuda:
+        device = torch.device("cuda", local)  # one GPU per process: torchrun's local rank
         torch.cuda.set_device(device)
     return rank, world, device
 

@@ -70,7 +70,6 @@ class NodeHead(nn.Module):
 # (mean, std) of the input normalisation. CRW trains with CIFAR's statistics and evaluates with ImageNet's.
 NORMS = {"imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
          "cifar": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))}
-IMG_MEAN, IMG_STD = NORMS["imagenet"]
 PATCH_JITTERS = ("crw", "clamp")
 
 

@@ -43,7 +43,7 @@ def _data_options(p) -> None:
                    "used with --clips-per-video 0")
     g.add_argument("--clips-per-video", type=int, help="clips drawn per video and epoch from every start "
                    "(CRW: 5, possibly overlapping); 0: every clip at --clip-stride")
-    g.add_argument("--img-size", type=int, default=256)
+    g.add_argument("--img-size", type=int, default=spconfig.FRAME_SIZE, help="side of the training crops (default: the stored frames')")
     g.add_argument("--frame-transforms", help=f"comma list of {'/'.join(FRAME_TRANSFORMS)}: per-frame random "
                    "resized crop, colour jitter, per-clip flip (CRW: crop)")
     g.add_argument("--workers", type=int, default=2, help="DataLoader workers per process")

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from spixwalk.common import atomic_path
+
 from . import store
 from .lease import holder, is_stale, lease_path
 
@@ -67,7 +69,7 @@ def cmd_status(a) -> int:
     return 0
 
 
-def overlay(frames: np.ndarray, labels: np.ndarray) -> np.ndarray:
+def boundary_overlay(frames: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Frames side by side with superpixel boundaries drawn in yellow."""
     from skimage.segmentation import find_boundaries
 
@@ -98,7 +100,7 @@ def cmd_show(a) -> int:
     rows = []
     for t in picks:
         f, l = r.read_clip(ref, int(t), 1, cfg)
-        rows.append(overlay(f, l))
+        rows.append(boundary_overlay(f, l))
     grid = np.concatenate(rows, axis=1)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(a.out), grid[:, :, ::-1])
@@ -116,8 +118,7 @@ def export_hdf5(root, shard: int, out) -> dict:
     if store.read_marker(sp / store.FRAMES_MARKER) is None:
         raise ValueError(f"{sp}: frames not complete")
     g = zarr.open_group(sp, mode="r")
-    tmp = Path(str(out) + ".tmp")
-    with h5py.File(tmp, "w") as h:
+    with atomic_path(out) as tmp, h5py.File(tmp, "w") as h:
         fr = g["frames"]
         h.create_dataset("frames", data=fr[:], chunks=(1,) + fr.shape[1:], compression="gzip")
         h.attrs["videos"] = json.dumps(g.attrs["videos"])
@@ -127,7 +128,6 @@ def export_hdf5(root, shard: int, out) -> dict:
             la = g["labels"][c]
             h.create_dataset(f"labels/{c}", data=la[:], chunks=(1,) + la.shape[1:], compression="gzip")
             h.create_dataset(f"nseg/{c}", data=g["nseg"][c][:])
-    tmp.replace(out)
     return {"frames": int(g["frames"].shape[0]), "configs": cfgs}
 
 

@@ -9,14 +9,13 @@ an object" are kept side by side, each as J/F mean and per-video recall (objects
   first  the label id that best matches the object on the first frame, kept literally for the video;
   union  the superpixels whose pixels lie mostly inside the object (achievable upper bound);
 plus boundary recall, undersegmentation error and achievable segmentation accuracy
-(evaluate.spmetrics), superpixels per frame and segmentation ms per frame.
+(evaluate.superpixel_metrics), superpixels per frame and segmentation ms per frame.
 
 A sweep scores frames in parallel (joblib), shows frame-level progress and writes each configuration
 to OUT/configs/<cfg>.json as it finishes, so a rerun of the same command continues where it stopped.
 """
 import csv
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -24,11 +23,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from spixwalk.common import write_atomic
 from spixwalk.preprocess import spconfig
 
-from .davis import InputError, load_frame, load_mask, mask_path, sequence_frames, sequence_list
+from .davis_io import InputError, load_frame, load_mask, mask_path, sequence_frames, sequence_list
 from .metrics import boundary_radius, f_boundary, jaccard
-from .spmetrics import achievable_accuracy, boundary_recall, overlap, undersegmentation_error
+from .superpixel_metrics import achievable_accuracy, boundary_recall, overlap, undersegmentation_error
 
 # thesis tables 4.1-4.3. LSC: the thesis' region sizes 100/300 exceed or nearly fill a 256-px store
 # frame (OpenCV crashes above the frame side), so the store default 47 and 100 are swept instead.
@@ -252,9 +252,8 @@ def main(args) -> int:
             cfg = spconfig.config_name(alg, **params)
             bar.set_postfix_str(cfg)
             rows[cfg] = summarise(alg, params, run_config(tasks, alg, params, args, bar))
-            tmp = out / "configs" / f".{cfg}.json.tmp"
-            tmp.write_text(json.dumps({"sampling": sampling, "row": rows[cfg]}, indent=1))
-            os.replace(tmp, out / "configs" / f"{cfg}.json")  # a killed sweep never leaves half a result
+            # a killed sweep never leaves half a result
+            write_atomic(out / "configs" / f"{cfg}.json", json.dumps({"sampling": sampling, "row": rows[cfg]}, indent=1))
             write_tables(out, in_order(configs, rows), sampling, len(configs), failures)
     ordered = in_order(configs, rows)
     write_tables(out, ordered, sampling, len(configs), failures)

@@ -14,7 +14,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .davis import (InputError, atomic_dir_swap, load_frame, load_mask, mask_path, overlay,
+from spixwalk.common import replace_dir
+
+from .davis_io import (InputError, load_frame, load_mask, mask_overlay, mask_path,
                     save_indexed, sequence_frames, sequence_list)
 from .propagate import Propagator
 
@@ -101,7 +103,7 @@ class Writer:
 def _save_frame(tmp: Path, stem: str, img, pred, overlays: bool) -> None:
     save_indexed(pred, tmp / f"{stem}.png")
     if overlays:
-        Image.fromarray(overlay(img, pred)).save(tmp / "overlay" / f"{stem}.png", compress_level=1)
+        Image.fromarray(mask_overlay(img, pred)).save(tmp / "overlay" / f"{stem}.png", compress_level=1)
 
 
 def _propagate(davis, seq, frames, featurize, prop_kwargs, tmp, overlays, year) -> tuple[int, float]:
@@ -133,7 +135,7 @@ def _propagate(davis, seq, frames, featurize, prop_kwargs, tmp, overlays, year) 
     return len(ids) - 1, t_prop
 
 
-def run_sequence(davis, year, seq, featurize, out: Path, prop_kwargs=None, overlays=True, max_frames=0) -> dict:
+def propagate_sequence(davis, year, seq, featurize, out: Path, prop_kwargs=None, overlays=True, max_frames=0) -> dict:
     """Propagate one sequence into out/<seq>/ (written under a temporary name, renamed when complete)."""
     frames = sequence_frames(davis, seq, year, every_frame=False)
     if max_frames:
@@ -148,14 +150,14 @@ def run_sequence(davis, year, seq, featurize, out: Path, prop_kwargs=None, overl
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    atomic_dir_swap(tmp, out / seq)
+    replace_dir(tmp, out / seq)
     n = len(frames)
     return {"sequence": seq, "frames": n, "objects": n_obj, "seconds": seconds,
             "seconds_per_frame": seconds / max(n - 1, 1), "propagation_seconds_per_frame": t_prop / max(n - 1, 1),
             "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}  # process peak so far
 
 
-def run(davis, year, out, featurize, subset="val", sequences=None, prop_kwargs=None, overlays=True,
+def propagate_dataset(davis, year, out, featurize, subset="val", sequences=None, prop_kwargs=None, overlays=True,
         config=None, progress=True, max_frames=0) -> dict:
     from tqdm import tqdm
 
@@ -167,7 +169,7 @@ def run(davis, year, out, featurize, subset="val", sequences=None, prop_kwargs=N
     stats, failures = [], []
     for seq in tqdm(names, desc="propagate", disable=not progress, file=sys.stderr):
         try:
-            stats.append(run_sequence(davis, year, seq, featurize, out, prop_kwargs, overlays, max_frames))
+            stats.append(propagate_sequence(davis, year, seq, featurize, out, prop_kwargs, overlays, max_frames))
         except InputError as e:
             print(f"error: {e}", file=sys.stderr)
             failures.append({"sequence": seq, "reason": str(e)})

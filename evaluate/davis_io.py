@@ -5,8 +5,6 @@ ROOT/ImageSets/<year>/<set>.txt. DAVIS-2016 masks are mode L with 255 = object; 
 are indexed (mode P) with 0 = background, k = object k, 255 = void. Every problem with the input
 raises InputError with one line that names the file or sequence and the reason.
 """
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -184,7 +182,7 @@ def save_indexed(labels: np.ndarray, path) -> None:
     im.save(path)
 
 
-def overlay(frame: np.ndarray, labels: np.ndarray, alpha=0.5) -> np.ndarray:
+def mask_overlay(frame: np.ndarray, labels: np.ndarray, alpha=0.5) -> np.ndarray:
     """Objects tinted with their palette colour, background untouched."""
     out = frame.astype(np.float32)
     fg = labels > 0
@@ -196,14 +194,3 @@ def write_listing(root, year, subset, names) -> None:
     d = Path(root) / "ImageSets" / str(year)
     d.mkdir(parents=True, exist_ok=True)
     (d / f"{subset}.txt").write_text("".join(f"{n}\n" for n in names))
-
-
-def atomic_dir_swap(tmp: Path, final: Path) -> None:
-    """Replace `final` by the completed `tmp` folder so a crash never leaves a half-written one."""
-    if final.exists():
-        old = final.with_name(final.name + ".old")
-        os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, final)

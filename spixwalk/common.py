@@ -1,0 +1,104 @@
+"""Low-level helpers every stage may import (data_manifest included: this module imports no stage).
+
+atomic_path / write_atomic   every file written under a temporary name and renamed into place
+replace_dir                  a finished folder swapped into place
+ffmpeg_exe                   the ffmpeg binary: a system one when present, else imageio-ffmpeg's
+resolve_device               --device auto|cpu|cuda|cuda:N -> a torch.device
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterator
+
+
+def fsync_dir(path) -> None:
+    """Make a rename inside folder `path` durable (a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def atomic_path(path, suffix: str = "") -> Iterator[Path]:
+    """A temporary name beside `path` to write the whole file to; when the block ends normally the file is
+    fsynced and renamed over `path` and the folder fsynced, so readers see the old file or the new one,
+    never a part; when it raises, the temporary file is removed. The name is unique across processes and
+    hosts (several tasks may write the same file); `suffix` ends it where a writer wants an extension
+    (ffmpeg chooses its format by it)."""
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{suffix}")
+    try:
+        yield tmp
+        _fsync_file(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def write_atomic(path, data: str | bytes) -> Path:
+    """Write text or bytes to `path` through `atomic_path`."""
+    with atomic_path(path) as tmp:
+        if isinstance(data, bytes):
+            tmp.write_bytes(data)
+        else:
+            tmp.write_text(data)
+    return Path(path)
+
+
+def replace_dir(tmp: Path, final: Path) -> None:
+    """Replace folder `final` by the completed folder `tmp`, so a crash never leaves a half-written one."""
+    tmp, final = Path(tmp), Path(final)
+    if final.exists():
+        old = final.with_name(final.name + ".old")
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+    fsync_dir(final.parent)
+
+
+@lru_cache(maxsize=1)
+def ffmpeg_exe() -> str:
+    """The ffmpeg binary: the system's when on PATH, else the one the imageio-ffmpeg wheel carries."""
+    exe = shutil.which("ffmpeg")
+    if exe:
+        return exe
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def resolve_device(name: str = "auto"):
+    """auto: the first CUDA device when there is one, else the CPU; cuda without a visible device is a
+    ValueError naming the option."""
+    import torch
+
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: no CUDA device visible")
+    device = torch.device(name)
+    return torch.device("cuda", torch.cuda.current_device()) if device.type == "cuda" and device.index is None else device
