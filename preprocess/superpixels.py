@@ -71,7 +71,7 @@ def lsc(img, region_size=47, ratio=0.5, iterations=2):
     lab = cv2.cvtColor(img, cv2.COLOR_RGB2LAB)
     s = cv2.ximgproc.createSuperpixelLSC(lab, region_size=int(region_size), ratio=float(ratio))
     s.iterate(int(iterations))
-    # without it ~30 labels split into ~1,850 pieces per frame
+    # every label one connected piece (tests/test_preprocess_superpixels.py checks it)
     s.enforceLabelConnectivity(25)
     return s.getLabels()
 

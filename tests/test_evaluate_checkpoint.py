@@ -5,24 +5,19 @@ import pytest
 import torch
 import torchvision
 
-from spixwalk.evaluate import synth
 from spixwalk.evaluate.cli import main
 from spixwalk.train.weights import load_encoder
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synth") / "d"
-    synth.generate(root, n_sequences=1, n_frames=3, height=64, width=96, n_objects=1, seed=1)
-    return root
+SYNTH_DAVIS = dict(n_sequences=1, n_frames=3, height=64, width=96, n_objects=1, seed=1)  # conftest.synth_davis
 
 
-def davis(tiny, ckpt, out):
-    return main(["davis", "--davis", str(tiny), "--ckpt", str(ckpt), "--out", str(out), "--no-overlays"])
+def davis(synth_davis, ckpt, out):
+    return main(["davis", "--davis", str(synth_davis), "--ckpt", str(ckpt), "--out", str(out), "--no-overlays"])
 
 
-def refused(tiny, tmp_path, capsys, ckpt, *phrases):
-    assert davis(tiny, ckpt, tmp_path / "out") == 2
+def refused(synth_davis, tmp_path, capsys, ckpt, *phrases):
+    assert davis(synth_davis, ckpt, tmp_path / "out") == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: {ckpt}") and "Traceback" not in err[0], err
     for p in phrases:
@@ -30,45 +25,45 @@ def refused(tiny, tmp_path, capsys, ckpt, *phrases):
     assert not (tmp_path / "out").exists()  # refused before any work
 
 
-def test_unreadable_files(tiny, tmp_path, capsys):
+def test_unreadable_files(synth_davis, tmp_path, capsys):
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"\x00not a checkpoint" * 100)
-    refused(tiny, tmp_path, capsys, garbage, "unreadable, not a PyTorch checkpoint")
-    refused(tiny, tmp_path, capsys, tmp_path / "absent.pt", "checkpoint not found")
+    refused(synth_davis, tmp_path, capsys, garbage, "unreadable, not a PyTorch checkpoint")
+    refused(synth_davis, tmp_path, capsys, tmp_path / "absent.pt", "checkpoint not found")
 
 
-def test_not_a_checkpoint(tiny, tmp_path, capsys):
+def test_not_a_checkpoint(synth_davis, tmp_path, capsys):
     listed = tmp_path / "list.pt"
     torch.save([1, 2, 3], listed)
-    refused(tiny, tmp_path, capsys, listed, "not a spixwalk or torchvision checkpoint", "holds a list")
+    refused(synth_davis, tmp_path, capsys, listed, "not a spixwalk or torchvision checkpoint", "holds a list")
     pickled = tmp_path / "list.pkl"
     pickled.write_bytes(pickle.dumps([1, 2, 3]))
-    assert davis(tiny, pickled, tmp_path / "out") == 2
+    assert davis(synth_davis, pickled, tmp_path / "out") == 2
     assert "error: " in capsys.readouterr().err
     other = tmp_path / "dict.pt"
     torch.save({"epoch": 3, "lr": 0.1}, other)
-    refused(tiny, tmp_path, capsys, other, "no tensor weights")
+    refused(synth_davis, tmp_path, capsys, other, "no tensor weights")
 
 
-def test_other_architecture_named(tiny, tmp_path, capsys):
+def test_other_architecture_named(synth_davis, tmp_path, capsys):
     r50 = tmp_path / "r50.pt"
     torch.save(torchvision.models.resnet50().state_dict(), r50)
-    refused(tiny, tmp_path, capsys, r50, "resnet50 weights: expected a ResNet-18 encoder")
+    refused(synth_davis, tmp_path, capsys, r50, "resnet50 weights: expected a ResNet-18 encoder")
     sd = torchvision.models.resnet18().state_dict()
     sd["layer2.0.conv1.weight"] = torch.zeros(64, 64, 3, 3)  # a ResNet-18 layout with other widths
     bad = tmp_path / "wide.pt"
     torch.save({"state_dict": sd}, bad)
-    refused(tiny, tmp_path, capsys, bad, "not a ResNet-18 encoder: shape of layer2.0.conv1.weight is (64, 64, 3, 3)")
+    refused(synth_davis, tmp_path, capsys, bad, "not a ResNet-18 encoder: shape of layer2.0.conv1.weight is (64, 64, 3, 3)")
 
 
-def test_plain_torchvision_resnet18_state_dict_is_evaluated(tiny, tmp_path):
+def test_plain_torchvision_resnet18_state_dict_is_evaluated(synth_davis, tmp_path):
     torch.manual_seed(3)
     sd = torchvision.models.resnet18().state_dict()
     path = tmp_path / "r18.pth"
     torch.save(sd, path)
     enc = load_encoder(path)
     assert torch.equal(enc.layer3[1].conv2.weight, sd["layer3.1.conv2.weight"])
-    assert davis(tiny, path, tmp_path / "out") == 0
+    assert davis(synth_davis, path, tmp_path / "out") == 0
     assert len(list((tmp_path / "out").glob("*/*.png"))) == 3
 
 

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from spixwalk.evaluate import metrics, synth, davis_run
+from spixwalk.evaluate import davis_run, metrics, synth
 from spixwalk.evaluate.cli import main
 from spixwalk.evaluate.davis_io import load_mask, mask_path, frame_paths, save_indexed
 from spixwalk.evaluate.propagate import Propagator, local_topk, propagate_full
@@ -93,16 +93,12 @@ def test_synth_is_deterministic_and_well_formed(tmp_path):
         assert frame.shape == (64, 112, 3)
 
 
-@pytest.fixture(scope="module")
-def small_synth(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synth")
-    synth.generate(root, n_sequences=2, n_frames=5, height=64, width=112, n_objects=2, seed=0)
-    return root
+SYNTH_DAVIS = dict(n_sequences=2, n_frames=5, height=64, width=112, n_objects=2, seed=0)  # conftest.synth_davis
 
 
-def test_cli_propagation_then_metrics(small_synth, tmp_path):
+def test_cli_propagation_then_metrics(synth_davis, tmp_path):
     out = tmp_path / "out"
-    assert main(["davis", "--davis", str(small_synth), "--year", "2017", "--init", "random", "--out", str(out)]) == 0
+    assert main(["davis", "--davis", str(synth_davis), "--year", "2017", "--init", "random", "--out", str(out)]) == 0
     for seq in ("synth-00", "synth-01"):
         pngs = sorted((out / seq).glob("*.png"))
         assert [p.stem for p in pngs] == [f"{t:05d}" for t in range(5)]
@@ -110,14 +106,14 @@ def test_cli_propagation_then_metrics(small_synth, tmp_path):
         assert im.mode == "P" and set(np.unique(np.array(im))) <= {0, 1, 2}
         assert len(list((out / seq / "overlay").glob("*.png"))) == 4
     assert (out / "config.json").exists()
-    assert main(["metrics", "--davis", str(small_synth), "--year", "2017", "--results", str(out)]) == 0
+    assert main(["metrics", "--davis", str(synth_davis), "--year", "2017", "--results", str(out)]) == 0
     assert (out / "global_results-val.csv").exists() and (out / "per-sequence_results-val.csv").exists()
 
 
-def test_bad_inputs_fail_clearly(small_synth, tmp_path, capsys):
+def test_bad_inputs_fail_clearly(synth_davis, tmp_path, capsys):
     import shutil
     root = tmp_path / "d"
-    shutil.copytree(small_synth, root)
+    shutil.copytree(synth_davis, root)
     ann = root / "Annotations" / "480p"
     # unknown sequence
     assert main(["davis", "--davis", str(root), "--sequences", "nope", "--features", "rgb", "--out",
@@ -133,7 +129,7 @@ def test_bad_inputs_fail_clearly(small_synth, tmp_path, capsys):
     assert not (tmp_path / "o2" / "synth-00").exists() and not (tmp_path / "o2" / "synth-01").exists()
     # size mismatch between a frame and the first mask
     shutil.rmtree(root)
-    shutil.copytree(small_synth, root)
+    shutil.copytree(synth_davis, root)
     Image.open(root / "JPEGImages" / "480p" / "synth-00" / "00003.jpg").resize((100, 60)).save(
         root / "JPEGImages" / "480p" / "synth-00" / "00003.jpg")
     save_indexed(np.zeros((10, 10), np.uint8) + 1, ann / "synth-01" / "00000.png")

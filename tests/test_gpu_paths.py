@@ -10,16 +10,16 @@ from benchmarks import gpu
 from spixwalk.common import resolve_device
 from spixwalk.evaluate import davis_run, features
 from spixwalk.evaluate.cli import main as evaluate_main
-from spixwalk.evaluate.synth import generate
 from train_synth import make_store
 from spixwalk.train.data import colour_jitter
 
 
-@pytest.fixture(scope="module")
-def davis(tmp_path_factory):
-    root = tmp_path_factory.mktemp("davis")
-    generate(root, n_sequences=2, n_frames=5, height=64, width=96, n_objects=2, seed=3)
-    return root
+SYNTH_DAVIS = dict(n_sequences=2, n_frames=5, height=64, width=96, n_objects=2, seed=3)  # conftest.synth_davis
+
+
+@pytest.fixture
+def davis(synth_davis):
+    return synth_davis
 
 
 def test_tiny_gpu_benchmark_runs_every_part_on_the_cpu(tmp_path, davis):
@@ -33,7 +33,7 @@ def test_tiny_gpu_benchmark_runs_every_part_on_the_cpu(tmp_path, davis):
     r = json.loads(out.read_text())
     for nodes in ("superpixels", "patches"):
         t = r["train"][nodes]
-        assert t["batch"] == 2 and t["frames_per_s"] > 0 and 0 <= t["data_wait"] < 1
+        assert t["frames_per_s"] > 0 and 0 <= t["data_wait"] < 1  # (the batch search: the next test)
         assert t["workers_for_wait_under_5pct"] >= 1
     p = r["precision"]
     assert p["finite"] and len(p["bf16_loss"]) == len(p["fp32_loss"]) == 2
@@ -43,6 +43,31 @@ def test_tiny_gpu_benchmark_runs_every_part_on_the_cpu(tmp_path, davis):
     assert d["frames"] == 10 and not d["failures"]
     # the benchmark's path (threads, writer) and the CLI's give the same masks on the same device
     assert d["pixels_differing"] == 0 and d["cpu_J_and_F"] == pytest.approx(d["J&F"])
+
+
+class FakeModel:
+    """Steps that run out of device memory above `limit` clips, as a GPU under --memory-gb would."""
+
+    def __init__(self, limit):
+        self.limit, self.tried = limit, []
+        self.opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+
+    def step(self, b, dtype):
+        self.tried.append(len(b["patch"]))
+        if len(b["patch"]) > self.limit:
+            raise torch.cuda.OutOfMemoryError("fake: out of memory")
+        return torch.zeros(())
+
+
+@pytest.mark.parametrize("limit", [5, 37, 300])
+def test_batch_search_finds_the_largest_batch_that_fits(limit):
+    probe = {"frames": torch.zeros(3, 1), "patch": torch.zeros(3, dtype=torch.bool)}
+    m = FakeModel(limit)
+    got = gpu.max_batch(m, probe, None, limit=1024, resolution=8)
+    assert got <= limit < got + 8 and (got == 0 or got in m.tried)  # fits, and within the resolution
+    assert max(m.tried) > limit  # the search did meet the memory cap
+    capped = gpu.max_batch(FakeModel(2000), probe, None, limit=100, resolution=8)
+    assert 100 - 8 < capped <= 100  # everything fits: the search stops at --max-batch
 
 
 class Batched(features.RGBFeatures):

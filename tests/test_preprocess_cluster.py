@@ -81,10 +81,16 @@ def test_stale_claims_are_taken_over(tmp_path):
 
 
 def test_heartbeat_keeps_a_long_task_alive(tmp_path):
-    with Lease(tmp_path, 0, heartbeat_s=0.05, stale_s=0.5):
-        time.sleep(1.0)  # longer than stale_s: only the heartbeat keeps it fresh
-        with pytest.raises(Busy):
-            Lease(tmp_path, 0, stale_s=0.5).acquire()
+    with Lease(tmp_path, 0, heartbeat_s=0.05, stale_s=60):
+        lp = lease_path(tmp_path, 0)
+        old = time.time() - 3600
+        os.utime(lp, (old, old))  # as if the task had not beaten for an hour: stale now
+        deadline = time.time() + 120  # only a bound for a broken heartbeat: the loop ends at the first beat
+        while lp.stat().st_mtime < old + 1 and time.time() < deadline:
+            time.sleep(0.01)
+        assert lp.stat().st_mtime > old + 3000, "the heartbeat never refreshed the lease"
+        with pytest.raises(Busy):  # refreshed by the heartbeat alone, the claim is alive again
+            Lease(tmp_path, 0, stale_s=60).acquire()
 
 
 @pytest.mark.parametrize("backend", ["dask", "ray"])

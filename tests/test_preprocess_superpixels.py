@@ -35,9 +35,21 @@ def test_slic_opencv_and_skimage_agree_on_count(frames):
     assert abs(a.mean() - b.mean()) <= 0.2 * b.mean()
 
 
-def test_lsc_without_connectivity_would_fragment_but_ours_does_not(frames):
-    _, nseg = label_video(frames[:2], "lsc", {"region_size": 47, "ratio": 0.5, "iterations": 2})
-    assert nseg.max() < 100  # enforceLabelConnectivity keeps ~30 regions, not ~1,850 pieces
+def _pieces(labels: np.ndarray) -> int:
+    """Connected pieces of a label map (4-connectivity), whatever their labels."""
+    from skimage.measure import label
+
+    return int(label(labels.astype(np.int32), background=-1, connectivity=1).max())
+
+
+def test_lsc_superpixels_are_one_connected_piece_each(frames):
+    """Every LSC label of ours is one 4-connected piece (enforceLabelConnectivity), ~30 per frame.
+
+    (The old name claimed LSC without connectivity enforcement would fragment; measured here with OpenCV
+    4.x on these frames it gives the same 25 pieces, so that half cannot be asserted.)"""
+    labels, nseg = label_video(frames[:2], "lsc", {"region_size": 47, "ratio": 0.5, "iterations": 2})
+    for ours, n in zip(labels, nseg):
+        assert 10 < n < 100 and _pieces(ours) == n, (n, _pieces(ours))
 
 
 def test_single_superpixel_frame_is_recorded():

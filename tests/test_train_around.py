@@ -9,16 +9,11 @@ import torchvision
 from spixwalk.train.weights import load_encoder, resnet_state
 from spixwalk.train.export import main as export_main
 from spixwalk.train.loop import main
-from train_synth import make_store
 
 FAST = ["--img-size", "64", "--batch", "2", "--workers", "0", "--threads", "1", "--nodes", "superpixels"]
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    root = tmp_path_factory.mktemp("store")
-    make_store(root, shards=((0, 2),), n_frames=8, size=64)
-    return root
+STORE = dict(shards=((0, 2),), n_frames=8, size=64)  # the shared `store` fixture (conftest.py) of this module
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ from scipy import ndimage
 
 from spixwalk.preprocess.store import StoreReader
 from spixwalk.train.data import Aug, ClipDataset, StreamSampler, augment, clip_index, collate, contiguous
-from train_synth import make_store, moving_regions, palette
+from train_synth import moving_regions, palette
 
 
 def test_contiguous_keeps_order():
@@ -58,11 +58,7 @@ def test_misaligned_labels_would_be_caught():
     assert wrong.mean() > 0.2
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    root = tmp_path_factory.mktemp("store")
-    make_store(root, shards=((0, 2), (1, 1)), n_frames=9, size=64, extra_cfgs=("fh-s600-g0.5-m400",))
-    return root
+STORE = dict(shards=((0, 2), (1, 1)), n_frames=9, size=64, extra_cfgs=("fh-s600-g0.5-m400",))  # the shared `store` fixture (conftest.py) of this module
 
 
 def test_dataset_items_and_collate(store):

@@ -17,17 +17,12 @@ from spixwalk.train.options import parse_args
 from spixwalk.train.model import patch_boxes
 from spixwalk.train.weights import load_encoder
 from spixwalk.train.presets import CRW
-from train_synth import make_store
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["--img-size", "64", "--batch", "2", "--workers", "0", "--threads", "1"]
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    root = tmp_path_factory.mktemp("store")
-    make_store(root, shards=((0, 2),), n_frames=10, size=64)
-    return root
+STORE = dict(shards=((0, 2),), n_frames=10, size=64)  # the shared `store` fixture (conftest.py) of this module
 
 
 def test_crw_preset_sets_every_choice_and_explicit_options_win():

@@ -18,11 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 FAST = ["--img-size", "64", "--batch", "2", "--workers", "0", "--lr", "3e-4", "--threads", "1", "--log-every", "1"]
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    root = tmp_path_factory.mktemp("store")
-    make_store(root, shards=((0, 2), (1, 1)), n_frames=12, size=64)
-    return root
+STORE = dict(shards=((0, 2), (1, 1)), n_frames=12, size=64)  # the shared `store` fixture (conftest.py) of this module
 
 
 def params(run):
