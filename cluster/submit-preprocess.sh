@@ -9,8 +9,8 @@ SHARDS_PER_TASK=${SHARDS_PER_TASK:-8}
 PYTHON=${PYTHON:-.venv/bin/python}
 mkdir -p logs
 export MANIFEST SHARDS_PER_TASK PYTHON
-TASKS=$("$PYTHON" -c "import sys; from preprocess.run import read_manifest; \
-print(-(-len(read_manifest(sys.argv[1])) // int(sys.argv[2])))" "$MANIFEST" "$SHARDS_PER_TASK")
+TASKS=$("$PYTHON" -c "import sys; from spixwalk.data_manifest.manifest import by_shard; \
+print(-(-len(by_shard(sys.argv[1])) // int(sys.argv[2])))" "$MANIFEST" "$SHARDS_PER_TASK")
 ARRAY="--array=0-$((TASKS - 1))"
 for a in "$@"; do [[ $a == --array* || $a == -a* ]] && ARRAY=; done
 echo "$MANIFEST: $TASKS task(s) of $SHARDS_PER_TASK shard(s)"

@@ -140,7 +140,7 @@ def test_submit_script_sizes_the_array_and_keeps_a_given_one(corpus, tmp_path):
     (bindir / "sbatch").write_text("#!/bin/sh\necho sbatch \"$@\"\n")  # no SLURM here: show the submission
     (bindir / "sbatch").chmod(0o755)
     env = dict(os.environ, PATH=f"{bindir}:{os.environ['PATH']}", MANIFEST=str(m), SHARDS_PER_TASK="1",
-               PYTHON=sys.executable, PYTHONPATH=str(REPO))
+               PYTHON=sys.executable)  # the script runs from the checkout root
     run = lambda *a: subprocess.run(["bash", str(REPO / "cluster" / "submit-preprocess.sh"), *a], env=env,
                                     capture_output=True, text=True)
     assert "sbatch --array=0-1 cluster/preprocess.slurm" in run().stdout
