@@ -106,8 +106,9 @@ def test_sigkill_mid_shard_then_rerun_equals_uninterrupted_run(tmp_path):
                              *map(str, args)], cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True, start_new_session=True)
     try:
-        line = proc.stdout.readline()  # returns when the label step of shard 0 is under way (or the child died)
-        assert line.strip() == "labelled one video", f"child exited {proc.poll()} before labelling"
+        # the command's own lines first; the sentinel once the label step of shard 0 is under way (EOF: it died)
+        lines = iter(proc.stdout.readline, "")
+        assert any(line.strip() == "labelled one video" for line in lines), f"child exited {proc.wait()} first"
         fmarker = st / "shard-00000" / store.FRAMES_MARKER
         lmarker = st / "shard-00000" / store.labels_marker("fh-s600-g0.5-m400")
         # mid-shard: frames complete and already equal to the finished result, labels not marked
