@@ -1,31 +1,41 @@
-"""Learning-signal study: J&F vs training CPU seconds for patch, superpixel and mixed nodes (`make study`).
+"""Learning-signal study (`make study`): J&F vs training seconds for superpixel, patch, mixed and random-cell nodes.
 
-DAVIS-2016 sequences serve twice, never both ways: the `--scored` ones are the evaluation set, every
-other sequence of `--davis` is unlabeled training video (JPEG folders -> data_manifest -> preprocess,
-SLIC-30). Each node mode trains with `--preset crw` (only --nodes differs) until the training process
-has used `--cpu-budget` CPU seconds, keeping a checkpoint copy at `--points` equal steps of that budget;
-each copy, a random-init encoder and raw RGB are scored by label propagation + J&F. CPU time, not wall
-time, is the budget: on a shared machine wall time measures the neighbours. Scored frames are resized
-by `--eval-scale` (0.5: 427x240) to keep the many evaluations affordable; every method sees the same set.
-Writes WORK/study.csv, study.png, study.md. Reruns reuse finished trainings and scores.
+Trains through the real stages on video that is never scored (`--train-videos`: data_manifest -> preprocess
+-> train) and scores on DAVIS-2016 (`--davis`, `--scored`) with `evaluate davis` + `evaluate metrics`.
+Every mode starts from the same initial weights and seed; its step-0 snapshot is its baseline (identical
+weights are scored once). Snapshots at `--points` log-spaced points of `--budget` seconds: CPU seconds of
+the training process on the CPU, device-busy seconds on CUDA. When patches train too, superpixels keep one
+more snapshot at the patches' final step: the comparison at equal clips seen. Writes WORK/study.csv,
+study_per_sequence.csv, study_comparisons.csv, study.png and study.md; reruns reuse trainings and scores.
 """
 import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see spixwalk/__init__.py
 
 import argparse  # noqa: E402
-import csv  # noqa: E402
+import hashlib  # noqa: E402
 import json  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from benchmarks import study_report as report  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
-SCORED = "car-shadow,motocross-jump,scooter-black,blackswan,drift-straight,horsejump-high"
-MODES = ("patches", "superpixels", "mixed")
-LABELS = {"patches": "patch nodes", "superpixels": "superpixel nodes", "mixed": "mixed (p=0.7 patches)"}
-COLUMNS = ["method", "nodes", "cpu_seconds", "wall_seconds", "steps", "J&F-Mean", "J-Mean", "F-Mean"]
+DATA = REPO.parent / "shared" / "data"
+MODES = ("patches", "superpixels", "mixed", "random-cells")  # patches first: superpixels need its final step
+NODE_ARGS = {"patches": ["--nodes", "patches"], "superpixels": ["--nodes", "superpixels", "--label-config", "slic-n30-c30"],
+             "mixed": ["--nodes", "mixed", "--label-config", "slic-n30-c30"],
+             "random-cells": ["--nodes", "superpixels", "--label-config", "random-n30"]}
+LABEL_ALGS = {"superpixels": "slic", "mixed": "slic", "random-cells": "random"}
+# The recipe per device; README "Learning-signal study" states the figure behind each choice.
+RECIPES = {
+    "cpu": {"budget": 2400, "points": 3, "img_size": 256, "batch": 4, "lr": 1e-4, "warmup_steps": 10,
+            "eval_scale": 0.5, "workers": 0, "log_every": 1},
+    "cuda": {"budget": 90, "points": 3, "img_size": 256, "batch": 32, "lr": 3e-4, "warmup_steps": 100,
+             "eval_scale": 1.0, "workers": 8, "log_every": 20},
+}
 
 
 class StudyError(Exception):
@@ -33,177 +43,223 @@ class StudyError(Exception):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m benchmarks.study", description=__doc__.split("\n")[0])
-    p.add_argument("--davis", default=str(REPO.parent / "shared" / "data" / "davis2016-val"),
-                   help="DAVIS-2016 root (JPEGImages/480p, Annotations/480p)")
-    p.add_argument("--scored", default=SCORED, help="comma list of scored sequences (never trained on)")
+    p = argparse.ArgumentParser(prog="python -m benchmarks.study", description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--train-videos", default=str(DATA / "davis2016-train" / "videos"),
+                   help="folder of training videos (any layout data_manifest reads); never scored")
+    p.add_argument("--davis", default=str(DATA / "davis2016-val"), help="DAVIS-2016 root that is scored")
+    p.add_argument("--scored", default="all", help="comma list of scored sequences, or all (ImageSets/2016/val.txt)")
+    p.add_argument("--modes", default="superpixels,patches,random-cells", help=f"comma list of {','.join(MODES)}")
+    p.add_argument("--device", default="cpu", choices=sorted(RECIPES))
     p.add_argument("--work", default="work/study")
-    p.add_argument("--modes", default=",".join(MODES))
-    p.add_argument("--img-size", type=int, default=256)
-    p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--lr", type=float, default=3e-4)
-    p.add_argument("--cpu-budget", type=float, default=200, help="training CPU seconds per node mode")
-    p.add_argument("--points", type=int, default=2, help="checkpoints scored per mode, at equal CPU steps")
-    p.add_argument("--eval-scale", type=float, default=0.5)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--budget", type=float, help="training seconds per mode (cpu: process CPU s; cuda: device-busy s)")
+    p.add_argument("--points", type=int, help="log-spaced snapshots of --budget scored per mode (plus step 0)")
+    p.add_argument("--img-size", type=int)
+    p.add_argument("--batch", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--warmup-steps", type=int)
+    p.add_argument("--eval-scale", type=float, help="scored frames and masks resized by this factor (1: 480p)")
+    p.add_argument("--workers", type=int, help="loader workers (cpu: 0, so the loader's CPU counts in the budget)")
+    p.add_argument("--log-every", type=int)
+    p.add_argument("--preset", default="thesis", help="train --preset; only --nodes differs between modes")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2, help="torch threads for training and evaluation")
     p.add_argument("--verdict", metavar="EVAL_ROOT", help="only print, for every scored model under EVAL_ROOT "
-                   "(make eval-davis folders), whether it beats the random-init line there")
+                   "(make eval-davis folders), whether it beats the step-0 (else random-init) line there")
     a = p.parse_args(argv)
-    a.modes = a.modes.split(",")
-    a.scored = a.scored.split(",")
+    for k, v in RECIPES[a.device].items():
+        if getattr(a, k) is None:
+            setattr(a, k, v)
     return a
 
 
 def check(a) -> list[str]:
-    """The training sequences; StudyError for unusable options, before any work."""
+    """The scored sequences; StudyError for unusable options or inputs, before any work."""
+    modes = a.modes.split(",")
+    bad = [m for m in modes if m not in MODES]
+    if bad or not modes:
+        raise StudyError(f"--modes {a.modes}: unknown {bad}; choose among {','.join(MODES)}")
+    if a.points < 1 or a.budget <= 0 or not 0 < a.eval_scale <= 1 or a.batch < 1 or a.lr <= 0 or a.warmup_steps < 0:
+        raise StudyError("--points >= 1, --budget > 0, --eval-scale in (0, 1], --batch >= 1, --lr > 0 and "
+                         "--warmup-steps >= 0 are required")
+    videos = Path(a.train_videos)
+    if not videos.is_dir() or not any(videos.iterdir()):
+        raise StudyError(f"--train-videos {videos}: no such folder, or empty")
     jpeg = Path(a.davis) / "JPEGImages" / "480p"
     if not jpeg.is_dir():
         raise StudyError(f"--davis {a.davis}: no JPEGImages/480p folder")
-    seqs = sorted(d.name for d in jpeg.iterdir() if d.is_dir())
-    unknown = [s for s in a.scored if s not in seqs]
-    bad_modes = [m for m in a.modes if m not in MODES]
-    if unknown or bad_modes or a.points < 1 or a.cpu_budget <= 0 or not 0 < a.eval_scale <= 1:
-        raise StudyError(f"unknown --scored {unknown} or --modes {bad_modes}, or --points < 1, --cpu-budget <= 0, "
-                         f"--eval-scale outside (0, 1]")
-    train = [s for s in seqs if s not in a.scored]
-    if not train:
-        raise StudyError("no sequence left to train on: --scored lists them all")
-    return train
+    have = sorted(d.name for d in jpeg.iterdir() if d.is_dir())
+    listing = Path(a.davis) / "ImageSets" / "2016" / "val.txt"
+    if a.scored == "all":
+        scored = listing.read_text().split() if listing.is_file() else have
+    else:
+        scored = [s for s in a.scored.split(",") if s]
+    unknown = [s for s in scored if s not in have]
+    if unknown or not scored:
+        raise StudyError(f"--scored: unknown sequences {unknown or '(none given)'} in {jpeg}")
+    overlap = sorted({p.stem for p in videos.rglob("*") if p.is_file() or p.is_dir()} & set(scored))
+    if overlap:
+        raise StudyError(f"--train-videos {videos} holds scored sequences {overlap}: train on video never scored")
+    a.mode_list, a.scored_list = [m for m in MODES if m in modes], scored
+    return scored
 
 
-def run_python(cmd: list[str], what: str) -> None:
-    r = subprocess.run([sys.executable, *cmd], cwd=REPO, capture_output=True, text=True)
+def stage(args: list[str], what: str) -> None:
+    r = subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True, text=True)
     if r.returncode != 0:
-        raise StudyError(f"{what} failed (exit {r.returncode}): {r.stderr.strip().splitlines()[-1:]}")
+        tail = (r.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise StudyError(f"{what} failed (exit {r.returncode}): {tail}")
 
 
-def build_store(a, train: list[str], work: Path) -> Path:
-    store, videos = work / "store", work / "videos"
-    if (work / "store.done").exists():
-        return store
-    videos.mkdir(parents=True, exist_ok=True)
-    for s in train:
-        link = videos / s
-        if not link.exists():
-            link.symlink_to((Path(a.davis) / "JPEGImages" / "480p" / s).resolve())
-    run_python(["-m", "data_manifest", "build", "--videos", str(videos), "--frames-fps", "24", "--shard-size", "4",
-         "--out", str(work / "manifest.jsonl"), "--fresh"], "data_manifest build")
-    run_python(["-m", "preprocess", "--manifest", str(work / "manifest.jsonl"), "--store", str(store), "--alg", "slic",
-         "--n-segments", "30", "--compactness", "30", "--jobs", "2"], "preprocess")
-    (work / "store.done").write_text("ok\n")
+def build_store(a, work: Path) -> Path:
+    """Manifest of --train-videos and the label maps the modes need (preprocess keeps finished shards)."""
+    store, manifest = work / "store", work / "manifest.jsonl"
+    if not manifest.exists():
+        stage(["data_manifest", "build", "--videos", a.train_videos, "--shard-size", "4", "--out", str(manifest)],
+              "data_manifest build")
+    for alg in sorted({LABEL_ALGS[m] for m in a.mode_list if m in LABEL_ALGS} or {"slic"}):
+        stage(["preprocess", "--manifest", str(manifest), "--store", str(store), "--alg", alg, "--n-segments", "30",
+               "--compactness", "30", "--jobs", "2"], f"preprocess --alg {alg}")
     return store
 
 
 def scored_set(a, work: Path) -> Path:
-    """The scored sequences, frames and masks resized by --eval-scale (masks nearest-neighbour)."""
+    """The scored sequences as a DAVIS-2016 root, resized by --eval-scale (masks nearest-neighbour)."""
+    if a.eval_scale == 1:
+        return Path(a.davis)
     import cv2
     root = work / f"scored-x{a.eval_scale:g}"
-    if (root / "ImageSets" / "2016" / "val.txt").exists():
+    listing = root / "ImageSets" / "2016" / "val.txt"
+    if listing.exists() and listing.read_text().split() == a.scored_list:
         return root
-    for s in a.scored:
+    for s in a.scored_list:
         for kind, ext, interp in (("JPEGImages", ".jpg", cv2.INTER_AREA), ("Annotations", ".png", cv2.INTER_NEAREST)):
             out = root / kind / "480p" / s
             out.mkdir(parents=True, exist_ok=True)
             for f in sorted((Path(a.davis) / kind / "480p" / s).glob("*" + ext)):
                 im = cv2.imread(str(f), cv2.IMREAD_UNCHANGED)
                 h, w = im.shape[:2]
-                size = (int(round(w * a.eval_scale)), int(round(h * a.eval_scale)))
-                cv2.imwrite(str(out / f.name), cv2.resize(im, size, interpolation=interp))
-    (root / "ImageSets" / "2016").mkdir(parents=True, exist_ok=True)
-    (root / "ImageSets" / "2016" / "val.txt").write_text("\n".join(a.scored) + "\n")
+                cv2.imwrite(str(out / f.name), cv2.resize(im, (round(w * a.eval_scale), round(h * a.eval_scale)),
+                                                          interpolation=interp))
+    listing.parent.mkdir(parents=True, exist_ok=True)
+    listing.write_text("\n".join(a.scored_list) + "\n")
     return root
 
 
-def train(a, store: Path, mode: str, work: Path) -> Path:
-    marks = [round(a.cpu_budget * (i + 1) / a.points) for i in range(a.points)]
-    rundir = work / "runs" / mode
-    run_python(["-m", "train", "--store", str(store), "--preset", "crw", "--nodes", mode, "--img-size", str(a.img_size),
-         "--batch", str(a.batch), "--lr", str(a.lr), "--steps", "1000000", "--workers", "0",
-         "--threads", str(a.threads), "--log-every", "1", "--ckpt-every", "1000000",
-         "--cpu-budget", str(a.cpu_budget), "--snapshot-cpu", ",".join(map(str, marks)), "--run", str(rundir)],
-        f"training {mode}")
-    return rundir
+def marks(a) -> list[float]:
+    """--points log-spaced seconds ending at --budget, each twice the one before."""
+    return [round(a.budget / 2 ** (a.points - 1 - i), 1) for i in range(a.points)]
+
+
+def train(a, store: Path, mode: str, work: Path, extra_steps: list[int]) -> Path:
+    run = work / "runs" / mode
+    steps = ",".join(str(s) for s in [0, *extra_steps])
+    stage(["train", "--store", str(store), "--preset", a.preset, *NODE_ARGS[mode], "--img-size", str(a.img_size),
+           "--batch", str(a.batch), "--lr", str(a.lr), "--warmup-steps", str(a.warmup_steps), "--seed", str(a.seed),
+           "--steps", "100000000", "--budget", str(a.budget), "--clock", "cpu" if a.device == "cpu" else "device",
+           "--snapshot-at", ",".join(f"{m:g}" for m in marks(a)), "--snapshot-steps", steps,
+           "--workers", str(a.workers), "--threads", str(a.threads), "--device", a.device,
+           "--log-every", str(a.log_every), "--ckpt-every", "100000000", "--run", str(run)], f"training {mode}")
+    return run
+
+
+def encoder_hash(ckpt: dict) -> str:
+    h = hashlib.sha1()
+    for k, v in sorted(ckpt["model"].items()):
+        if k.startswith("encoder."):
+            h.update(k.encode())
+            h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def score(a, scored: Path, work: Path, name: str, features: list[str]) -> dict:
+    """metrics-val.json of `evaluate davis` + `evaluate metrics` into WORK/eval/<name> (reused when there)."""
     out = work / "eval" / name
     metrics = out / "metrics-val.json"
     if not metrics.exists():
-        run_python(["-m", "evaluate", "davis", "--davis", str(scored), "--year", "2016", "--set", "val", *features,
-             "--out", str(out), "--no-overlays", "--threads", str(a.threads)], f"evaluating {name}")
-        run_python(["-m", "evaluate", "metrics", "--davis", str(scored), "--year", "2016", "--set", "val",
-             "--results", str(out)], f"scoring {name}")
-    g = json.loads(metrics.read_text())["global"]
-    return {k: round(g[k], 4) for k in ("J&F-Mean", "J-Mean", "F-Mean")}
+        stage(["evaluate", "davis", "--davis", str(scored), "--year", "2016", "--set", "val", *features, "--out",
+               str(out), "--no-overlays", "--threads", str(a.threads), "--device", a.device], f"evaluating {name}")
+        stage(["evaluate", "metrics", "--davis", str(scored), "--year", "2016", "--set", "val", "--results", str(out),
+               "--jobs", "2"], f"scoring {name}")
+    res = json.loads(metrics.read_text())
+    if not res.get("complete"):
+        raise StudyError(f"{metrics}: not every sequence scored ({res.get('failures')})")
+    return res
 
 
-def snapshot_rows(a, scored: Path, work: Path, mode: str, rundir: Path) -> list[dict]:
+def row_of(a, res: dict, method: str, nodes: str, point: str, ckpt: dict | None, path: str) -> dict:
+    g, clock = res["global"], "cpu" if a.device == "cpu" else "device"
+    r = {"method": method, "nodes": nodes, "point": point, "clock": clock, "checkpoint": path,
+         "per_seq": report.per_sequence(res), **{k: round(g[k], 4) for k in ("J&F-Mean", "J-Mean", "F-Mean")}}
+    ck = ckpt or {}
+    steps = ck.get("step", 0)
+    r.update(steps=steps, clips_seen=steps * a.batch, cpu_seconds=round(ck.get("train_cpu_seconds", 0.0), 1),
+             wall_seconds=round(ck.get("train_seconds", 0.0), 1),
+             device_seconds=round(ck.get("train_device_seconds", 0.0), 2))
+    r["seconds"] = r["cpu_seconds"] if clock == "cpu" else r["device_seconds"]
+    return r
+
+
+def snapshot_rows(a, scored: Path, work: Path, mode: str, run: Path) -> list[dict]:
     import torch
-    rows = []
-    for snap in sorted(rundir.glob("snapshot-cpu*.pt"), key=lambda p: int(p.stem[len("snapshot-cpu"):])):
+    rows, kind = [], "cpu" if a.device == "cpu" else "device"
+    for snap in sorted(run.glob("snapshot-*.pt")):
+        tag = snap.stem[len("snapshot-"):]
+        if tag == "step0":
+            point = "step0"
+        elif tag.startswith("step"):
+            point = f"clips-{int(tag[4:]) * a.batch}"
+        elif tag.startswith(kind):
+            point = f"t{tag[len(kind):]}"
+        else:
+            continue
         ck = torch.load(snap, map_location="cpu", weights_only=False)
-        res = score(a, scored, work, f"{mode}-{snap.stem}", ["--ckpt", str(snap)])
-        rows.append({"method": LABELS[mode], "nodes": mode, "cpu_seconds": round(ck["train_cpu_seconds"], 1),
-                     "wall_seconds": round(ck["train_seconds"], 1), "steps": ck["step"], **res})
+        res = score(a, scored, work, f"w-{encoder_hash(ck)}", ["--ckpt", str(snap)])
+        rows.append(row_of(a, res, report.LABELS[mode], mode, point, ck, str(snap)))
     return rows
 
 
-def plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for mode in MODES:
-        pts = [r for r in rows if r["nodes"] == mode]
-        if pts:
-            ax.plot([r["cpu_seconds"] for r in pts], [r["J&F-Mean"] for r in pts], marker="o", label=LABELS[mode])
-    for r, style in zip(rows[:2], (":", "--")):
-        ax.axhline(r["J&F-Mean"], color="grey", ls=style, label=r["method"])
-    ax.set(xlabel="training CPU seconds", ylabel="J&F-Mean (scored DAVIS-2016 sequences)",
-           title="learning signal per training second")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+def final_steps(run: Path) -> list[int]:
+    """Steps of a finished run's last snapshot (the patch run), for superpixels' equal-clips snapshot."""
+    s = run / "summary.json"
+    return [json.loads(s.read_text())["steps"]] if s.exists() else []
 
 
-def write(rows: list[dict], work: Path, a, seconds: float) -> None:
-    with open(work / "study.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, COLUMNS, lineterminator="\n")
-        w.writeheader()
-        w.writerows(rows)
-    plot(rows, work / "study.png")
-    lines = ["| method | training CPU s | training wall s | steps | J&F-Mean | J-Mean | F-Mean |",
-             "|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['method']} | {r['cpu_seconds']} | {r['wall_seconds']} | {r['steps']} | {r['J&F-Mean']:.3f} | "
-              f"{r['J-Mean']:.3f} | {r['F-Mean']:.3f} |" for r in rows]
-    rnd = rows[1]["J&F-Mean"]
-    for mode in a.modes:
-        pts = [r for r in rows if r["nodes"] == mode]
-        if pts:
-            best = max(pts, key=lambda r: r["J&F-Mean"])
-            lines.append(f"\n{mode}: best J&F {best['J&F-Mean']:.3f} at {best['cpu_seconds']} CPU s "
-                         f"({100 * (best['J&F-Mean'] - rnd):+.1f} points vs random init)")
-    lines.append(f"\nscored: {','.join(a.scored)} at x{a.eval_scale:g}; preset crw, img {a.img_size}, batch {a.batch}, "
-                 f"lr {a.lr}, {a.cpu_budget:g} CPU s per mode; study took {seconds:.0f} s wall")
-    (work / "study.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+def run_study(a, work: Path) -> str:
+    store = build_store(a, work)
+    scored = scored_set(a, work)
+    print(f"[study] {len(a.scored_list)} scored sequences; modes {','.join(a.mode_list)}; budget {a.budget:g} s "
+          f"({a.device}) at {marks(a)}", flush=True)
+    rgb = row_of(a, score(a, scored, work, "rgb", ["--features", "rgb"]), "raw RGB features", "-", "-", None, "-")
+    recipe = (f"preset {a.preset}, {a.img_size} px, batch {a.batch}, lr {a.lr:g}, warm-up {a.warmup_steps} steps, "
+              f"{a.budget:g} {'CPU' if a.device == 'cpu' else 'device'} s per mode, scored at x{a.eval_scale:g}")
+    rows, text = [], ""
+    for mode in a.mode_list:
+        extra = final_steps(work / "runs" / "patches") if mode == "superpixels" and "patches" in a.mode_list else []
+        t0 = time.time()
+        run = train(a, store, mode, work, extra)
+        rows += snapshot_rows(a, scored, work, mode, run)
+        text = report.write_all(work, rows, [rgb], rows[0]["clock"], recipe)  # after each mode: partial results
+        print(f"[study] {mode}: trained and scored in {time.time() - t0:.0f} s", flush=True)
+    return text
 
 
 def verdict(root: Path) -> int:
-    """One plain line per trained model: J&F against the random-init encoder on the same scored set."""
+    """One plain line per trained model: J&F against step 0 (else the random-init encoder) on the same set."""
     def jf(d):
         m = d / "metrics-val.json"
         return json.loads(m.read_text())["global"]["J&F-Mean"] if m.exists() else None
-    rnd = jf(root / "random")
-    if rnd is None:
-        print(f"[study] {root}: no random-init evaluation (random/metrics-val.json)", file=sys.stderr)
+    base = "step0" if jf(root / "step0") is not None else "random"
+    ref = jf(root / base)
+    if ref is None:
+        print(f"[study] {root}: no step-0 or random-init evaluation (step0/ or random/metrics-val.json)",
+              file=sys.stderr)
         return 2
-    for d in sorted(p for p in root.iterdir() if p.is_dir() and p.name not in ("random", "rgb")):
+    what = "its own step 0" if base == "step0" else "the random-init encoder"
+    for d in sorted(p for p in root.iterdir() if p.is_dir() and p.name not in ("random", "rgb", "step0")):
         v = jf(d)
         if v is not None:
-            word = "beats" if v > rnd else "does NOT beat"
-            print(f"{d.name}: J&F {v:.3f} {word} the random-init encoder ({rnd:.3f}) on {root.name}")
+            print(f"{d.name}: J&F {v:.3f} {'beats' if v > ref else 'does NOT beat'} {what} ({ref:.3f}) on {root.name}")
     return 0
 
 
@@ -211,26 +267,20 @@ def main(argv=None) -> int:
     a = parse_args(argv)
     if a.verdict:
         return verdict(Path(a.verdict))
-    t0 = time.time()
-    work = Path(a.work)
+    t0, work = time.time(), Path(a.work)
     try:
-        train_seqs = check(a)
-        work.mkdir(parents=True, exist_ok=True)
-        store = build_store(a, train_seqs, work)
-        scored = scored_set(a, work)
-        print(f"[study] training on {len(train_seqs)} sequences, scoring {len(a.scored)}", flush=True)
-        rundirs = {m: train(a, store, m, work) for m in a.modes}
-        base = {"cpu_seconds": 0, "wall_seconds": 0, "steps": 0}
-        rows = [{"method": "raw RGB features", "nodes": "-", **base,
-                 **score(a, scored, work, "rgb", ["--features", "rgb"])},
-                {"method": "random-init encoder", "nodes": "-", **base,
-                 **score(a, scored, work, "random", ["--init", "random"])}]
-        for m, d in rundirs.items():
-            rows += snapshot_rows(a, scored, work, m, d)
+        check(a)
     except StudyError as e:
         print(f"[study] error: {e}", file=sys.stderr)
         return 2
-    write(rows, work, a, time.time() - t0)
+    try:
+        work.mkdir(parents=True, exist_ok=True)
+        text = run_study(a, work)
+    except StudyError as e:
+        print(f"[study] error: {e}", file=sys.stderr)
+        return 1
+    print(text)
+    print(f"[study] wrote {work}/study.csv, study.md, study.png in {time.time() - t0:.0f} s")
     return 0
 
 

@@ -67,11 +67,39 @@ def test_bad_options_exit_2_before_any_work(store, tmp_path, capsys):
 def test_cpu_budget_stops_as_finished_with_snapshots(store, tmp_path):
     run = tmp_path / "budget"
     assert main(["--store", str(store), "--run", str(run), "--steps", "1000", "--log-every", "1",
-                 "--cpu-budget", "0.5", "--snapshot-cpu", "0.01", *FAST]) == 0
+                 "--cpu-budget", "0.5", "--snapshot-cpu", "0.01", "--snapshot-steps", "0,2", *FAST]) == 0
     s = json.loads((run / "summary.json").read_text())
     assert s["stopped_by"] == "cpu_budget" and s["steps"] < 1000 and s["train_cpu_seconds_total"] >= 0.5
-    assert (run / "snapshot-cpu0.pt").exists()
+    assert (run / "snapshot-cpu0.01.pt").exists()
     assert torch.load(run / "checkpoint.pt", weights_only=False)["step"] == s["steps"]
+    if s["steps"] >= 2:
+        assert torch.load(run / "snapshot-step2.pt", weights_only=False)["step"] == 2
+
+
+def test_step0_snapshot_holds_the_initial_weights_of_every_node_mode(store, tmp_path):
+    """The study's baseline: each mode's own step 0 is the same network (same seed), before any update."""
+    states = {}
+    for nodes in ("superpixels", "patches"):
+        run = tmp_path / nodes
+        assert main(["--store", str(store), "--run", str(run), "--steps", "1", "--nodes", nodes,
+                     "--snapshot-steps", "0", *FAST]) == 0
+        snap = torch.load(run / "snapshot-step0.pt", weights_only=False)
+        assert snap["step"] == 0
+        states[nodes] = snap["model"]
+        trained = torch.load(run / "checkpoint.pt", weights_only=False)["model"]
+        assert not torch.equal(trained["encoder.conv1.weight"], snap["model"]["encoder.conv1.weight"])
+    a, b = states.values()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_warmup_is_linear_then_constant_until_the_drop():
+    from types import SimpleNamespace
+
+    from train.loop import lr_factor
+    f = lr_factor(SimpleNamespace(warmup=4, lr_drop_at=0.5, lr_gamma=0.3), steps=20)
+    assert [round(f(s), 6) for s in (0, 1, 2, 3, 4, 9, 10, 19)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0, 0.3, 0.3]
+    g = lr_factor(SimpleNamespace(warmup=0, lr_drop_at=0.0, lr_gamma=0.3), steps=20)
+    assert {g(s) for s in range(20)} == {1.0}
 
 
 def test_sigterm_saves_a_checkpoint_and_the_rerun_resumes(store, tmp_path):

@@ -7,7 +7,7 @@ checkpoint.pt, a torch.save'd dict (full unpickling to read: it holds numpy RNG 
   config                 the run's resolved options (as config.json), the conv padding among them
   rng                    torch / numpy / python (/ cuda) generator states, one per rank under DDP
   data                   {"position": clips consumed by the sampler, "seed"}
-  train_seconds, train_cpu_seconds, finished
+  train_seconds, train_cpu_seconds, train_device_seconds, clock (cpu|device, train/clock.py), finished
 The padding is stored once, in config; checkpoints written before that also hold it at the top level, as
 export files do, and `padding_of` reads both. train/weights.py reads the weights and config through
 `config_of` / `padding_of`; around the one checkpoint: a kept history (--keep-every) and warm starts
@@ -69,12 +69,13 @@ def set_rng_state(s: dict) -> None:
         torch.cuda.set_rng_state_all(s["cuda"])
 
 
-def record(net, opt, sched, step: int, config: dict, rngs, batch: int, seed: int, seconds: float, cpu: float,
+def record(net, opt, sched, step: int, config: dict, rngs, batch: int, seed: int, seconds: float, clock,
            finished: bool) -> dict:
-    """What checkpoint.pt holds (see the module docstring)."""
+    """What checkpoint.pt holds (see the module docstring); `clock`: the run's train.clock.Clock."""
     return {"model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
             "step": step, "config": config, "rng": rngs, "data": {"position": step * batch, "seed": seed},
-            "train_seconds": seconds, "train_cpu_seconds": cpu, "finished": finished}
+            "train_seconds": seconds, "train_cpu_seconds": clock.cpu(), "train_device_seconds": clock.device(),
+            "clock": clock.kind, "finished": finished}
 
 
 def write(run: Path, state: dict) -> Path:
@@ -95,6 +96,7 @@ class Progress:
     seconds: float = 0.0
     cpu: float = 0.0
     finished: bool = False
+    device: float = 0.0
 
 
 def read_for_resume(run: Path, resume: str, config: dict) -> dict | None:
@@ -125,7 +127,7 @@ def restore(ckpt: dict, net, opt, sched, rank: int) -> Progress:
     sched.load_state_dict(ckpt["scheduler"])
     set_rng_state(ckpt["rng"][rank] if isinstance(ckpt["rng"], list) else ckpt["rng"])
     return Progress(ckpt["step"], ckpt.get("train_seconds", 0.0), ckpt.get("train_cpu_seconds", 0.0),
-                    bool(ckpt.get("finished")))
+                    bool(ckpt.get("finished")), ckpt.get("train_device_seconds", 0.0))
 
 
 # ---------------------------------------------------------------- around the one checkpoint

@@ -23,6 +23,7 @@ from spixwalk.preprocess.store import StoreReader
 
 from . import checkpoints, tracking
 from .checkpoints import ResumeError
+from .clock import Clock
 from .data import Aug, ClipDataset, StreamSampler, clip_index, collate
 from .log import RunLog
 from .model import WalkNet, patch_grid
@@ -57,6 +58,7 @@ class Trainer:
         self.cfg = {**vars(a), "label_configs": cfgs, "clips": len(clips), "steps": self.steps,
                     "steps_per_epoch": self.per_epoch, "device": str(device), "torch": torch.__version__}
         self.cfg.pop("snapshots", None)
+        self.cfg.pop("snapshot_step_list", None)
         self.net, self.opt = build_model(a, device)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_factor(a, self.steps))
         self.resumed = checkpoints.Progress()
@@ -86,8 +88,14 @@ class Trainer:
         self.tracker = tracking.Tracker(a, self.run, self.cfg, enabled=rank == 0 and not self.already_finished,
                                         start=self.step)
 
-    def checkpoint(self, seconds: float, cpu: float, finished: bool = False) -> None:
-        """RUN/checkpoint.pt (rank 0) with every rank's RNG state; `seconds`/`cpu`: spent since this process began."""
+    def snapshot(self, name: str) -> None:
+        """Keep a copy of the checkpoint just written as RUN/snapshot-<name>.pt."""
+        if self.rank == 0:
+            shutil.copy(self.run / checkpoints.NAME, self.run / f"snapshot-{name}.pt")
+
+    def checkpoint(self, seconds: float, clock: Clock, finished: bool = False) -> None:
+        """RUN/checkpoint.pt (rank 0) with every rank's RNG state; `seconds`: wall seconds since this process
+        began; `clock` counts the run's CPU / device seconds, resumed ones included."""
         a = self.a
         if a.world > 1:
             rngs = [None] * a.world
@@ -97,7 +105,7 @@ class Trainer:
         if self.rank == 0:
             checkpoints.write(self.run, checkpoints.record(
                 self.net, self.opt, self.sched, self.step, self.cfg, rngs, a.batch, a.seed,
-                self.resumed.seconds + seconds, self.resumed.cpu + cpu, finished))
+                self.resumed.seconds + seconds, clock, finished))
             checkpoints.keep(self.run, self.step, a.keep_every)
             self.log.flush_files()
             self.tracker.flush()
@@ -122,57 +130,79 @@ def train_step(model, opt, sched, batch, a, device, autocast) -> dict | None:
             **{f"acc_{k}": v for k, v in accs.items()}}
 
 
-def run_steps(tr: Trainer, stop: StopSignal) -> tuple[float, float, int, str]:
-    """Train until the step count, the CPU budget or a stop signal: (seconds, cpu seconds, steps, why stopped)."""
+def run_steps(tr: Trainer, stop: StopSignal, clock: Clock) -> tuple[float, int, str]:
+    """Train until the step count, the --budget or a stop signal: (wall seconds, steps, why stopped)."""
     a, device = tr.a, tr.device
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     win = Window(stat_keys(a), device)
-    snaps = [s for s in a.snapshots if s > tr.resumed.cpu]
-    seconds, cpu0, done, why = 0.0, time.process_time(), 0, "steps"
+    before = clock.now()
+    marks = [s for s in a.snapshots if s > before]
+    step_marks = {n for n in a.snapshot_step_list if n > tr.step}
+    if 0 in a.snapshot_step_list and tr.step == 0:
+        tr.checkpoint(0.0, clock)
+        tr.snapshot("step0")
+    seconds, done, why = 0.0, 0, "steps"
     it = iter(tr.loader)
     bar = _bar(tr.steps, tr.step, tr.rank == 0)
     while tr.step < tr.steps:
         t0 = time.perf_counter()
         batch = next(it)
         wait = time.perf_counter() - t0
+        clock.step_start()
         stats = train_step(tr.model, tr.opt, tr.sched, batch, a, device, autocast)
+        clock.step_end()
         tr.step += 1
         done += 1
         win.add(stats, batch, wait, a.batch)
-        if tr.step % a.log_every and tr.step % a.ckpt_every and tr.step < tr.steps:
+        at_mark = tr.step in step_marks
+        if tr.step % a.log_every and tr.step % a.ckpt_every and tr.step < tr.steps and not at_mark:
             continue
-        cpu = tr.resumed.cpu + time.process_time() - cpu0
-        over = float(bool(a.cpu_budget) and cpu >= a.cpu_budget)
-        snap = float(bool(snaps) and cpu >= snaps[0])
-        row, (n_stop, n_over, n_snap) = win.row(tr.step, a.world, [float(bool(stop.signum)), over, snap])
+        row, (n_stop, n_over, n_snap) = _log_row(tr, win, clock, stop, marks)
         seconds += row["seconds"]
         bar.update(row["steps_in_row"])
-        if "loss" in row and not math.isfinite(row["loss"]):
-            raise RuntimeError(f"steps {tr.step - win.n + 1}-{tr.step}: non-finite loss {row['loss']}")
-        row.update(epoch=round(tr.step / tr.per_epoch, 4), lr=tr.sched.get_last_lr()[0], cpu_seconds=round(cpu, 2))
-        tr.log.write(row)
-        tr.tracker.log(row)
         bar.set_postfix(loss=f"{row.get('loss', float('nan')):.3f}")
-        win.reset()
-        if n_snap:
-            tr.checkpoint(seconds, time.process_time() - cpu0)
-            if tr.rank == 0:
-                shutil.copy(tr.run / checkpoints.NAME, tr.run / f"snapshot-cpu{int(snaps[0])}.pt")
-            while snaps and cpu >= snaps[0]:
-                snaps.pop(0)
+        if n_snap or at_mark:
+            tr.checkpoint(seconds, clock)
+            if n_snap:
+                tr.snapshot(f"{clock.kind}{marks[0]:g}")
+                while marks and row["clock_seconds"] >= marks[0]:
+                    marks.pop(0)
+            if at_mark:
+                tr.snapshot(f"step{tr.step}")
         if n_stop or n_over:
-            why = "signal" if n_stop else "cpu_budget"
+            why = "signal" if n_stop else f"{clock.kind}_budget"
             break
         if tr.step % a.ckpt_every == 0 and tr.step < tr.steps:
-            tr.checkpoint(seconds, time.process_time() - cpu0)
+            tr.checkpoint(seconds, clock)
     bar.close()
-    return seconds, time.process_time() - cpu0, done, why
+    return seconds, done, why
+
+
+def _log_row(tr: Trainer, win: Window, clock: Clock, stop: StopSignal, marks: list[float]):
+    """Write one log row; (row, [stop, over budget, snapshot due] summed over ranks)."""
+    a = tr.a
+    now = clock.now()  # before the row's sync: the device clock syncs on the window's last step anyway
+    over = float(bool(a.budget) and now >= a.budget)
+    snap = float(bool(marks) and now >= marks[0])
+    row, flags = win.row(tr.step, a.world, [float(bool(stop.signum)), over, snap])
+    if "loss" in row and not math.isfinite(row["loss"]):
+        raise RuntimeError(f"steps {tr.step - win.n + 1}-{tr.step}: non-finite loss {row['loss']}")
+    row.update(epoch=round(tr.step / tr.per_epoch, 4), lr=tr.sched.get_last_lr()[0], cpu_seconds=round(clock.cpu(), 2),
+               clock_seconds=round(now, 3))
+    if clock.cuda:
+        row["device_seconds"] = round(clock.device(), 3)
+    tr.log.write(row)
+    tr.tracker.log(row)
+    win.reset()
+    return row, flags
 
 
 def train(a) -> dict:
     """One run end to end: checks, process group, Trainer, steps, checkpoint, summary.json and table."""
     validate(a)
     rank, a.world, device = setup_dist(a)
+    if a.clock == "device" and device.type != "cuda":
+        raise BadInput(f"--clock device counts CUDA-busy seconds; this run is on {device}")
     if a.threads:
         torch.set_num_threads(a.threads)
     tr = Trainer(a, rank, device)
@@ -185,16 +215,18 @@ def train(a) -> dict:
     if rank == 0:
         print(f"[train] {tr.clips} clips, configs {tr.cfgs or '-'}, nodes {a.nodes}, preset {a.preset}, "
               f"{tr.steps} steps (from {tr.step}), batch {a.batch} x {a.world} process(es) on {device}")
+    clock = Clock(a.clock, device, tr.resumed.cpu, tr.resumed.device)
     with StopSignal() as stop:
-        seconds, cpu, done, why = run_steps(tr, stop)
-    tr.checkpoint(seconds, cpu)
+        seconds, done, why = run_steps(tr, stop, clock)
+    tr.checkpoint(seconds, clock)
     tr.tracker.close()
     if why == "signal":
         _teardown(a)
         return {"preempted": f"signal {stop.signum}", "step": tr.step}
     summary = tr.log.summary(tr.cfg, seconds, done, a.batch * a.world) if rank == 0 else {}
     summary.update(steps=tr.step, stopped_by=why, train_seconds_total=round(tr.resumed.seconds + seconds, 2),
-                   train_cpu_seconds_total=round(tr.resumed.cpu + cpu, 2))
+                   train_cpu_seconds_total=round(clock.cpu(), 2), train_device_seconds_total=round(clock.device(), 3),
+                   clock=clock.kind)
     if rank == 0:
         (run / SUMMARY).write_text(json.dumps(summary, indent=1))
         tr.log.plot()
@@ -272,6 +304,7 @@ def setup_dist(a):
     if cuda:
         device = torch.device("cuda", local)  # one GPU per process: torchrun's local rank
         torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels once
     return rank, world, device
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from spixwalk.preprocess import spconfig
 
 from . import runconfig, tracking
+from .clock import CLOCKS
 from .data import FRAME_TRANSFORMS
 from .model import NORMS, PADDINGS, PATCH_JITTERS
 from .presets import DEFAULT_PRESET, PRESETS, apply_preset
@@ -79,7 +80,9 @@ def _optimisation_options(p) -> None:
     g.add_argument("--lr-drop-at", type=float, help="fraction of the steps after which lr is multiplied by "
                    "--lr-gamma (CRW: 0.8); 0: constant")
     g.add_argument("--lr-gamma", type=float)
-    g.add_argument("--warmup", type=int, default=0, help="linear learning-rate warm-up steps")
+    g.add_argument("--warmup-steps", "--warmup", dest="warmup", type=int, default=0,
+                   help="linear learning-rate warm-up over this many steps (lr x (s+1)/N), then constant until "
+                   "--lr-drop-at")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     g.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
@@ -93,10 +96,17 @@ def _run_options(p) -> None:
     g.add_argument("--ckpt-every", type=int, default=100)
     g.add_argument("--log-every", type=int, default=10, help="steps per log row: the only host syncs "
                    "(row = mean over its steps and over DDP ranks)")
-    g.add_argument("--cpu-budget", type=float, default=0, help="stop (as finished) once the training process "
-                   "has used this many CPU seconds, checked at each log row (0: off)")
-    g.add_argument("--snapshot-cpu", default="", help="comma list of CPU seconds at which to keep a copy "
-                   "snapshot-cpu<S>.pt of the checkpoint (learning-signal study)")
+    g.add_argument("--budget", "--cpu-budget", dest="budget", type=float, default=0,
+                   help="stop (as finished) once training has used this many seconds on --clock, checked at each "
+                   "log row (0: off)")
+    g.add_argument("--clock", default="auto", choices=CLOCKS, help="what --budget and --snapshot-at count: cpu: "
+                   "CPU seconds of the training process; device: device-busy seconds (CUDA events); auto: device "
+                   "on CUDA, else cpu (train/clock.py)")
+    g.add_argument("--snapshot-at", "--snapshot-cpu", dest="snapshot_at", default="",
+                   help="comma list of --clock seconds at which to keep a copy snapshot-<clock><S>.pt of the "
+                   "checkpoint (learning-signal study)")
+    g.add_argument("--snapshot-steps", default="", help="comma list of steps at which to keep a copy "
+                   "snapshot-step<N>.pt; 0: the initial weights, before the first step")
     g.add_argument("--resume", default="auto",
                    help="auto: continue RUN/checkpoint.pt if present; never: refuse an existing one; or a path")
     g = p.add_argument_group("around a run (train/checkpoints.py, train/tracking.py, train/runconfig.py)")
@@ -125,12 +135,18 @@ def validate(a) -> None:
     for name, v in (("--batch", a.batch), ("--log-every", a.log_every), ("--ckpt-every", a.ckpt_every)):
         if v < 1:
             bad.append(f"{name} {v} must be >= 1")
-    if a.tau <= 0 or a.lr <= 0 or a.clips_per_video < 0 or a.cpu_budget < 0:
-        bad.append("--tau and --lr must be > 0, --clips-per-video and --cpu-budget >= 0")
+    if a.tau <= 0 or a.lr <= 0 or a.clips_per_video < 0 or a.budget < 0 or a.warmup < 0:
+        bad.append("--tau and --lr must be > 0, --clips-per-video, --budget and --warmup-steps >= 0")
     try:
-        a.snapshots = sorted(float(x) for x in a.snapshot_cpu.split(",") if x.strip())
+        a.snapshots = sorted(float(x) for x in a.snapshot_at.split(",") if x.strip())
     except ValueError:
-        bad.append(f"--snapshot-cpu {a.snapshot_cpu!r}: not a comma list of seconds")
+        bad.append(f"--snapshot-at {a.snapshot_at!r}: not a comma list of seconds")
+    try:
+        a.snapshot_step_list = sorted(int(x) for x in a.snapshot_steps.split(",") if x.strip())
+        if any(n < 0 for n in a.snapshot_step_list):
+            raise ValueError
+    except ValueError:
+        bad.append(f"--snapshot-steps {a.snapshot_steps!r}: not a comma list of steps >= 0")
     bad += [why for why in (_checkpoint_options(a), tracking.check(a)) if why]
     if bad:
         raise BadInput("; ".join(bad))
