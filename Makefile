@@ -42,17 +42,20 @@ OUT ?= $(EVAL_ROOT)/$(EVAL_NAME)
 # conv padding of the CKPT=random baseline: reflect matches models trained with --preset crw/thesis
 RANDOM_PADDING ?= zeros
 FEATURES = $(if $(filter rgb,$(CKPT)),--features rgb,$(if $(filter random,$(CKPT)),--init random --padding $(RANDOM_PADDING),--ckpt $(CKPT)))
-# make demo: three short CPU trainings (superpixel, patch and mixed nodes) with the study's recipe
-# (preset crw, 256 px, batch 4, lr 3e-4), each stopped after DEMO_CPU CPU seconds of its process
+# make demo: three short CPU trainings (superpixel, patch and mixed nodes) with the study's CPU recipe
+# (benchmarks/study.py RECIPES), each stopped after DEMO_CPU CPU seconds of its process and scored against
+# its own step 0 (the same initial weights for every mode)
 DEMO_CPU ?= 150
-DEMO_BATCH ?= 4
-DEMO_IMG ?= 256
 DEMO_RUNS = $(WORK)/runs/superpixels $(WORK)/runs/patches $(WORK)/runs/mixed
 EXTRA ?=
-# make study: J&F vs training CPU seconds per node mode on DAVIS-2016 (benchmarks/study.py)
+# make study: J&F vs training seconds per node mode, trained on TRAIN_VIDEOS, scored on DAVIS16 (benchmarks/study.py);
+# empty STUDY_BUDGET / STUDY_POINTS take the recipe of STUDY_DEVICE (cpu: 2400 CPU s, 3 points; cuda: device-busy s)
+TRAIN_VIDEOS ?= ../shared/data/davis2016-train/videos
 DAVIS16 ?= ../shared/data/davis2016-val
-STUDY_CPU ?= 200
-STUDY_POINTS ?= 2
+STUDY_DEVICE ?= cpu
+STUDY_MODES ?= superpixels,patches,random-cells
+STUDY_BUDGET ?=
+STUDY_POINTS ?=
 STUDY_ARGS ?=
 # idle OpenMP threads sleep instead of spinning: on small shared CPUs spinning made torch steps ~15x slower
 export OMP_WAIT_POLICY ?= PASSIVE
@@ -110,12 +113,13 @@ superpixel-benchmark: $(STAMP) ## the store's superpixel maps scored against DAV
 	  --jobs $(JOBS) --out $(WORK)/superpixel-benchmark $(EXTRA)
 
 demo: $(STAMP) ## every stage end to end on the embedded sample (DAVIS= YEAR= to evaluate on real DAVIS)
-	@start=$$(date +%s); set -e; \
+	@start=$$(date +%s); set -e; recipe="$$($(PY) -m benchmarks.study --recipe-args cpu)"; \
 	$(MAKE) --no-print-directory superpixels; \
 	for n in superpixels patches mixed; do \
-	  $(MAKE) --no-print-directory train NODES=$$n RUN=$(WORK)/runs/$$n STEPS=1000000 BATCH=$(DEMO_BATCH) \
-	    LR=3e-4 EXTRA="--preset crw --img-size $(DEMO_IMG) --cpu-budget $(DEMO_CPU) --workers 0 --log-every 1"; done; \
-	for c in rgb random $(DEMO_RUNS:%=%/checkpoint.pt); do \
+	  $(MAKE) --no-print-directory train NODES=$$n RUN=$(WORK)/runs/$$n STEPS=100000000 \
+	    EXTRA="$$recipe --cpu-budget $(DEMO_CPU) --snapshot-steps 0"; done; \
+	$(MAKE) --no-print-directory eval-davis CKPT=$(WORK)/runs/superpixels/snapshot-step0.pt OUT=$(EVAL_ROOT)/step0 EXTRA=; \
+	for c in rgb $(DEMO_RUNS:%=%/checkpoint.pt); do \
 	  $(MAKE) --no-print-directory eval-davis CKPT=$$c EXTRA=; done; \
 	$(PY) -m evaluate report --runs $(DEMO_RUNS) --eval-root $(EVAL_ROOT) --out $(WORK)/report; \
 	$(PY) -m benchmarks.study --verdict $(EVAL_ROOT); \
@@ -124,9 +128,10 @@ demo: $(STAMP) ## every stage end to end on the embedded sample (DAVIS= YEAR= to
 report: $(STAMP) ## markdown report of runs: RUN="work/runs/a work/runs/b" (evaluations from EVAL_ROOT)
 	$(PY) -m evaluate report --runs $(RUN) --eval-root $(EVAL_ROOT) --out $(WORK)/report
 
-study: $(STAMP) ## learning signal: J&F vs training CPU s, patch/superpixel/mixed nodes (DAVIS16= STUDY_CPU= STUDY_POINTS=)
-	$(PY) -m benchmarks.study --davis $(DAVIS16) --work $(WORK)/study --cpu-budget $(STUDY_CPU) \
-	  --points $(STUDY_POINTS) $(STUDY_ARGS)
+study: $(STAMP) ## learning signal: J&F vs training seconds per node mode with paired bootstrap intervals (TRAIN_VIDEOS= DAVIS16= STUDY_DEVICE= STUDY_BUDGET= STUDY_POINTS= STUDY_MODES=)
+	$(PY) -m benchmarks.study --train-videos $(TRAIN_VIDEOS) --davis $(DAVIS16) --scored all --modes $(STUDY_MODES) \
+	  --device $(STUDY_DEVICE) --work $(WORK)/study-$(STUDY_DEVICE) $(if $(STUDY_BUDGET),--budget $(STUDY_BUDGET)) \
+	  $(if $(STUDY_POINTS),--points $(STUDY_POINTS)) $(STUDY_ARGS)
 
 bench: $(STAMP) ## benchmarks: ratios ours vs reference, written to bench-results/*.json
 	$(PY) -m benchmarks.preprocess

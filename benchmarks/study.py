@@ -33,7 +33,7 @@ LABEL_ALGS = {"superpixels": "slic", "mixed": "slic", "random-cells": "random"}
 RECIPES = {
     "cpu": {"budget": 2400, "points": 3, "img_size": 256, "batch": 4, "lr": 1e-4, "warmup_steps": 10,
             "eval_scale": 0.5, "workers": 0, "log_every": 1},
-    "cuda": {"budget": 90, "points": 3, "img_size": 256, "batch": 32, "lr": 3e-4, "warmup_steps": 100,
+    "cuda": {"budget": 60, "points": 3, "img_size": 256, "batch": 32, "lr": 3e-4, "warmup_steps": 100,
              "eval_scale": 1.0, "workers": 8, "log_every": 20},
 }
 
@@ -64,6 +64,8 @@ def parse_args(argv=None):
     p.add_argument("--preset", default="thesis", help="train --preset; only --nodes differs between modes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="torch threads for training and evaluation")
+    p.add_argument("--recipe-args", choices=sorted(RECIPES), help="only print the recipe's train options for "
+                   "this device (make demo trains with them)")
     p.add_argument("--verdict", metavar="EVAL_ROOT", help="only print, for every scored model under EVAL_ROOT "
                    "(make eval-davis folders), whether it beats the step-0 (else random-init) line there")
     a = p.parse_args(argv)
@@ -263,8 +265,17 @@ def verdict(root: Path) -> int:
     return 0
 
 
+def recipe_args(device: str) -> str:
+    r = RECIPES[device]
+    return " ".join(f"--{k.replace('_', '-')} {r[k]:g}" for k in ("img_size", "batch", "lr", "warmup_steps", "workers",
+                                                                   "log_every"))
+
+
 def main(argv=None) -> int:
     a = parse_args(argv)
+    if a.recipe_args:
+        print(recipe_args(a.recipe_args))
+        return 0
     if a.verdict:
         return verdict(Path(a.verdict))
     t0, work = time.time(), Path(a.work)
