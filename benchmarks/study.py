@@ -221,10 +221,12 @@ def snapshot_rows(a, scored: Path, work: Path, mode: str, run: Path) -> list[dic
     return rows
 
 
-def final_steps(run: Path) -> list[int]:
-    """Steps of a finished run's last snapshot (the patch run), for superpixels' equal-clips snapshot."""
-    s = run / "summary.json"
-    return [json.loads(s.read_text())["steps"]] if s.exists() else []
+def final_steps(a, run: Path) -> list[int]:
+    """Steps of the patch run's snapshot at --budget, for superpixels' equal-clips snapshot."""
+    import torch
+    kind = "cpu" if a.device == "cpu" else "device"
+    snap = run / f"snapshot-{kind}{marks(a)[-1]:g}.pt"
+    return [torch.load(snap, map_location="cpu", weights_only=False)["step"]] if snap.exists() else []
 
 
 def run_study(a, work: Path) -> str:
@@ -237,7 +239,7 @@ def run_study(a, work: Path) -> str:
               f"{a.budget:g} {'CPU' if a.device == 'cpu' else 'device'} s per mode, scored at x{a.eval_scale:g}")
     rows, text = [], ""
     for mode in a.mode_list:
-        extra = final_steps(work / "runs" / "patches") if mode == "superpixels" and "patches" in a.mode_list else []
+        extra = final_steps(a, work / "runs" / "patches") if mode == "superpixels" and "patches" in a.mode_list else []
         t0 = time.time()
         run = train(a, store, mode, work, extra)
         rows += snapshot_rows(a, scored, work, mode, run)
