@@ -53,6 +53,8 @@ def parse_args(argv=None):
     p.add_argument("--device", default="cpu", choices=sorted(RECIPES))
     p.add_argument("--work", default="work/study")
     p.add_argument("--budget", type=float, help="training seconds per mode (cpu: process CPU s; cuda: device-busy s)")
+    p.add_argument("--mode-budget", default="", metavar="MODE=S,...", help="a shorter budget for some modes (e.g. "
+                   "random-cells=600): they keep the snapshots of --points up to S, compared where both have one")
     p.add_argument("--points", type=int, help="log-spaced snapshots of --budget scored per mode (plus step 0)")
     p.add_argument("--img-size", type=int)
     p.add_argument("--batch", type=int)
@@ -103,7 +105,22 @@ def check(a) -> list[str]:
     if overlap:
         raise StudyError(f"--train-videos {videos} holds scored sequences {overlap}: train on video never scored")
     a.mode_list, a.scored_list = [m for m in MODES if m in modes], scored
+    a.budgets = mode_budgets(a)
     return scored
+
+
+def mode_budgets(a) -> dict[str, float]:
+    out = {m: a.budget for m in a.mode_list}
+    for item in (x for x in a.mode_budget.split(",") if x):
+        mode, _, sec = item.partition("=")
+        try:
+            value = float(sec)
+        except ValueError:
+            value = -1.0
+        if mode not in out or not 0 < value <= a.budget:
+            raise StudyError(f"--mode-budget {item}: expected MODE=S for a mode of --modes, 0 < S <= --budget")
+        out[mode] = value
+    return out
 
 
 def stage(args: list[str], what: str) -> None:
@@ -148,9 +165,13 @@ def scored_set(a, work: Path) -> Path:
     return root
 
 
-def marks(a) -> list[float]:
-    """--points log-spaced seconds ending at --budget, each twice the one before."""
-    return [round(a.budget / 2 ** (a.points - 1 - i), 1) for i in range(a.points)]
+def marks(a, budget: float | None = None) -> list[float]:
+    """--points log-spaced seconds ending at --budget, each twice the one before; a shorter budget keeps those
+    below it and ends at itself."""
+    full = [round(a.budget / 2 ** (a.points - 1 - i), 1) for i in range(a.points)]
+    if budget is None or budget >= a.budget:
+        return full
+    return [m for m in full if m < budget] + [budget]
 
 
 def train(a, store: Path, mode: str, work: Path, extra_steps: list[int]) -> Path:
@@ -158,8 +179,8 @@ def train(a, store: Path, mode: str, work: Path, extra_steps: list[int]) -> Path
     steps = ",".join(str(s) for s in [0, *extra_steps])
     stage(["train", "--store", str(store), "--preset", a.preset, *NODE_ARGS[mode], "--img-size", str(a.img_size),
            "--batch", str(a.batch), "--lr", str(a.lr), "--warmup-steps", str(a.warmup_steps), "--seed", str(a.seed),
-           "--steps", "100000000", "--budget", str(a.budget), "--clock", "cpu" if a.device == "cpu" else "device",
-           "--snapshot-at", ",".join(f"{m:g}" for m in marks(a)), "--snapshot-steps", steps,
+           "--steps", "100000000", "--budget", str(a.budgets[mode]), "--clock", "cpu" if a.device == "cpu" else "device",
+           "--snapshot-at", ",".join(f"{m:g}" for m in marks(a, a.budgets[mode])), "--snapshot-steps", steps,
            "--workers", str(a.workers), "--threads", str(a.threads), "--device", a.device,
            "--log-every", str(a.log_every), "--ckpt-every", "100000000", "--run", str(run)], f"training {mode}")
     return run
@@ -225,7 +246,7 @@ def final_steps(a, run: Path) -> list[int]:
     """Steps of the patch run's snapshot at --budget, for superpixels' equal-clips snapshot."""
     import torch
     kind = "cpu" if a.device == "cpu" else "device"
-    snap = run / f"snapshot-{kind}{marks(a)[-1]:g}.pt"
+    snap = run / f"snapshot-{kind}{marks(a, a.budgets['patches'])[-1]:g}.pt"
     return [torch.load(snap, map_location="cpu", weights_only=False)["step"]] if snap.exists() else []
 
 

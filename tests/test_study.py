@@ -38,7 +38,7 @@ def _args(tiny, work, *extra):
 def test_unusable_options_exit_2_before_any_work(tiny, tmp_path, capsys):
     work = tmp_path / "w"
     for bad in (["--modes", "superpixels,nope"], ["--points", "0"], ["--budget", "-1"], ["--scored", "synth-00,zz"],
-                ["--eval-scale", "2"], ["--warmup-steps", "-3"], ["--train-videos", str(tmp_path / "nowhere")]):
+                ["--eval-scale", "2"], ["--warmup-steps", "-3"], ["--mode-budget", "patches=0"], ["--train-videos", str(tmp_path / "nowhere")]):
         capsys.readouterr()
         assert main(_args(tiny, work, *bad)) == 2, bad
         err = capsys.readouterr().err.strip().splitlines()
