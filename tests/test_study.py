@@ -11,7 +11,7 @@ from PIL import Image
 from benchmarks import study_report
 from benchmarks.study import main
 from spixwalk.evaluate.synth import generate
-from spixwalk.evaluate.davis import write_listing
+from spixwalk.evaluate.davis_io import write_listing
 from preprocess_fixtures import lavfi_videos
 
 DAVIS16 = Path(__file__).resolve().parents[2] / "shared" / "data" / "davis2016-val"

@@ -23,7 +23,7 @@ from spixwalk.preprocess.store import StoreReader
 
 from . import checkpoints, tracking
 from .checkpoints import ResumeError
-from .clock import Clock
+from .clock import Clock, resolve as resolve_clock
 from .data import Aug, ClipDataset, StreamSampler, clip_index, collate
 from .log import RunLog
 from .model import WalkNet, patch_grid
@@ -68,9 +68,11 @@ class Trainer:
         elif a.init_from:
             _init_from(self.net, a.init_from)
         self.step = self.resumed.step
-        # a rerun of a finished run changes nothing: no run directory writes, no tracker
-        self.already_finished = ((self.resumed.finished or self.step >= self.steps) and bool(ckpt)
-                                 and (self.run / SUMMARY).exists())
+        # a rerun of a finished run (its steps, or its --budget: a larger one resumes) changes nothing:
+        # no run directory writes, no tracker
+        spent = self.resumed.device if resolve_clock(a.clock, device) == "device" else self.resumed.cpu
+        self.already_finished = bool(ckpt) and (self.run / SUMMARY).exists() and (
+            self.resumed.finished or self.step >= self.steps or bool(a.budget) and spent >= a.budget)
         self.model = torch.nn.parallel.DistributedDataParallel(
             self.net, device_ids=[device] if device.type == "cuda" else None) if a.world > 1 else self.net
         self.log = RunLog(self.run, enabled=rank == 0, keep_until=self.step)
@@ -163,10 +165,11 @@ def run_steps(tr: Trainer, stop: StopSignal, clock: Clock) -> tuple[float, int, 
         bar.set_postfix(loss=f"{row.get('loss', float('nan')):.3f}")
         if n_snap or at_mark:
             tr.checkpoint(seconds, clock)
-            if n_snap:
-                tr.snapshot(f"{clock.kind}{marks[0]:g}")
-                while marks and row["clock_seconds"] >= marks[0]:
-                    marks.pop(0)
+            if n_snap:  # a copy per mark passed: one long step can pass several (another rank's: the first)
+                due = [m for m in marks if m <= row["clock_seconds"]] or marks[:1]
+                for m in due:
+                    tr.snapshot(f"{clock.kind}{m:g}")
+                del marks[:len(due)]
             if at_mark:
                 tr.snapshot(f"step{tr.step}")
         if n_stop or n_over:
