@@ -149,7 +149,8 @@ def verdict(comps: list[dict], n_seq: int, recipe: str) -> str:
 def markdown(rows: list[dict], baselines: list[dict], comps: list[dict], text: str) -> str:
     lines = ["# Learning-signal study", "", text, "", "| method | point | seconds | steps | clips | J&F | J | F |",
              "|---|---|---|---|---|---|---|---|"]
-    for r in baselines + rows:
+    order = list(LABELS)
+    for r in baselines + sorted(rows, key=lambda r: (order.index(r["nodes"]), r["seconds"], r["steps"])):
         lines.append(f"| {r['method']} | {r['point']} | {r['seconds']:g} | {r['steps']} | {r['clips_seen']} | "
                      f"{r['J&F-Mean']:.3f} | {r['J-Mean']:.3f} | {r['F-Mean']:.3f} |")
     lines += ["", "| comparison | a | b | sequences | difference (points) | 95% interval |", "|---|---|---|---|---|---|"]
