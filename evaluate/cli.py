@@ -34,17 +34,26 @@ def cmd_davis(args) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if kind == "ckpt":
-        featurize = features.make("ckpt", ckpt=args.ckpt, device=device)  # InputError: exit 2 before any output
-    else:
-        featurize = features.make(kind, seed=args.seed, device=device, padding=args.padding)
+    # InputError: exit 2 before any output
+    featurize = features.make(kind, ckpt=args.ckpt, seed=args.seed, device=device, padding=args.padding)
+    _note_padding(args, featurize)
     prop = dict(n_context=args.context, radius=args.radius, topk=args.topk, tau=args.tau)
     config = {"command": "davis", **{k: v for k, v in vars(args).items() if k != "func"}, "features_kind": kind,
-              "propagation": prop}
+              "padding": featurize.padding, "propagation": prop}
     summary = davis_run.propagate_dataset(args.davis, args.year, args.out, featurize, args.set, _seqs(args), prop,
                       overlays=not args.no_overlays, config=config, max_frames=args.max_frames)
     davis_run.print_summary(summary)
     return 0 if summary["complete"] else 1
+
+
+def _note_padding(args, featurize) -> None:
+    """A --padding the checkpoint overrules is said, not silently dropped."""
+    if args.ckpt and args.padding and featurize.padding != args.padding:
+        from spixwalk.train.weights import read, recorded_padding
+
+        where = recorded_padding(read(args.ckpt))[1]
+        print(f"note: {args.ckpt} records its padding ({where}): {featurize.padding}, not --padding {args.padding}",
+              file=sys.stderr)
 
 
 def cmd_metrics(args) -> int:
@@ -88,7 +97,8 @@ def _davis_parser(sub) -> None:
     p = sub.add_parser("davis", help="CRW label propagation: first-frame mask -> indexed PNGs for every frame")
     _common(p)
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--ckpt", help="spixwalk checkpoint or a torchvision resnet18 state dict (res3 features)")
+    src.add_argument("--ckpt", help="spixwalk or videowalk (CRW, e.g. its pretrained.pth) checkpoint, or a "
+                     "torchvision / timm resnet18 state dict (res3 features)")
     src.add_argument("--init", choices=["random"], help="randomly initialised encoder (fixed --seed)")
     src.add_argument("--features", choices=["rgb"], help="8x8-pooled normalised RGB baseline")
     p.add_argument("--out", required=True, help="results folder: OUT/<seq>/<frame>.png")
@@ -97,9 +107,11 @@ def _davis_parser(sub) -> None:
     p.add_argument("--topk", type=int, default=DEFAULTS["topk"])
     p.add_argument("--tau", type=float, default=DEFAULTS["tau"], help="softmax temperature")
     p.add_argument("--seed", type=int, default=0, help="seed of --init random")
-    p.add_argument("--padding", default="zeros", choices=PADDINGS,
-                   help="conv padding of --init random (reflect: the baseline of runs trained with --preset crw/thesis; "
-                   "a --ckpt encoder is padded as it was trained)")
+    p.add_argument("--padding", default=None, choices=PADDINGS,
+                   help="conv padding of --init random and of a --ckpt that does not record one (torchvision / timm "
+                   "state dicts); a checkpoint that records it (spixwalk runs, videowalk's args.model_type) is "
+                   "padded as it was trained (default: zeros; reflect: CRW's scratch model and the baseline of "
+                   "runs trained with --preset crw/thesis)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda or cuda:N")
     p.add_argument("--no-overlays", action="store_true", help="skip the overlay PNGs")

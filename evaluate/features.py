@@ -23,6 +23,7 @@ def normalise(frames, device="cpu") -> torch.Tensor:
 
 class _Featurizer:
     batch = 1  # frames per forward pass
+    padding = None  # conv padding of an encoder's features
 
     def __init__(self, device="cpu"):
         self.device = torch.device(device)
@@ -40,7 +41,7 @@ class _Featurizer:
 class EncoderFeatures(_Featurizer):
     """CRW evaluation features: ResNet-18 res3 (layer4 removed) at stride 8, L2-normalised over channels."""
 
-    def __init__(self, ckpt=None, seed=0, device="cpu", padding="zeros"):
+    def __init__(self, ckpt=None, seed=0, device="cpu", padding=None):
         super().__init__(device)
         from spixwalk.train.model import Encoder  # evaluate imports only train's encoder
         from spixwalk.train.weights import WeightsError, load_encoder
@@ -48,13 +49,14 @@ class EncoderFeatures(_Featurizer):
         from .davis_io import InputError
 
         if ckpt:
-            try:
-                self.net = load_encoder(ckpt, drop_layer4=True)
+            try:  # padded as the file says it was trained, else as `padding` says
+                self.net = load_encoder(ckpt, drop_layer4=True, default_padding=padding or "zeros")
             except WeightsError as e:
                 raise InputError(str(e)) from None
         else:
             torch.manual_seed(seed)
-            self.net = Encoder(drop_layer4=True, padding=padding)
+            self.net = Encoder(drop_layer4=True, padding=padding or "zeros")
+        self.padding = self.net.padding
         self.net.eval().to(self.device)
 
     @torch.no_grad()
@@ -71,9 +73,9 @@ class RGBFeatures(_Featurizer):
         return F.normalize(x, dim=1)
 
 
-def make(kind: str, ckpt=None, seed=0, device="cpu", padding="zeros"):
+def make(kind: str, ckpt=None, seed=0, device="cpu", padding=None):
     if kind == "ckpt":
-        return EncoderFeatures(ckpt=ckpt, device=device)
+        return EncoderFeatures(ckpt=ckpt, device=device, padding=padding)
     if kind == "random":
         return EncoderFeatures(seed=seed, device=device, padding=padding)
     if kind == "rgb":

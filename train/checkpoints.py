@@ -45,10 +45,10 @@ def config_of(obj: dict) -> dict:
     return obj.get("config") if isinstance(obj.get("config"), dict) else {}
 
 
-def padding_of(obj: dict) -> str:
+def padding_of(obj: dict, default: str | None = "zeros") -> str | None:
     """The conv padding the weights were trained with: config first, then the top-level key of older
-    checkpoints and export files; zeros for files older than the option."""
-    return config_of(obj).get("padding") or obj.get("padding") or "zeros"
+    checkpoints and export files; `default` for files older than the option."""
+    return config_of(obj).get("padding") or obj.get("padding") or default
 
 
 # ---------------------------------------------------------------- writing
@@ -150,16 +150,19 @@ def keep(run: Path, step: int, every: int) -> Path | None:
     return dst
 
 
-def init_from(encoder, path) -> str:
-    """Load encoder weights only from a spixwalk checkpoint / export or a torchvision resnet18 state dict.
+def init_from(encoder, path) -> tuple[str, str | None]:
+    """Load encoder weights only from a spixwalk checkpoint / export, a videowalk (CRW) checkpoint or a
+    torchvision / timm resnet18 state dict.
 
     Strict: every encoder weight must be there with its shape (torchvision's `fc` is ignored). Raises
-    train.weights.WeightsError with one line naming the file and the first mismatch. Returns the kind.
+    train.weights.WeightsError with one line naming the file and the first mismatch. Returns the kind and
+    the padding the file records (None where it records none); the encoder keeps its own padding.
     """
-    from .weights import encoder_from_state, read, resnet_state
+    from .weights import encoder_from_state, read, recorded_padding, resnet_state
 
-    state, _, kind = resnet_state(read(path), path)
+    obj = read(path)
+    state, _, kind = resnet_state(obj, path)
     drop = not any(k.startswith("layer4.") for k in encoder.state_dict())
     loaded = encoder_from_state(state, drop_layer4=drop, path=path)  # only its weights are copied
     encoder.load_state_dict(loaded.state_dict(), strict=True)
-    return kind
+    return kind, recorded_padding(obj)[0]

@@ -348,10 +348,13 @@ def _init_from(net, path) -> None:
     from .weights import WeightsError
 
     try:
-        kind = checkpoints.init_from(net.encoder, path)
+        kind, padding = checkpoints.init_from(net.encoder, path)
     except WeightsError as e:
         raise BadInput(f"--init-from {e}") from None
     print(f"[train] encoder initialised from {path} ({kind} weights)")
+    if padding and padding != net.encoder.padding:
+        print(f"[train] note: {path} was trained with {padding} padding; this run pads with "
+              f"{net.encoder.padding} (--padding {padding} to match)")
 
 
 def _teardown(a) -> None:

@@ -113,8 +113,9 @@ def _run_options(p) -> None:
     g.add_argument("--config", help="a run's config.json: rerun its options; options given here override them")
     g.add_argument("--keep-every", type=int, default=0,
                    help="also keep RUN/checkpoint-<step>.pt every N steps (a multiple of --ckpt-every; 0: off)")
-    g.add_argument("--init-from", help="warm start, encoder weights only: a spixwalk checkpoint or export, or a "
-                   "torchvision resnet18 state dict (shapes must match)")
+    g.add_argument("--init-from", help="warm start, encoder weights only: a spixwalk checkpoint or export, a "
+                   "videowalk (CRW) checkpoint with its layer4, or a torchvision / timm resnet18 state dict (shapes "
+                   "must match; the run keeps its own --padding)")
     g.add_argument("--tensorboard", action="store_true", help="TensorBoard scalars in RUN/tensorboard/")
     g.add_argument("--wandb", action="store_true", help="Weights & Biases curves (needs wandb and a key)")
 

@@ -1,10 +1,13 @@
 """Weight files (`evaluate --ckpt`, `train --init-from`): what they are, and a ResNet-18 encoder built from
 them, or one line saying why not.
 
-Accepted: a spixwalk training checkpoint ({"model": {"encoder.*": ...}, "config": ...}) and a plain
-torchvision resnet18 state dict (ImageNet or any other ResNet-18 weights; `fc.*` is ignored), also
-wrapped as {"state_dict": ...} / {"model": ...} or with a DataParallel "module." prefix, and the encoder
-file of `python -m train export` (torchvision names under "state_dict", its padding in "config").
+Accepted: a spixwalk training checkpoint ({"model": {"encoder.*": ...}, "config": ...}); a videowalk (CRW)
+training checkpoint as its train.py saves it, CRW's released pretrained.pth among them ({"model":
+{"encoder.model.*": ...}, "args": Namespace(model_type=...), "optimizer": ...}; layer4 may be absent:
+CRW removes it by default); a plain torchvision / timm resnet18 state dict (ImageNet or any other
+ResNet-18 weights; `fc.*` is ignored), also wrapped as {"state_dict": ...} / {"model": ...} or with a
+DataParallel "module." prefix; and the encoder file of `python -m train export` (torchvision names
+under "state_dict", its padding in "config").
 """
 import re
 from pathlib import Path
@@ -38,6 +41,13 @@ def read(path) -> object:
         raise WeightsError(f"{path}: unreadable, not a PyTorch checkpoint ({type(e).__name__}: {first})") from None
 
 
+# (key prefix of the encoder, kind), most specific first: videowalk's CRW wraps the ResNet in From3D (.model)
+PREFIXES = (("module.encoder.model.", "videowalk"), ("encoder.model.", "videowalk"), ("module.encoder.", "spixwalk"),
+            ("encoder.", "spixwalk"), ("module.", "torchvision"), ("", "torchvision"))
+# videowalk --model-type -> conv padding of its ResNet (utils.make_encoder); other types record none we use
+VIDEOWALK_PADDING = {"scratch": "reflect", "scratch_zeropad": "zeros", "imagenet18": "zeros"}
+
+
 def _tensors(d) -> bool:
     return isinstance(d, dict) and bool(d) and all(isinstance(v, torch.Tensor) for v in d.values())
 
@@ -52,9 +62,10 @@ def resnet_state(obj, path) -> tuple[dict, dict, str]:
     if not _tensors(state):
         raise WeightsError(f"{path}: not a spixwalk or torchvision checkpoint (no tensor weights under "
                          f"'model' or 'state_dict'; keys: {', '.join(map(str, list(obj)[:6]))})")
-    for prefix, kind in (("module.encoder.", "spixwalk"), ("encoder.", "spixwalk"), ("module.", "torchvision"),
-                         ("", "torchvision")):
+    for prefix, kind in PREFIXES:
         sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        if kind == "videowalk":  # its early reflect-padded convs were (ReflectionPad2d, Conv2d) pairs
+            sub = {re.sub(r"(conv[12])\.1\.weight$", r"\1.weight", k): v for k, v in sub.items()}
         if "conv1.weight" in sub and any(k.startswith("layer1.") for k in sub):
             meta = obj.get("meta") if isinstance(obj.get("meta"), dict) else {}
             return sub, config, "spixwalk-export" if meta.get("format") == EXPORT_FORMAT else kind
@@ -67,7 +78,30 @@ def architecture(state: dict) -> str:
     block = "bottleneck" if any(re.match(r"layer\d\.\d+\.conv3\.", k) for k in state) else "basic"
     counts = tuple(len({m.group(1) for k in state if (m := re.match(rf"layer{i}\.(\d+)\.", k))})
                    for i in range(1, 5))
+    if counts[3] == 0:  # layer4 removed (CRW's default): the first three stages name the architecture
+        arch = next((a for (b, c), a in ARCHS.items() if b == block and c[:3] == counts[:3]), None)
+        if arch:
+            return arch
     return ARCHS.get((block, counts), f"ResNet-like ({block} blocks {'/'.join(map(str, counts))})")
+
+
+def recorded_padding(obj) -> tuple[str | None, str]:
+    """(conv padding the file says its weights were trained with, where it says so), or (None, "")."""
+    if not isinstance(obj, dict):
+        return None, ""
+    if padding_of(obj, None):
+        return padding_of(obj, None), "padding"
+    args = obj.get("args")
+    model_type = args.get("model_type") if isinstance(args, dict) else getattr(args, "model_type", None)
+    if model_type in VIDEOWALK_PADDING:
+        return VIDEOWALK_PADDING[model_type], f"args.model_type {model_type}"
+    return None, ""
+
+
+def checkpoint_padding(obj: dict, default: str = "zeros") -> str:
+    """The conv padding the weights were trained with, `default` where the file does not say (torchvision
+    state dicts, spixwalk files older than the option)."""
+    return recorded_padding(obj)[0] or default
 
 
 def encoder_from_state(state: dict, padding: str = "zeros", drop_layer4: bool = False, path="weights"):
@@ -87,6 +121,9 @@ def encoder_from_state(state: dict, padding: str = "zeros", drop_layer4: bool = 
     missing = [k for k in want if k not in state]
     unexpected = [k for k in state if k not in want]
     bad = [k for k in want if k in state and state[k].shape != want[k].shape]
+    if missing and all(k.startswith("layer4.") for k in missing):
+        raise WeightsError(f"{path}: no layer4 weights (videowalk removes layer4 by default); only evaluation, "
+                           f"which drops layer4, can use this file")
     if missing or unexpected or bad:
         what = (f"shape of {bad[0]} is {tuple(state[bad[0]].shape)}, expected {tuple(want[bad[0]].shape)}" if bad
                 else f"missing {len(missing)} weights (e.g. {missing[0]})" if missing
@@ -96,9 +133,10 @@ def encoder_from_state(state: dict, padding: str = "zeros", drop_layer4: bool = 
     return enc
 
 
-def load_encoder(path, drop_layer4: bool = False, padding: str | None = None):
-    """The encoder of a weight file, padded as trained unless `padding` is given; every failure is a
-    WeightsError naming the file and why."""
+def load_encoder(path, drop_layer4: bool = False, padding: str | None = None, default_padding: str = "zeros"):
+    """The encoder of a weight file, padded as the file says it was trained (else `default_padding`) unless
+    `padding` forces one; `encoder.padding` is the one used. Every failure is a WeightsError naming the
+    file and why."""
     obj = read(path)
     state, _, _ = resnet_state(obj, path)
-    return encoder_from_state(state, padding or padding_of(obj), drop_layer4, path)
+    return encoder_from_state(state, padding or checkpoint_padding(obj, default_padding), drop_layer4, path)
