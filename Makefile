@@ -41,6 +41,9 @@ EVAL_NAME = $(if $(filter rgb random,$(CKPT)),$(CKPT),$(notdir $(patsubst %/,%,$
 OUT ?= $(EVAL_ROOT)/$(EVAL_NAME)
 # conv padding of the CKPT=random baseline: reflect matches models trained with --preset crw/thesis
 RANDOM_PADDING ?= zeros
+# SEQUENCES=a,b: only these sequences, propagated and scored
+SEQUENCES ?=
+SEQ_OPT = $(if $(SEQUENCES),--sequences $(SEQUENCES))
 FEATURES = $(if $(filter rgb,$(CKPT)),--features rgb,$(if $(filter random,$(CKPT)),--init random --padding $(RANDOM_PADDING),--ckpt $(CKPT)))
 # make demo: three short CPU trainings (superpixel, patch and mixed nodes) with the study's CPU recipe
 # (benchmarks/study.py RECIPES), each stopped after DEMO_CPU CPU seconds of its process and scored against
@@ -102,10 +105,10 @@ train: $(STAMP) ## train the walk: STORE= ALG= NODES=superpixels|patches|mixed B
 davis-synth: $(STAMP) ## generate the embedded synthetic DAVIS-format set
 	@test -d $(WORK)/davis-synth || $(PY) -m evaluate synth --out $(WORK)/davis-synth
 
-eval-davis: $(STAMP) ## label propagation + J&F: DAVIS= YEAR= CKPT= OUT=
+eval-davis: $(STAMP) ## label propagation + J&F: DAVIS= YEAR= CKPT= OUT= SEQUENCES=
 	@if [ "$(DAVIS)" = "$(WORK)/davis-synth" ]; then $(MAKE) --no-print-directory davis-synth; fi
-	$(PY) -m evaluate davis --davis $(DAVIS) --year $(YEAR) --set val $(FEATURES) --out $(OUT) $(EXTRA)
-	$(PY) -m evaluate metrics --davis $(DAVIS) --year $(YEAR) --set val --results $(OUT)
+	$(PY) -m evaluate davis --davis $(DAVIS) --year $(YEAR) --set val $(SEQ_OPT) $(FEATURES) --out $(OUT) $(EXTRA)
+	$(PY) -m evaluate metrics --davis $(DAVIS) --year $(YEAR) --set val $(SEQ_OPT) --results $(OUT)
 
 superpixel-benchmark: $(STAMP) ## the store's superpixel maps scored against DAVIS masks (thesis tables 4.1-4.3): DAVIS= YEAR= JOBS= SWEEP= EXTRA="--every 3"
 	@if [ "$(DAVIS)" = "$(WORK)/davis-synth" ]; then $(MAKE) --no-print-directory davis-synth; fi

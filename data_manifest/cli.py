@@ -1,9 +1,12 @@
 """python -m data_manifest {build,sample}: list videos into shards; build the embedded sample corpus."""
 import argparse
 import collections
+import json
 import os
 import sys
 import time
+
+from spixwalk.common import write_atomic
 
 from . import manifest, sample, scan
 
@@ -32,12 +35,32 @@ def cmd_build(args) -> int:
               f"paths), e.g. {', '.join(gone[:3])}", file=sys.stderr)
     rows = manifest.assign(entries, args.shard_size, existing)
     manifest.write(rows, args.out)
-    added = len(rows) - len(existing)
+    _write_config(args)
+    _summary(args, rows, len(rows) - len(existing), moved, len(gone), time.perf_counter() - t0)
+    return 0
+
+
+def config_path(out: str) -> str:
+    """manifest.jsonl -> manifest.config.json, the build's resolved options beside the manifest."""
+    return os.path.splitext(out)[0] + ".config.json"
+
+
+def _write_config(args) -> None:
+    cfg = {k: v for k, v in vars(args).items() if k != "fn"}
+    for k in ("videos", "annotations", "out"):
+        if cfg.get(k):
+            cfg[k] = os.path.abspath(cfg[k])
+    write_atomic(config_path(args.out), json.dumps(cfg, indent=1, sort_keys=True))
+
+
+def _summary(args, rows, added, moved, gone, seconds) -> None:
     kinds = collections.Counter(r["kind"] for r in rows)
     shards = len({r["shard"] for r in rows})
-    print(f"{args.out}: {len(rows)} videos ({added} new; {dict(kinds)}) in {shards} shards "
-          f"of <= {args.shard_size}, {time.perf_counter() - t0:.2f} s")
-    return 0
+    gb = sum(r.get("bytes", 0) for r in rows) / 1e9
+    print(f"{'videos':>7}{'new':>6}{'moved':>7}{'gone':>6}{'shards':>8}{'<= per shard':>13}{'GB':>8}{'s':>7}  kinds")
+    print(f"{len(rows):>7}{added:>6}{moved:>7}{gone:>6}{shards:>8}{args.shard_size:>13}{gb:>8.2f}{seconds:>7.2f}  "
+          + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())))
+    print(f"wrote {args.out} and {config_path(args.out)}")
 
 
 def cmd_sample(args) -> int:

@@ -1,6 +1,7 @@
 """python -m evaluate {davis,metrics,synth,superpixels,report} ...  (see --help of each)."""
 import argparse
 import sys
+from pathlib import Path
 
 from spixwalk.common import resolve_device
 from spixwalk.train.model import PADDINGS
@@ -38,8 +39,9 @@ def cmd_davis(args) -> int:
     featurize = features.make(kind, ckpt=args.ckpt, seed=args.seed, device=device, padding=args.padding)
     _note_padding(args, featurize)
     prop = dict(n_context=args.context, radius=args.radius, topk=args.topk, tau=args.tau)
-    config = {"command": "davis", **{k: v for k, v in vars(args).items() if k != "func"}, "features_kind": kind,
-              "padding": featurize.padding, "propagation": prop}
+    paths = {k: str(Path(v).resolve()) for k in ("davis", "out", "ckpt") if (v := getattr(args, k))}
+    config = {"command": "davis", **{k: v for k, v in vars(args).items() if k != "func"}, **paths,
+              "features_kind": kind, "padding": featurize.padding, "propagation": prop}
     summary = davis_run.propagate_dataset(args.davis, args.year, args.out, featurize, args.set, _seqs(args), prop,
                       overlays=not args.no_overlays, config=config, max_frames=args.max_frames)
     davis_run.print_summary(summary)
@@ -59,7 +61,13 @@ def _note_padding(args, featurize) -> None:
 def cmd_metrics(args) -> int:
     from . import metrics
 
-    res = metrics.score_and_write(args.davis, args.year, args.results, args.set, _seqs(args), jobs=args.jobs)
+    seqs = _seqs(args)
+    if seqs is None and not args.all_sequences:
+        seqs = metrics.propagated(args.results)
+        if seqs:
+            print(f"scoring the {len(seqs)} sequence(s) {args.results}/propagation.json lists "
+                  f"(--all-sequences: every sequence of --set)", file=sys.stderr)
+    res = metrics.score_and_write(args.davis, args.year, args.results, args.set, seqs, jobs=args.jobs)
     print(f"wrote {', '.join(res['written'].values())}")
     return 0 if res["complete"] else 1
 
@@ -125,6 +133,8 @@ def _other_parsers(sub) -> None:
     _common(p)
     p.add_argument("--results", required=True, help="folder with <seq>/<frame>.png; CSVs + JSON written here")
     p.add_argument("--jobs", type=int, default=1, help="sequences scored in parallel (processes)")
+    p.add_argument("--all-sequences", action="store_true", help="score every sequence of --set, not only those "
+                   "the results folder's propagation.json lists")
     p.set_defaults(func=cmd_metrics)
 
     p = sub.add_parser("synth", help="synthetic DAVIS-2017-format set with exact masks")

@@ -41,6 +41,9 @@ def sequence_list(root, year, subset="val", sequences=None) -> list[str]:
         raise InputError(f"{root}: DAVIS root not found")
     if sequences:
         names = list(sequences)
+        unknown = [s for s in names if not (root / "JPEGImages" / "480p" / s).is_dir()]
+        if unknown:
+            raise InputError(f"{root}: unknown sequence(s) {', '.join(unknown)} (no folder JPEGImages/480p/<name>)")
     else:
         listing = root / "ImageSets" / str(year) / f"{subset}.txt"
         if not listing.is_file():

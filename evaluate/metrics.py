@@ -201,6 +201,17 @@ def print_table(res: dict) -> None:
         print(f"FAILED {f['sequence']}: {f['reason']}")
 
 
+def propagated(results) -> list[str] | None:
+    """The sequences the results folder's propagation.json says `evaluate davis` propagated (failed ones
+    included, so they are scored as failures), or None without that file."""
+    path = Path(results) / "propagation.json"
+    try:
+        prop = json.loads(path.read_text())
+        return [s["sequence"] for s in prop["sequences"] + prop["failures"]] or None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def score_and_write(davis, year, results, subset="val", sequences=None, progress=True, quiet=False, jobs=1) -> dict:
     """Score, write CSVs + JSON into the results folder, print the table; returns the JSON dict."""
     if not Path(results).is_dir():

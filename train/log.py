@@ -12,7 +12,7 @@ class RunLog:
     def __init__(self, run: Path, enabled: bool = True, keep_until: int = 0):
         self.run, self.enabled = Path(run), enabled
         self.path = self.run / "log.jsonl"
-        self.rows = []
+        self.rows, self._csv_keys = [], []  # log.csv's columns
         if enabled and self.path.exists():
             # resuming: rows written after the checkpoint we resume from are replayed, drop them
             old = [json.loads(l) for l in self.path.read_text().splitlines() if l.strip()]
@@ -23,20 +23,27 @@ class RunLog:
     def _rewrite(self):
         self.run.mkdir(parents=True, exist_ok=True)
         self.path.write_text("".join(json.dumps(r) + "\n" for r in self.rows))
+        self.flush_files()
 
     def write(self, row: dict) -> None:
+        """Append a row to log.jsonl and log.csv (the CSV is rewritten only when a new column appears)."""
         if not self.enabled:
             return
         self.rows.append(row)
         with open(self.path, "a") as f:
             f.write(json.dumps(row) + "\n")
+        if set(row) <= set(self._csv_keys):
+            with open(self.run / "log.csv", "a", newline="") as f:
+                csv.DictWriter(f, self._csv_keys).writerow(row)
+        else:
+            self.flush_files()
 
     def flush_files(self) -> None:
         if not self.enabled or not self.rows:
             return
-        keys = list(dict.fromkeys(k for r in self.rows for k in r))
+        self._csv_keys = list(dict.fromkeys(k for r in self.rows for k in r))
         with open(self.run / "log.csv", "w", newline="") as f:
-            w = csv.DictWriter(f, keys)
+            w = csv.DictWriter(f, self._csv_keys)
             w.writeheader()
             w.writerows(self.rows)
 

@@ -21,7 +21,7 @@ from spixwalk.common import resolve_device
 from spixwalk.preprocess import spconfig
 from spixwalk.preprocess.store import StoreReader
 
-from . import checkpoints, tracking
+from . import checkpoints, runconfig, tracking
 from .checkpoints import ResumeError
 from .clock import Clock, resolve as resolve_clock
 from .data import Aug, ClipDataset, StreamSampler, clip_index, collate
@@ -55,8 +55,9 @@ class Trainer:
         self.clips, self.cfgs = len(clips), cfgs
         self.per_epoch = max(1, len(clips) // (a.batch * a.world))
         self.steps = int(round(a.epochs * self.per_epoch)) if a.epochs else a.steps
-        self.cfg = {**vars(a), "label_configs": cfgs, "clips": len(clips), "steps": self.steps,
-                    "steps_per_epoch": self.per_epoch, "device": str(device), "torch": torch.__version__}
+        self.cfg = runconfig.absolute({**vars(a), "label_configs": cfgs, "clips": len(clips), "steps": self.steps,
+                                       "steps_per_epoch": self.per_epoch, "device": str(device),
+                                       "torch": torch.__version__})
         self.cfg.pop("snapshots", None)
         self.cfg.pop("snapshot_step_list", None)
         self.net, self.opt = build_model(a, device)

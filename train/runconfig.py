@@ -14,6 +14,21 @@ def _given(argv: list[str], flags: list[str]) -> bool:
     return any(x in flags or any(x.startswith(f + "=") for f in flags) for x in argv)
 
 
+# path options, recorded absolute so that config.json reruns (--config) from any directory
+PATHS = ("store", "run", "init_from", "config")
+
+
+def absolute(cfg: dict) -> dict:
+    """The options to record: paths absolute (the run itself names them as given, in its messages)."""
+    cfg = dict(cfg)
+    for k in PATHS:
+        if cfg.get(k):
+            cfg[k] = str(Path(cfg[k]).resolve())
+    if cfg.get("resume") not in (None, "auto", "never"):
+        cfg["resume"] = str(Path(cfg["resume"]).resolve())
+    return cfg
+
+
 def parse(p: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
     """p.parse_args(argv), with the options of --config FILE (if given) as defaults."""
     argv = list(sys.argv[1:] if argv is None else argv)
