@@ -1,12 +1,11 @@
 """python -m data_manifest {build,sample}: list videos into shards; build the embedded sample corpus."""
-import argparse
 import collections
 import json
 import os
 import sys
 import time
 
-from spixwalk.common import write_atomic
+from spixwalk.common import show_defaults, stage_parser, write_atomic
 
 from . import manifest, sample, scan
 
@@ -70,7 +69,7 @@ def cmd_sample(args) -> int:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m data_manifest", description=__doc__)
+    p = stage_parser("python -m data_manifest", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="scan a folder of videos (no decoding) into a sharded JSONL manifest")
     b.add_argument("--videos", required=True, help="folder: Kinetics <split>/<class>/<id>.mp4, flat files, or JPEG frame folders")
@@ -85,7 +84,7 @@ def main(argv=None) -> int:
     s.add_argument("--generated", type=int, default=6, help="number of generated clips")
     s.add_argument("--seconds", type=float, default=6.0, help="length of each generated clip")
     s.set_defaults(fn=cmd_sample)
-    args = p.parse_args(argv)
+    args = show_defaults(p).parse_args(argv)
     try:
         return args.fn(args)
     except (FileNotFoundError, ValueError) as e:

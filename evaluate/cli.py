@@ -1,9 +1,8 @@
 """python -m evaluate {davis,metrics,synth,superpixels,report} ...  (see --help of each)."""
-import argparse
 import sys
 from pathlib import Path
 
-from spixwalk.common import resolve_device
+from spixwalk.common import resolve_device, show_defaults, stage_parser
 from spixwalk.train.model import PADDINGS
 
 from .davis_io import InputError
@@ -164,11 +163,11 @@ def _other_parsers(sub) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m evaluate", description=__doc__)
+    ap = stage_parser("python -m evaluate", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
     _davis_parser(sub)
     _other_parsers(sub)
-    args = ap.parse_args(argv)
+    args = show_defaults(ap).parse_args(argv)
     try:
         return args.func(args)
     except InputError as e:

@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+from spixwalk.common import stage_parser
 from spixwalk.data_manifest import manifest as manifest_file
 
 from . import spconfig, store
@@ -23,7 +24,7 @@ def alg_params(a) -> dict:
 def run_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--manifest", required=True, help="manifest.jsonl from `python -m data_manifest build`")
     p.add_argument("--store", required=True, help="store root (one Zarr v3 group per shard)")
-    p.add_argument("--alg", default="slic", help=f"superpixel algorithm: {', '.join(ALGORITHMS)}")
+    p.add_argument("--alg", default="slic", choices=list(ALGORITHMS), help="superpixel algorithm")
     spconfig.add_options(p.add_argument_group("algorithm parameters (preprocess/spconfig.py)"))
     g = p.add_argument_group("frames")
     g.add_argument("--fps", type=float, default=spconfig.FRAME_RATE, help="sampling frame rate")
@@ -177,8 +178,8 @@ def main(argv=None) -> int:
     if argv and argv[0] == sub:
         argv = argv[1:]
     if sub == "run":
-        p = run_parser(argparse.ArgumentParser(
-            prog="python -m preprocess",
+        p = run_parser(stage_parser(
+            "python -m preprocess",
             description="Decode videos to size x size frames at --fps and compute superpixel label maps "
                         "into a sharded Zarr v3 store. Other commands: status, show, export "
                         "(python -m preprocess <command> --help). Exit codes: 0 done, 1 some inputs failed, "

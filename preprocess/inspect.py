@@ -1,13 +1,12 @@
 """Looking at a store: status table, superpixel overlays, HDF5 export of a shard."""
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import numpy as np
 
-from spixwalk.common import atomic_path
+from spixwalk.common import atomic_path, stage_parser
 
 from . import store
 from .lease import holder, is_stale, lease_path
@@ -142,7 +141,7 @@ def cmd_export(a) -> int:
 
 
 def main(sub: str, argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog=f"python -m preprocess {sub}")
+    p = stage_parser(f"python -m preprocess {sub}")
     p.add_argument("--store", required=True, help="store root")
     if sub == "status":
         p.description = "Shards done / failed / missing, per label configuration."

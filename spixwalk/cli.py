@@ -10,7 +10,7 @@ import sys
 
 EVAL_COMMANDS = ("davis", "metrics", "synth", "superpixels", "report")
 COMMANDS = ("manifest", "preprocess", "train", "eval", "metrics", "report")
-USAGE = """usage: spixwalk COMMAND [options]   (each command has --help)
+USAGE = """usage: spixwalk COMMAND [options]   (each command has --help; spixwalk --version)
 
   manifest    list videos into a sharded manifest        (python -m data_manifest build|sample)
   preprocess  frames + superpixel label maps to a store  (python -m preprocess [run|status|show|export])
@@ -20,7 +20,24 @@ USAGE = """usage: spixwalk COMMAND [options]   (each command has --help)
   report      tables and figures across runs              (python -m evaluate report)"""
 
 
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError, version as installed
+
+    try:
+        return installed("spixwalk")
+    except PackageNotFoundError:  # a checkout that was never installed
+        import re
+        from pathlib import Path
+
+        text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+        return re.search(r'^version = "([^"]+)"', text, re.M).group(1) + " (checkout)"
+
+
 def dispatch(cmd: str, argv: list[str]) -> int:
+    from spixwalk import common
+
+    # usage lines name what was typed: `spixwalk eval davis`, `spixwalk metrics`, `spixwalk train export`
+    common.COMMAND = "spixwalk" if cmd in ("metrics", "report") else f"spixwalk {cmd}"
     if cmd == "manifest":
         from spixwalk.data_manifest.cli import main
     elif cmd == "preprocess":
@@ -41,6 +58,9 @@ def main(argv=None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
         return 0 if argv else 2
+    if argv[0] == "--version":
+        print(f"spixwalk {version()}")
+        return 0
     if argv[0] not in COMMANDS:
         print(f"spixwalk: unknown command {argv[0]!r}; choose one of {', '.join(COMMANDS)}\n\n{USAGE}",
               file=sys.stderr)

@@ -10,14 +10,13 @@ The file is a dict of plain types and tensors (loads with torch.load(weights_onl
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 import torch
 
-from spixwalk.common import atomic_path
+from spixwalk.common import atomic_path, stage_parser
 
 from .weights import EXPORT_FORMAT, WeightsError, read, resnet_state
 
@@ -41,7 +40,7 @@ def export(ckpt_path: Path, out: Path) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m train export", description=__doc__.split("\n")[0])
+    p = stage_parser("python -m train export", description=__doc__.split("\n")[0])
     p.add_argument("--run", required=True, help="training run directory")
     p.add_argument("--checkpoint", default=None,
                    help="checkpoint file to export (default RUN/checkpoint.pt; e.g. RUN/checkpoint-0001000.pt)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from spixwalk.common import stage_parser
 from spixwalk.preprocess import spconfig
 
 from . import runconfig, tracking
@@ -22,7 +23,7 @@ class BadInput(Exception):
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m train", description=DESCRIPTION)
+    p = stage_parser("python -m train", description=DESCRIPTION)
     for options in (_data_options, _walk_options, _optimisation_options, _run_options):
         options(p)
     a = runconfig.parse(p, argv)
