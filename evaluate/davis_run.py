@@ -161,11 +161,11 @@ def propagate_dataset(davis, year, out, featurize, subset="val", sequences=None,
         config=None, progress=True, max_frames=0) -> dict:
     from tqdm import tqdm
 
+    names = sequence_list(davis, year, subset, sequences)  # InputError before anything is written
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if config is not None:
         (out / "config.json").write_text(json.dumps(config, indent=1))
-    names = sequence_list(davis, year, subset, sequences)
     stats, failures = [], []
     for seq in tqdm(names, desc="propagate", disable=not progress, file=sys.stderr):
         try:

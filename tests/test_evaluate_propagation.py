@@ -115,10 +115,10 @@ def test_bad_inputs_fail_clearly(synth_davis, tmp_path, capsys):
     root = tmp_path / "d"
     shutil.copytree(synth_davis, root)
     ann = root / "Annotations" / "480p"
-    # unknown sequence
+    # unknown sequence on the command line: unusable input, exit 2 before any output
     assert main(["davis", "--davis", str(root), "--sequences", "nope", "--features", "rgb", "--out",
-                 str(tmp_path / "o1")]) == 1
-    assert "nope: unknown sequence" in capsys.readouterr().err
+                 str(tmp_path / "o1")]) == 2
+    assert "unknown sequence(s) nope" in capsys.readouterr().err and not (tmp_path / "o1").exists()
     # non-palette 2017 first mask
     Image.open(ann / "synth-00" / "00000.png").convert("L").save(ann / "synth-00" / "00000.png")
     # first mask missing
