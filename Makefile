@@ -64,7 +64,7 @@ STUDY_ARGS ?=
 export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: help venv test demo sample manifest superpixels status show train eval-davis \
-        davis-synth superpixel-benchmark report bench bench-gpu clean study
+        davis-synth superpixel-benchmark report bench bench-gpu gpu-check clean study
 
 help:
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -145,6 +145,10 @@ DAVIS_GPU ?= ../shared/data/davis2016-val
 bench-gpu: $(STAMP) ## one GPU: training frames/s + largest batch, bf16 vs fp32, DAVIS-2016 propagation (bench-results/gpu.json)
 	@test -d $(STORE) || $(MAKE) --no-print-directory superpixels
 	$(PY) -m benchmarks.gpu --store $(STORE) --davis $(DAVIS_GPU) $(EXTRA)
+
+gpu-check: $(STAMP) ## the one prepared device run (< 10 min): make bench-gpu, then the study on CUDA at 256 px
+	-timeout 300 $(MAKE) --no-print-directory bench-gpu
+	timeout 280 $(MAKE) --no-print-directory study STUDY_DEVICE=cuda
 
 clean:
 	rm -rf $(WORK) bench-results
