@@ -66,6 +66,8 @@ def parse_args(argv=None):
     p.add_argument("--preset", default="thesis", help="train --preset; only --nodes differs between modes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="torch threads for training and evaluation")
+    p.add_argument("--report-only", action="store_true", help="train and score nothing: write the outputs from "
+                   "the snapshots already scored under --work (a study cut short)")
     p.add_argument("--recipe-args", choices=sorted(RECIPES), help="only print the recipe's train options for "
                    "this device (make demo trains with them)")
     p.add_argument("--verdict", metavar="EVAL_ROOT", help="only print, for every scored model under EVAL_ROOT "
@@ -237,7 +239,11 @@ def snapshot_rows(a, scored: Path, work: Path, mode: str, run: Path) -> list[dic
         else:
             continue
         ck = torch.load(snap, map_location="cpu", weights_only=False)
-        res = score(a, scored, work, f"w-{encoder_hash(ck)}", ["--ckpt", str(snap)])
+        name = f"w-{encoder_hash(ck)}"
+        if a.report_only and not (work / "eval" / name / "metrics-val.json").exists():
+            print(f"[study] {snap}: not scored yet, left out (--report-only)", flush=True)
+            continue
+        res = score(a, scored, work, name, ["--ckpt", str(snap)])
         rows.append(row_of(a, res, report.LABELS[mode], mode, point, ck, str(snap)))
     return rows
 
@@ -251,7 +257,7 @@ def final_steps(a, run: Path) -> list[int]:
 
 
 def run_study(a, work: Path) -> str:
-    store = build_store(a, work)
+    store = work / "store" if a.report_only else build_store(a, work)
     scored = scored_set(a, work)
     print(f"[study] {len(a.scored_list)} scored sequences; modes {','.join(a.mode_list)}; budget {a.budget:g} s "
           f"({a.device}) at {marks(a)}", flush=True)
@@ -262,9 +268,10 @@ def run_study(a, work: Path) -> str:
     for mode in a.mode_list:
         extra = final_steps(a, work / "runs" / "patches") if mode == "superpixels" and "patches" in a.mode_list else []
         t0 = time.time()
-        run = train(a, store, mode, work, extra)
-        rows += snapshot_rows(a, scored, work, mode, run)
-        text = report.write_all(work, rows, [rgb], rows[0]["clock"], recipe)  # after each mode: partial results
+        run = work / "runs" / mode if a.report_only else train(a, store, mode, work, extra)
+        rows += snapshot_rows(a, scored, work, mode, run) if run.is_dir() else []
+        if rows:  # after each mode: partial results
+            text = report.write_all(work, rows, [rgb], rows[0]["clock"], recipe)
         print(f"[study] {mode}: trained and scored in {time.time() - t0:.0f} s", flush=True)
     return text
 
