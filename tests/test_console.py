@@ -182,7 +182,7 @@ def test_checkout_runs_the_command_as_python_m_spixwalk(tmp_path):
     """Not installed: `python -m spixwalk` from a checkout routes eval/metrics/train to the stages."""
     env = dict(os.environ, PYTHONPATH=str(REPO))  # the checkout as a user's PYTHONPATH names it
     for args, why in ((["eval", "--davis", "none", "--init", "random", "--out", "o"], "none: DAVIS root not found"),
-                      (["metrics", "--davis", "none", "--results", "o"], "none: DAVIS root not found"),
+                      (["metrics", "--davis", "none", "--results", "o"], "o: results folder not found"),  # eval wrote nothing
                       (["train", "--store", "none", "--run", "r"], "store none: no such directory")):
         r = subprocess.run([sys.executable, "-m", "spixwalk", *args], cwd=tmp_path, env=env, capture_output=True,
                            text=True, timeout=120)
