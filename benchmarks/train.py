@@ -88,9 +88,9 @@ def interleaved(f, g, reps: int) -> tuple[float, float]:
 def step_fn(net, batch, patch: bool):
     flags = torch.full_like(batch["patch"], patch)
     weights, mask = batch["weights"], batch["mask"]
-    if patch:  # the same frames as 49 CRW patches each
-        weights = torch.zeros(*weights.shape[:2], 49, weights.shape[-1])
-        mask = torch.ones(weights.shape[:3], dtype=torch.bool)
+    if patch:  # the same frames as 49 CRW patches each (no weights, as the trainer's patch batches)
+        mask = torch.ones(*weights.shape[:2], 49, dtype=torch.bool)
+        weights = None
 
     def run():
         net.zero_grad(set_to_none=True)

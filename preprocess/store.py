@@ -343,5 +343,10 @@ class StoreReader:
     def nseg(self, ref: VideoRef, cfg: str) -> np.ndarray:
         return self._group(ref.shard)["nseg"][cfg][ref.start:ref.start + ref.length]
 
+    def nseg_max(self, cfg: str) -> int:
+        """Most superpixels in any frame of cfg, from the shards' markers (0 where none records it)."""
+        ms = [self._complete(s, cfg) for s in self.shards() if self._complete(s) is not None]
+        return max([int(m.get("nseg_max") or 0) for m in ms if m] or [0])
+
     def video_info(self, shard: int) -> list[dict]:
         return list(self._group(shard).attrs["videos"])

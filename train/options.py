@@ -48,6 +48,10 @@ def _data_options(p) -> None:
     g.add_argument("--frame-transforms", help=f"comma list of {'/'.join(FRAME_TRANSFORMS)}: per-frame random "
                    "resized crop, colour jitter, per-clip flip (CRW: crop)")
     g.add_argument("--workers", type=int, default=2, help="DataLoader workers per process")
+    g.add_argument("--aug-on", default="device", choices=["device", "loader"],
+                   help="device: workers only read frames, label maps and the clip's random draws; crop, resize, "
+                   "jitter, flip, relabel and pooling weights run batched on the model's device (train/device_aug.py); "
+                   "loader: all of it per clip in the workers (OpenCV). Both give the same batches")
     g.add_argument("--mp-context", default=None, choices=["fork", "spawn", "forkserver"])
 
 
@@ -86,6 +90,8 @@ def _optimisation_options(p) -> None:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     g.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
+    g.add_argument("--compile", action="store_true", help="torch.compile the encoder (in place: checkpoints "
+                   "keep their keys); the first steps pay the compilation")
 
 
 def _run_options(p) -> None:
