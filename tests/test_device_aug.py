@@ -10,6 +10,7 @@ from spixwalk.train.data import Aug, ClipDataset, clip_index, collate, jitter_fr
 from spixwalk.train.loop import train_step
 from spixwalk.train.model import WalkNet, patch_grid
 from spixwalk.train.walk import walk_loss
+from train_synth import make_store
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -96,3 +97,25 @@ def test_train_step_takes_a_raw_batch(store):
         tau, edge_drop, cycles, edge_drop_mode = 0.05, 0.1, "all", "crw"
     stats = train_step(net, opt, sched, batch, A, torch.device("cpu"), torch.autocast("cpu", enabled=False))
     assert torch.isfinite(stats["loss"]) and stats["nodes"] >= 1
+
+
+def test_compiled_encoder_keeps_checkpoint_keys():
+    net = WalkNet(*patch_grid(64))
+    keys = list(net.state_dict())
+    net.encoder.compile()  # what --compile does: in place, lazily
+    assert list(net.state_dict()) == keys
+    pytest.skip("a compiled step is not run here: inductor took 163 s for one ResNet-18 step on this 2-core CPU; "
+                "benchmarks/gpu.py --compile times it on the GPU")
+
+
+def test_trainer_gives_the_same_parameters_with_either_aug_path(tmp_path):
+    from spixwalk.train.loop import main
+
+    make_store(tmp_path / "s", shards=((0, 2),), n_frames=8, size=64)
+    args = ["--store", str(tmp_path / "s"), "--nodes", "mixed", "--patch-prob", "0.5", "--img-size", "64",
+            "--batch", "2", "--workers", "0", "--threads", "1", "--steps", "2", "--edge-drop", "0"]
+    for path in ("device", "loader"):
+        assert main(args + ["--aug-on", path, "--run", str(tmp_path / path)]) == 0
+    ca, cb = (torch.load(tmp_path / p / "checkpoint.pt", weights_only=False)["model"] for p in ("device", "loader"))
+    for k in ca:
+        torch.testing.assert_close(ca[k], cb[k], atol=1e-5, rtol=1e-4)

@@ -49,7 +49,7 @@ class Trainer:
 
     def __init__(self, a, rank: int, device: torch.device):
         self.a, self.rank, self.device, self.run = a, rank, device, Path(a.run)
-        reader = StoreReader(a.store)
+        reader = StoreReader(a.store, label_cache_mb=a.label_cache_mb)
         cfgs = label_configs(reader, a)
         clips = clips_of(reader, cfgs, a)
         self.clips, self.cfgs = len(clips), cfgs
@@ -78,7 +78,8 @@ class Trainer:
         self.log = RunLog(self.run, enabled=rank == 0, keep_until=self.step)
         ds = ClipDataset(reader, clips, a.clip_len, cfgs, a.nodes, a.patch_prob, a.seed,
                          Aug.from_transforms(a.frame_transforms, a.img_size))
-        ds.on_device, ds.node_count = a.aug_on == "device", static_nodes(reader, cfgs, a)
+        on_device = a.aug_on == "device" or (a.aug_on == "auto" and device.type == "cuda")
+        ds.on_device, ds.node_count = on_device, static_nodes(reader, cfgs, a)
         if a.compile:
             self.net.encoder.compile()
         sampler = StreamSampler(len(clips), a.seed, start=self.step * a.batch, rank=rank, world=a.world)
