@@ -69,7 +69,7 @@ def dataset(reader, nodes: str, a, seed: int = 0, on_device: bool = True):
 
     cfgs = [] if nodes == "patches" else [CFG]
     refs = reader.videos(None if nodes == "patches" else CFG)
-    clips, _ = clip_index(refs, T, T)
+    clips, _ = clip_index(refs, T, 1)  # every start: 693 DAVIS-2016 train frames give ~600 clips, > one batch
     ds = ClipDataset(reader, clips, T, cfgs, nodes, seed=seed, aug=Aug.from_transforms(a.frame_transforms, a.img_size))
     a.nodes = nodes
     ds.on_device, ds.node_count = on_device, static_nodes(reader, cfgs, a)
