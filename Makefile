@@ -64,7 +64,8 @@ STUDY_ARGS ?=
 export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: help venv test demo sample manifest superpixels status show train eval-davis \
-        davis-synth superpixel-benchmark report bench bench-gpu gpu-check clean study
+        davis-synth superpixel-benchmark report bench bench-preprocess bench-train bench-eval bench-gpu gpu-check \
+        clean study
 
 help:
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -136,15 +137,27 @@ study: $(STAMP) ## learning signal: J&F vs training seconds per node mode with p
 	  --device $(STUDY_DEVICE) --work $(WORK)/study-$(STUDY_DEVICE) $(if $(STUDY_BUDGET),--budget $(STUDY_BUDGET)) \
 	  $(if $(STUDY_POINTS),--points $(STUDY_POINTS)) $(STUDY_ARGS)
 
-bench: $(STAMP) ## benchmarks: ratios ours vs reference, written to bench-results/*.json
+bench: bench-preprocess bench-train bench-eval ## benchmarks: ratios ours vs reference, written to bench-results/*.json
+
+bench-preprocess: $(STAMP) ## decode, superpixels, store: bench-results/preprocess.json
 	$(PY) -m benchmarks.preprocess
+
+bench-train: $(STAMP) ## training step, pooling, loader cost per clip (superpixel vs patch): bench-results/train.json
 	$(PY) -m benchmarks.train
+
+bench-eval: $(STAMP) ## propagation speed and memory: bench-results/eval.json
 	$(PY) -m benchmarks.eval
 
 DAVIS_GPU ?= ../shared/data/davis2016-val
-bench-gpu: $(STAMP) ## one GPU: training frames/s + largest batch, bf16 vs fp32, DAVIS-2016 propagation (bench-results/gpu.json)
-	@test -d $(STORE) || $(MAKE) --no-print-directory superpixels
-	$(PY) -m benchmarks.gpu --store $(STORE) --davis $(DAVIS_GPU) $(EXTRA)
+# a store a batch does not repeat clips of: the 30 DAVIS-2016 train videos (~700 frames at 8 fps), SLIC-30
+GPU_VIDEOS ?= ../shared/data/davis2016-train/videos
+GPU_STORE ?= $(WORK)/gpu-store
+bench-gpu: $(STAMP) ## one GPU: frames/s (thesis + crw presets), largest batch, bf16 vs fp32, DAVIS-2016 propagation (bench-results/gpu.json)
+	@test -f $(GPU_STORE)/shard-00000/_done_slic-n30-c30.json || { \
+	  $(PY) -m data_manifest build --videos $(GPU_VIDEOS) --shard-size 4 --out $(GPU_STORE).manifest.jsonl && \
+	  $(PY) -m preprocess --manifest $(GPU_STORE).manifest.jsonl --store $(GPU_STORE) --alg slic --n-segments 30 \
+	    --compactness 30 --jobs $(JOBS); }
+	$(PY) -m benchmarks.gpu --store $(GPU_STORE) --davis $(DAVIS_GPU) --compile $(EXTRA)
 
 gpu-check: $(STAMP) ## the one prepared device run (< 10 min): make bench-gpu, then the study on CUDA at 256 px
 	-timeout 300 $(MAKE) --no-print-directory bench-gpu

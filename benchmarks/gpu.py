@@ -2,10 +2,13 @@
 
     python -m benchmarks.gpu --store work/store --davis ../shared/data/davis2016-val [--cpu-results DIR]
 
-1. training frames/s at 256 px for superpixel (SLIC-30) and patch nodes, each at the largest batch whose step
-   fits --memory-gb (default 32, the thesis's V100: batch 52 superpixels vs 36 patches), fed by the store loader;
-   the data-wait fraction, the same step on a device-resident batch (what the GPU alone does), one loader
-   worker's clips/s and the workers needed to keep the data wait under 5%;
+1. per preset (--presets, default thesis and crw), training frames/s at 256 px for superpixel (SLIC-30) and patch
+   nodes, each at the largest bf16 batch whose step fits --memory-gb (default 32, the thesis's V100: batch 52
+   superpixels vs 36 patches; the fp16 search too), fed by the trainer's loader (--aug-on device) over at least
+   WAVES loader waves, with FLOP/s and % of the bf16 peak; the data wait as the trainer logs it (1 - device-busy /
+   wall, CUDA events, no sync per step); the same step on a device-resident batch (what the GPU alone does, and
+   with --compile); one worker's clips/s measured inside the workers and the workers needed for < 5% wait;
+   TF32 off (or --tf32) for every part, whatever --parts; use a store whose clips a batch does not repeat;
 2. bf16 autocast vs fp32, the same seed and clips: loss curves side by side, max relative difference, speed;
 3. DAVIS propagation on the device, end to end (decode, features, propagation, PNGs, metrics), s/frame, the
    time of each stage alone, and with --cpu-results (the CPU path's PNGs of the same encoder) the fraction of
@@ -35,6 +38,9 @@ CFG = "slic-n30-c30"
 T = 4
 WAIT_TARGET = 0.05  # data-wait fraction the loader must stay under
 PREFETCH = 2  # batches each loader worker holds ready
+WAVES = 5  # loader waves timed at least: the wait depends on the phase of a shorter window
+# dense bf16 tensor-core peak, TFLOP/s, by device name (vendor data sheets, SXM parts); --peak-tflops overrides
+BF16_PEAK = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0, "L4": 121.0}
 
 
 def log(msg: str) -> None:
@@ -56,26 +62,58 @@ def machine(device: torch.device) -> dict:
 
 # ---------------------------------------------------------------- training
 
-def dataset(reader, nodes: str, a, seed: int = 0):
+def dataset(reader, nodes: str, a, seed: int = 0, on_device: bool = True):
+    """The trainer's dataset for `nodes` (--aug-on device unless on_device=False), clips of T frames."""
     from spixwalk.train.data import Aug, ClipDataset, clip_index
+    from spixwalk.train.loop import static_nodes
 
     cfgs = [] if nodes == "patches" else [CFG]
     refs = reader.videos(None if nodes == "patches" else CFG)
-    clips, _ = clip_index(refs, T, T)
-    return ClipDataset(reader, clips, T, cfgs, nodes, seed=seed, aug=Aug.from_transforms(a.frame_transforms, a.img_size))
+    clips, _ = clip_index(refs, T, 1)  # every start: 693 DAVIS-2016 train frames give ~600 clips, > one batch
+    ds = ClipDataset(reader, clips, T, cfgs, nodes, seed=seed, aug=Aug.from_transforms(a.frame_transforms, a.img_size))
+    a.nodes = nodes
+    ds.on_device, ds.node_count = on_device, static_nodes(reader, cfgs, a)
+    return ds
+
+
+class Timed(torch.utils.data.Dataset):
+    """The dataset with each item's seconds inside the worker that made it (per-worker rate, measured there)."""
+
+    def __init__(self, ds):
+        self.ds = ds
+
+    def __len__(self):
+        return len(self.ds)
+
+    def __getitem__(self, key):
+        t0 = time.perf_counter()
+        item = self.ds[key]
+        if item is not None:
+            item["worker_s"] = time.perf_counter() - t0
+        return item
+
+
+def timed_collate(items):
+    from spixwalk.train.data import collate
+
+    t0 = time.perf_counter()
+    b = collate(items)
+    b["worker_s"] = sum(it["worker_s"] for it in items if it is not None) + time.perf_counter() - t0
+    return b
 
 
 def loader(ds, batch: int, workers: int, device, seed: int = 0):
-    from spixwalk.train.data import StreamSampler, collate
+    from spixwalk.train.data import StreamSampler
 
     return torch.utils.data.DataLoader(
-        ds, batch_size=batch, sampler=StreamSampler(len(ds), seed), num_workers=workers, collate_fn=collate,
-        pin_memory=device.type == "cuda", persistent_workers=workers > 0, prefetch_factor=PREFETCH if workers else None,
-        generator=torch.Generator().manual_seed(seed))
+        Timed(ds), batch_size=batch, sampler=StreamSampler(len(ds), seed), num_workers=workers,
+        collate_fn=timed_collate, pin_memory=device.type == "cuda", persistent_workers=workers > 0,
+        prefetch_factor=PREFETCH if workers else None, generator=torch.Generator().manual_seed(seed))
 
 
 def to_device(batch: dict, device) -> dict:
-    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+    """A batch resident on the device but for `patch`, which device_aug.prepare reads without a sync."""
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) and k != "patch" else v for k, v in batch.items()}
 
 
 class Model:
@@ -85,35 +123,26 @@ class Model:
     def __init__(self, a, device, seed: int = 0):
         self.net, self.opt = build_model(argparse.Namespace(**{**vars(a), "seed": seed}), device)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: 1.0)
-        self.a = a
+        self.a, self.device = a, device
 
     def step(self, b: dict, dtype) -> torch.Tensor:
         """One training step on batch b; dtype None = fp32, else autocast to dtype. Returns the loss."""
-        dev = b["frames"].device
-        autocast = torch.autocast(dev.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
-        return train_step(self.net, self.opt, self.sched, b, self.a, dev, autocast)["loss"]
+        autocast = torch.autocast(self.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
+        return train_step(self.net, self.opt, self.sched, b, self.a, self.device, autocast)["loss"]
 
 
 def tiled(b: dict, n: int) -> dict:
     """A batch of n clips made by repeating the clips of b (same shapes per clip as real data)."""
-    idx = torch.arange(n, device=b["patch"].device) % len(b["patch"])
-    return {k: v[idx] if torch.is_tensor(v) else v for k, v in b.items()}
-
-
-def worst_case(b: dict, nodes: int) -> dict:
-    """b with every frame padded to `nodes` nodes: the largest batch of real clips must fit too."""
-    pad = nodes - b["mask"].shape[2]
-    if pad <= 0:
-        return b
-    return {**b, "weights": torch.nn.functional.pad(b["weights"], (0, 0, 0, pad)),
-            "mask": torch.nn.functional.pad(b["mask"], (0, pad))}
+    B = len(b["patch"])
+    idx = torch.arange(n) % B
+    return {k: v[idx.to(v.device)] if torch.is_tensor(v) and v.dim() and len(v) == B else v for k, v in b.items()}
 
 
 def fits(m, b: dict, n: int, dtype) -> bool:
     try:
         m.step(tiled(b, n), dtype)
         m.step(tiled(b, n), dtype)  # the second step holds Adam's state too
-        sync(b["frames"].device)
+        sync(m.device)
         return True
     except torch.cuda.OutOfMemoryError:
         return False
@@ -131,83 +160,113 @@ def max_batch(m, b: dict, dtype, limit: int, resolution: int) -> int:
     while hi - lo > resolution:
         mid = (lo + hi) // 2
         lo, hi = (mid, hi) if fits(m, b, mid, dtype) else (lo, mid)
-    log(f"batch search: {lo} clips fit, {hi} do not")
+    log(f"batch search ({dtype}): {lo} clips fit, {hi} do not")
     return lo
 
 
-def loader_rate(ds, n: int) -> float:
-    """Clips/s of one loader worker (read + augment + pooling weights + collate), in this process."""
-    from spixwalk.train.data import collate
+def step_flops(m, b: dict, dtype) -> float:
+    """FLOPs of one training step (forward + backward) on batch b, counted by torch.utils.flop_counter."""
+    from torch.utils.flop_counter import FlopCounterMode
 
-    ds[(0, 0)]
-    t0 = time.perf_counter()
-    collate([ds[(0, i % len(ds))] for i in range(n)])
-    return n / (time.perf_counter() - t0)
+    with FlopCounterMode(display=False) as fc:
+        m.step(b, dtype)
+    return float(fc.get_total_flops())
 
 
-def gpu_alone(m, b: dict, steps: int, dtype, device) -> float:
+def gpu_alone(m, b: dict, steps: int, dtype) -> float:
     """Frames/s of steps on one device-resident batch, before any loader worker runs (workers still
     busy prefetching would starve the thread that launches the kernels)."""
     for _ in range(2):  # cuDNN autotuning, allocator
         m.step(b, dtype)
-    sync(device)
+    sync(m.device)
     t0 = time.perf_counter()
     for _ in range(steps):
         m.step(b, dtype)
-    sync(device)
-    return steps * b["frames"].shape[0] * T / (time.perf_counter() - t0)
+    sync(m.device)
+    return steps * len(b["patch"]) * T / (time.perf_counter() - t0)
 
 
-def fed(m, it, steps: int, warm: int, dtype, device) -> dict:
-    """Loader-fed steps: frames/s and the data-wait fraction. The first `warm` steps are not timed: they
-    drain the batches the workers prefetched while the GPU was idle (timing them would credit the loader
-    with work done before the clock started)."""
-    wait = busy = 0.0
-    frames = 0
-    for i in range(steps + warm):
-        t0 = time.perf_counter()
-        b = to_device(next(it), device)
+def fed(m, it, steps: int, warm: int, dtype) -> dict:
+    """Loader-fed steps as the trainer runs them (no sync per step): frames/s and the data wait, defined as
+    in the trainer's log: 1 - device-busy / wall, busy from CUDA events around each step (train/clock.py; on
+    the CPU the steps' own host time). The first `warm` steps drain what the workers prefetched while the
+    GPU was idle and are not timed; worker seconds are those measured inside the workers."""
+    from spixwalk.train.clock import Clock
+
+    for _ in range(warm):
+        m.step(next(it), dtype)
+    sync(m.device)
+    clock, host_busy, frames, clips, worker_s = Clock("device" if m.device.type == "cuda" else "cpu", m.device), 0.0, 0, 0, 0.0
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        b = next(it)
         t1 = time.perf_counter()
+        clock.step_start()
         m.step(b, dtype)
-        sync(device)
-        t2 = time.perf_counter()
-        if i >= warm:
-            wait, busy, frames = wait + t1 - t0, busy + t2 - t1, frames + b["frames"].shape[0] * T
-    return {"frames_per_s": frames / (wait + busy), "data_wait": wait / (wait + busy), "step_s": (wait + busy) / steps}
+        clock.step_end()
+        host_busy += time.perf_counter() - t1
+        n = len(b["patch"])
+        frames, clips, worker_s = frames + n * T, clips + n, worker_s + b["worker_s"]
+    sync(m.device)
+    wall = time.perf_counter() - t0
+    busy = clock.device() if clock.cuda else host_busy
+    return {"frames_per_s": frames / wall, "data_wait": max(0.0, 1 - busy / wall), "step_s": wall / steps,
+            "timed_steps": steps, "loader_clips_per_s_per_worker": clips / worker_s}
 
 
 def bench_nodes(reader, nodes: str, a, device, dtype) -> dict:
     from spixwalk.train.data import collate
 
     ds = dataset(reader, nodes, a)
-    probe = to_device(collate([ds[(0, i)] for i in range(min(8, len(ds)))]), device)
-    if nodes == "superpixels":
-        probe = worst_case(probe, max(int(reader.nseg(r, CFG).max()) for r, _ in ds.clips))
+    probe = collate([ds[(0, i)] for i in range(min(8, len(ds)))])
     m = Model(a, device)
-    if device.type == "cuda":
-        batch = max_batch(m, probe, dtype, a.max_batch, a.resolution)
+    batches = {}
+    if device.type == "cuda":  # bf16 and fp16 (the thesis's 52 vs 36 were V100 fp16-class figures)
+        for name, dt in (("bf16", torch.bfloat16), ("fp16", torch.float16)):
+            batches[name] = max_batch(m, to_device(probe, device), dt, a.max_batch, a.resolution)
     else:
-        batch = a.max_batch  # no allocator cap to search against on the CPU
-    per_worker = loader_rate(ds, a.loader_clips)
-    alone = gpu_alone(m, tiled(probe, batch), a.steps, dtype, device)
+        batches = {"bf16": a.max_batch, "fp16": a.max_batch}  # no allocator cap to search against on the CPU
+    batch = batches["bf16"]
+    resident = to_device(tiled(probe, batch), device)
+    alone = gpu_alone(m, resident, a.steps, dtype)
+    flops = step_flops(m, resident, dtype) / (batch * T)
+    steps = max(a.steps, WAVES * max(a.workers, 1))  # whole loader waves: the workers deliver in waves of `workers`
     while True:
         try:
-            r = fed(m, iter(loader(ds, batch, a.workers, device)), a.steps, 2 + a.workers * PREFETCH,
-                    dtype, device)
+            r = fed(m, iter(loader(ds, batch, a.workers, device)), steps, a.workers * PREFETCH, dtype)
             break
         except torch.cuda.OutOfMemoryError:  # a batch of real clips above the probe's nodes: step down
             m.opt.zero_grad(set_to_none=True)
             torch.cuda.empty_cache()
             batch = int(batch * 0.9)
             log(f"{nodes}: out of memory with real clips, retrying at batch {batch}")
-    if r["data_wait"] > WAIT_TARGET:  # workers side by side deliver less than one alone: use what they did
-        per_worker = min(per_worker, r["frames_per_s"] / T / max(a.workers, 1))
-    r.update(nodes=nodes, batch=batch, workers=a.workers, gpu_only_frames_per_s=alone,
-             loader_clips_per_s_per_worker=per_worker,
-             workers_for_wait_under_5pct=math.ceil(alone / T / per_worker / (1 - WAIT_TARGET)),
+    per_worker = r["loader_clips_per_s_per_worker"]
+    r.update(nodes=nodes, batch=batch, max_batch_bf16=batches["bf16"], max_batch_fp16=batches["fp16"],
+             workers=a.workers, gpu_only_frames_per_s=alone, store_clips=len(ds), clip_repeats_per_batch=batch / len(ds),
+             flop_per_frame=flops, **_flop_rates(r["frames_per_s"], alone, flops, a.peak_tflops),
+             workers_for_wait_under_5pct=math.ceil(alone / T * (1 - WAIT_TARGET) / per_worker),
              limit="loader" if r["data_wait"] > WAIT_TARGET else "GPU")
+    if a.compile:
+        m.net.encoder.compile()
+        r["gpu_only_frames_per_s_compiled"] = gpu_alone(m, resident, a.steps, dtype)
     log(f"{nodes}: batch {batch}, {r['frames_per_s']:.0f} frames/s fed by {a.workers} workers "
         f"(GPU alone {r['gpu_only_frames_per_s']:.0f}), data wait {r['data_wait']:.1%}")
+    return r
+
+
+def _flop_rates(fed_fps: float, alone_fps: float, flop_per_frame: float, peak_tflops: float) -> dict:
+    out = {"tflops_fed": fed_fps * flop_per_frame / 1e12, "tflops_gpu_alone": alone_fps * flop_per_frame / 1e12}
+    if peak_tflops:
+        out.update(pct_bf16_peak_fed=100 * out["tflops_fed"] / peak_tflops,
+                   pct_bf16_peak_gpu_alone=100 * out["tflops_gpu_alone"] / peak_tflops)
+    return out
+
+
+def bench_preset(reader, a, device) -> dict:
+    dtype = torch.bfloat16 if device.type == "cuda" else None
+    r = {n: bench_nodes(reader, n, a, device, dtype) for n in ("superpixels", "patches")}
+    for k in ("bf16", "fp16"):
+        r[f"batch_ratio_{k}"] = r["superpixels"][f"max_batch_{k}"] / max(r["patches"][f"max_batch_{k}"], 1)
     return r
 
 
@@ -333,14 +392,18 @@ def parse_args(argv=None):
     p.add_argument("--device", default="auto")
     p.add_argument("--memory-gb", type=float, default=32.0, help="allocator cap for the batch search (thesis: 32)")
     p.add_argument("--img-size", type=int, default=256)
-    p.add_argument("--preset", default="legacy", choices=sorted(PRESETS),
-                   help="network, augmentation and walk options of a training preset (the H200 figures in the "
-                   "README were measured with legacy's: zero padding, crop + jitter + flip)")
+    p.add_argument("--presets", default="thesis,crw", help="comma list of training presets whose network, "
+                   "augmentation and walk options the train part runs with, each in turn (older H200 figures in the "
+                   "README: legacy)")
+    p.add_argument("--tf32", action="store_true", help="allow TF32 in fp32 matmuls and convolutions (default: "
+                   "off for every part, whatever --parts, so fp32 means fp32)")
+    p.add_argument("--compile", action="store_true", help="also time the GPU alone with the encoder torch.compiled")
+    p.add_argument("--peak-tflops", type=float, default=None, help="dense bf16 peak of the GPU (default: by name, "
+                   f"{', '.join(f'{k} {v:g}' for k, v in BF16_PEAK.items())})")
     p.add_argument("--max-batch", type=int, default=1024, help="batch search limit (the batch itself on the CPU)")
     p.add_argument("--resolution", type=int, default=8, help="batch search stops within this many clips")
     p.add_argument("--steps", type=int, default=20, help="timed training steps per node mode")
     p.add_argument("--workers", type=int, default=max(1, min(14, (os.cpu_count() or 2) - 2)))
-    p.add_argument("--loader-clips", type=int, default=64, help="clips timed for one worker's rate")
     p.add_argument("--precision-steps", type=int, default=100)
     p.add_argument("--precision-batch", type=int, default=32)
     p.add_argument("--max-frames", type=int, default=0, help="DAVIS frames per sequence (0: all)")
@@ -349,39 +412,65 @@ def parse_args(argv=None):
     p.add_argument("--pred-dir", default="bench-results/gpu-davis", help="where the device's PNGs go")
     p.add_argument("--tiny", action="store_true", help="CPU smoke run: 64 px, batch 2, a few steps and frames")
     a = p.parse_args(argv)
-    apply_preset(a)  # the preset's network, augmentation and walk options (its nodes and clip_len go unused:
+    a.preset = a.presets.split(",")[0]
+    apply_preset(a)  # the first preset's network, augmentation and walk options (its nodes and clip_len go unused:
     # both node modes are measured, on clips of T frames)
     if a.tiny:
         a.device, a.img_size, a.max_batch, a.steps, a.workers = "cpu", 64, 2, 1, 0
-        a.loader_clips, a.precision_steps, a.precision_batch, a.jobs = 4, 2, 2, 1
+        a.precision_steps, a.precision_batch, a.jobs = 2, 2, 1
     return a
+
+
+def with_preset(a, preset: str) -> argparse.Namespace:
+    """A copy of a with `preset`'s options in place of the first preset's (apply_preset; its nodes and clip_len
+    go unused: both node modes are measured, on clips of T frames)."""
+    b = argparse.Namespace(**{k: v for k, v in vars(a).items() if k not in PRESETS[a.preset]})
+    b.preset = preset
+    apply_preset(b)
+    return b
+
+
+def set_tf32(on: bool) -> None:
+    torch.backends.cuda.matmul.allow_tf32 = on
+    torch.backends.cudnn.allow_tf32 = on
+
+
+ALLOCATOR_NOTE = ("the cap (torch.cuda.set_per_process_memory_fraction) bounds what PyTorch's caching allocator "
+                  "hands out: activations, weights, Adam state, cuDNN workspaces; not the CUDA context, cuBLAS/cuDNN "
+                  "handles or the NCCL buffers (several hundred MB more per process)")
 
 
 def measure(a) -> dict:
     from spixwalk.common import resolve_device
 
     device = resolve_device(a.device)
+    res = {"machine": machine(device), "memory_gb": a.memory_gb, "img_size": a.img_size, "tf32": a.tf32}
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
+        set_tf32(a.tf32)
         total = torch.cuda.get_device_properties(device).total_memory
         torch.cuda.set_per_process_memory_fraction(min(1.0, a.memory_gb * 2**30 / total), device)
-    res = {"machine": machine(device), "memory_gb": a.memory_gb, "img_size": a.img_size}
+        res["allocator_cap"] = ALLOCATOR_NOTE
+        if a.peak_tflops is None:
+            name = res["machine"]["gpu"]
+            a.peak_tflops = next((v for k, v in BF16_PEAK.items() if k in name), 0.0)
+    res["bf16_peak_tflops"] = a.peak_tflops or None
     parts = a.parts.split(",")
     if "train" in parts or "precision" in parts:
         from spixwalk.preprocess.store import StoreReader  # zarr is needed for these parts only
 
         reader = StoreReader(a.store)
     if "train" in parts:
-        res["train"] = {n: bench_nodes(reader, n, a, device, torch.bfloat16 if device.type == "cuda" else None)
-                        for n in ("superpixels", "patches")}
-        sp, pa = res["train"]["superpixels"]["batch"], res["train"]["patches"]["batch"]
-        res["train"]["batch_ratio"] = sp / max(pa, 1)
+        res["train"] = {p: bench_preset(reader, with_preset(a, p), device)
+                        for p in a.presets.split(",")}
     if "precision" in parts:
         res["precision"] = bench_precision(reader, a, device)
     if "davis" in parts:
         if device.type == "cuda":  # the evaluation's own setting: full fp32, no TF32
             torch.cuda.set_per_process_memory_fraction(1.0, device)
         res["davis"] = bench_davis(a, device)
+        if device.type == "cuda":  # whatever the evaluation set, later parts run with the stated TF32 state
+            set_tf32(a.tf32)
     if "compare" in parts:  # a device run's PNGs brought back, scored against a CPU run made here
         from spixwalk.evaluate.davis_io import sequence_list
 
@@ -393,14 +482,11 @@ def measure(a) -> dict:
 def print_table(r: dict) -> None:
     m = r["machine"]
     print(f"\n{m.get('gpu', m['device'])} ({m.get('gpu_memory_gb', '-')} GB), torch {m['torch']}, {m['cpus']} CPUs")
-    for n, t in r.get("train", {}).items():
-        if isinstance(t, dict):
-            print(f"train {n:<12} batch {t['batch']:>5} (cap {r['memory_gb']:g} GB)  {t['frames_per_s']:>7.0f} frames/s  "
-                  f"GPU alone {t['gpu_only_frames_per_s']:>7.0f}  data wait {t['data_wait']:6.1%}  "
-                  f"{t['workers']} workers (need {t['workers_for_wait_under_5pct']}; "
-                  f"{t['loader_clips_per_s_per_worker']:.0f} clips/s each)  {t['limit']}-bound")
-    if "train" in r:
-        print(f"largest batch superpixels / patches: {r['train']['batch_ratio']:.2f} (thesis, 32 GB: 52/36 = 1.44)")
+    for preset, tr in r.get("train", {}).items():
+        for n in ("superpixels", "patches"):
+            _print_train(f"{preset}/{n}", tr[n], r)
+        print(f"{preset}: largest batch superpixels / patches: bf16 {tr['batch_ratio_bf16']:.2f}, fp16 "
+              f"{tr['batch_ratio_fp16']:.2f} (thesis, 32 GB V100: 52/36 = 1.44)")
     if "precision" in r:
         p = r["precision"]
         print(f"bf16 vs fp32, {p['steps']} steps of {p['batch']} clips: final loss diff {p['final_rel_diff']:.2%}, "
@@ -413,6 +499,16 @@ def print_table(r: dict) -> None:
               f"metrics {d['metrics_s']:.1f} s), J&F {d['J&F']:.3f}"
               + (f"; CPU path J&F {d['cpu_J_and_F']:.3f}, pixels differing {d['pixels_differing']:.2e}"
                  if "pixels_differing" in d else ""))
+
+
+def _print_train(name: str, t: dict, r: dict) -> None:
+    peak = f" = {t['pct_bf16_peak_gpu_alone']:.0f}% of bf16 peak" if "pct_bf16_peak_gpu_alone" in t else ""
+    print(f"train {name:<20} batch {t['batch']:>5} (cap {r['memory_gb']:g} GB; fp16 {t['max_batch_fp16']})  "
+          f"{t['frames_per_s']:>7.0f} frames/s ({t['tflops_fed']:.0f} TFLOP/s)  GPU alone {t['gpu_only_frames_per_s']:>7.0f} "
+          f"({t['tflops_gpu_alone']:.0f} TFLOP/s{peak})  data wait {t['data_wait']:6.1%} over {t['timed_steps']} steps  "
+          f"{t['workers']} workers (need {t['workers_for_wait_under_5pct']}; "
+          f"{t['loader_clips_per_s_per_worker']:.0f} clips/s each, measured in the workers)  {t['limit']}-bound"
+          + (f"  compiled alone {t['gpu_only_frames_per_s_compiled']:.0f}" if "gpu_only_frames_per_s_compiled" in t else ""))
 
 
 def _print_compare(r: dict) -> None:

@@ -58,6 +58,13 @@ def build_store(tmp: Path) -> Path:
     return tmp / "store"
 
 
+def cpu_name() -> str:
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
 def timed(fn, reps: int) -> float:
     """Fastest of `reps` calls after one warm-up call (load from others only adds time)."""
     fn()
@@ -88,9 +95,9 @@ def interleaved(f, g, reps: int) -> tuple[float, float]:
 def step_fn(net, batch, patch: bool):
     flags = torch.full_like(batch["patch"], patch)
     weights, mask = batch["weights"], batch["mask"]
-    if patch:  # the same frames as 49 CRW patches each
-        weights = torch.zeros(*weights.shape[:2], 49, weights.shape[-1])
-        mask = torch.ones(weights.shape[:3], dtype=torch.bool)
+    if patch:  # the same frames as 49 CRW patches each (no weights, as the trainer's patch batches)
+        mask = torch.ones(*weights.shape[:2], 49, dtype=torch.bool)
+        weights = None
 
     def run():
         net.zero_grad(set_to_none=True)
@@ -242,6 +249,47 @@ def loader_rates(reader: StoreReader, clips: list, n: int) -> dict:
             "speedup": round(tf / ts, 2)}
 
 
+def loader_costs(root: Path, clips: list, n: int, reps: int) -> dict:
+    """A loader worker's cost per clip (read + its share of the augmentation + collate), one thread, for the
+    node modes and both --aug-on paths on the same clips; and the work --aug-on device moves to the model's
+    device, timed here on the CPU."""
+    import cv2
+
+    from spixwalk.train import device_aug
+
+    idx = [int(i) for i in np.random.default_rng(1).choice(len(clips), n, replace=False)]
+    threads, cv2_threads = torch.get_num_threads(), cv2.getNumThreads()
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+
+    def worker(nodes: str, on_device: bool, cache_mb: float):
+        ds = ClipDataset(StoreReader(root, label_cache_mb=cache_mb), clips, T, [CFG], nodes, seed=0, aug=Aug())
+        ds.on_device = on_device
+        return lambda: collate([ds[(0, i)] for i in idx])
+    cases = {"superpixel": ("superpixels", True, 256), "patch": ("patches", True, 256),
+             "superpixel_no_label_cache": ("superpixels", True, 0),
+             "superpixel_aug_on_loader": ("superpixels", False, 0), "patch_aug_on_loader": ("patches", False, 0)}
+    try:
+        ms = {k: timed(worker(*c), reps) * 1e3 / n for k, c in cases.items()}
+        raw = worker("superpixels", True, 256)()
+        prep = timed(lambda: device_aug.prepare(raw, torch.device("cpu")), reps) * 1e3 / n
+    finally:
+        torch.set_num_threads(threads)
+        cv2.setNumThreads(cv2_threads)
+    out = {f"loader_ms_per_clip_{k}": round(v, 2) for k, v in ms.items()}
+    out["device_aug_ms_per_clip_on_cpu"] = round(prep, 2)  # what --aug-on device moves off the workers
+    out["loader_ratio_superpixel_vs_patch"] = round(ms["superpixel"] / ms["patch"], 3)
+    out["loader_ratio_superpixel_vs_patch_aug_on_loader"] = round(ms["superpixel_aug_on_loader"] / ms["patch_aug_on_loader"], 3)
+    return out
+
+
+def print_loader_costs(r: dict) -> None:
+    print("loader worker, ms per clip (one thread): " + ", ".join(
+        f"{k[len('loader_ms_per_clip_'):]} {v}" for k, v in r.items() if k.startswith("loader_ms_per_clip_")))
+    print(f"superpixel / patch clip: {r['loader_ratio_superpixel_vs_patch']} with --aug-on device (target <= 1.5), "
+          f"{r['loader_ratio_superpixel_vs_patch_aug_on_loader']} with --aug-on loader")
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -254,16 +302,22 @@ def main(argv=None):
     p.add_argument("--budget-mib", type=float, default=4096, help="memory budget for the largest batch (peak RSS)")
     p.add_argument("--skip-memory", action="store_true")
     p.add_argument("--no-verify", action="store_true", help="trust the line; skip the real steps at the predicted batch")
+    p.add_argument("--loader-only", action="store_true", help="only the loader's per-clip costs (writes them alone)")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     res = {"threads": a.threads, "clips_per_batch": a.clips, "frames_per_clip": T, "label_config": CFG,
-           "torch": torch.__version__, "device": "cpu"}
+           "torch": torch.__version__, "device": "cpu", "cpu": cpu_name(), "cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         t = time.perf_counter()
         reader = StoreReader(build_store(tmp))
         clips, _ = clip_index(reader.videos(CFG), T, T)
         print(f"store: {len(clips)} clips in {time.perf_counter() - t:.1f} s")
+        costs = loader_costs(reader.root, clips, min(16, len(clips)), a.reps)
+        res.update(costs)
+        print_loader_costs(costs)
+        if a.loader_only:
+            return _write(res, a.out)
 
         # the same augmented clips feed both modes
         ds = ClipDataset(reader, clips, T, [CFG], "superpixels", seed=0, aug=Aug())
@@ -310,7 +364,11 @@ def main(argv=None):
         res["max_batch_patch"] = res["max_batch_detail"]["patches"]["max_batch"]
         print(f"max batch in {a.budget_mib:.0f} MiB: superpixels {res['max_batch_superpixel']}, "
               f"patches {res['max_batch_patch']}")
-    out = Path(a.out)
+    _write(res, a.out)
+
+
+def _write(res: dict, path) -> None:
+    out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1))
     print(f"wrote {out}")

@@ -270,18 +270,25 @@ class VideoRef:
 
 
 class StoreReader:
-    """Read-only view of a store. Picklable: zarr handles are opened lazily in each process."""
+    """Read-only view of a store. Picklable: zarr handles are opened lazily in each process.
 
-    def __init__(self, root):
-        self.root = Path(root)
+    label_cache_mb > 0: where every shard's label maps of a configuration fit in that many MB (as uint8
+    when no frame has 256 superpixels or more), each process reads a shard's maps once, in one call, and
+    serves clips from memory: a clip's label read is one zarr call per frame-chunk, mostly call overhead
+    for ~1.5 KB per frame. Larger stores keep reading per clip (an LRU would thrash under random clips).
+    """
+
+    def __init__(self, root, label_cache_mb: float = 0):
+        self.root, self.label_cache_mb = Path(root), label_cache_mb
         self._groups, self._arrays = {}, {}
+        self._labels, self._cache_fits = {}, {}
         self._pid = None
 
     def __getstate__(self):
-        return {"root": self.root}
+        return {"root": self.root, "label_cache_mb": self.label_cache_mb}
 
     def __setstate__(self, state):
-        self.__init__(state["root"])
+        self.__init__(state["root"], state.get("label_cache_mb", 0))
 
     def shards(self) -> list[int]:
         return sorted(int(p.name[6:]) for p in self.root.glob("shard-[0-9]*") if p.is_dir())
@@ -301,7 +308,7 @@ class StoreReader:
 
     def _group(self, shard: int):
         if self._pid != os.getpid():  # after fork/spawn: do not share zarr handles across processes
-            self._groups, self._arrays, self._pid = {}, {}, os.getpid()
+            self._groups, self._arrays, self._labels, self._pid = {}, {}, {}, os.getpid()
         if shard not in self._groups:
             self._groups[shard] = zarr.open_group(shard_path(self.root, shard), mode="r")
         return self._groups[shard]
@@ -328,8 +335,25 @@ class StoreReader:
             raise IndexError(f"{ref.video_id}: frames {t0}..{t0 + T - 1} outside 0..{ref.length - 1}")
         a, b = ref.start + t0, ref.start + t0 + T
         frames = self._array(ref.shard, "frames")[a:b]
-        labels = self._array(ref.shard, f"labels/{cfg}")[a:b] if cfg is not None else None
-        return frames, labels
+        if cfg is None:
+            return frames, None
+        if self._cached(cfg):
+            return frames, self._shard_labels(ref.shard, cfg)[a:b].astype(np.int16)
+        return frames, self._array(ref.shard, f"labels/{cfg}")[a:b]
+
+    def _cached(self, cfg: str) -> bool:
+        if cfg not in self._cache_fits:
+            small = 0 < self.nseg_max(cfg) < 256
+            total = sum(int(np.prod(self._array(s, f"labels/{cfg}").shape)) * (1 if small else 2)
+                        for s in self.shards() if self._complete(s, cfg) is not None)
+            self._cache_fits[cfg] = (np.uint8 if small else np.int16) if 0 < total <= self.label_cache_mb * 2**20 else None
+        return self._cache_fits[cfg] is not None
+
+    def _shard_labels(self, shard: int, cfg: str) -> np.ndarray:
+        self._group(shard)  # drops the cache of a parent process after fork
+        if (shard, cfg) not in self._labels:
+            self._labels[(shard, cfg)] = self._array(shard, f"labels/{cfg}")[:].astype(self._cache_fits[cfg])
+        return self._labels[(shard, cfg)]
 
     def _array(self, shard: int, name: str):
         """An open array of a shard, kept: opening reads and parses its zarr.json, which cost as much as
@@ -342,6 +366,11 @@ class StoreReader:
 
     def nseg(self, ref: VideoRef, cfg: str) -> np.ndarray:
         return self._group(ref.shard)["nseg"][cfg][ref.start:ref.start + ref.length]
+
+    def nseg_max(self, cfg: str) -> int:
+        """Most superpixels in any frame of cfg, from the shards' markers (0 where none records it)."""
+        ms = [self._complete(s, cfg) for s in self.shards() if self._complete(s) is not None]
+        return max([int(m.get("nseg_max") or 0) for m in ms if m] or [0])
 
     def video_info(self, shard: int) -> list[dict]:
         return list(self._group(shard).attrs["videos"])

@@ -31,10 +31,13 @@ def test_tiny_gpu_benchmark_runs_every_part_on_the_cpu(tmp_path, davis):
     assert gpu.main(["--tiny", "--store", str(tmp_path / "store"), "--davis", str(davis), "--year", "2017",
                      "--cpu-results", str(cpu), "--pred-dir", str(tmp_path / "pred"), "--out", str(out)]) == 0
     r = json.loads(out.read_text())
-    for nodes in ("superpixels", "patches"):
-        t = r["train"][nodes]
-        assert t["frames_per_s"] > 0 and 0 <= t["data_wait"] < 1  # (the batch search: the next test)
-        assert t["workers_for_wait_under_5pct"] >= 1
+    assert set(r["train"]) == {"thesis", "crw"}
+    for preset in ("thesis", "crw"):
+        for nodes in ("superpixels", "patches"):
+            t = r["train"][preset][nodes]
+            assert t["frames_per_s"] > 0 and 0 <= t["data_wait"] < 1  # (the batch search: the next test)
+            assert t["workers_for_wait_under_5pct"] >= 1 and t["loader_clips_per_s_per_worker"] > 0
+            assert t["flop_per_frame"] > 1e6 and t["tflops_fed"] > 0
     p = r["precision"]
     assert p["finite"] and len(p["bf16_loss"]) == len(p["fp32_loss"]) == 2
     assert p["bf16_loss"] != p["fp32_loss"]  # autocast really ran in bf16
@@ -47,6 +50,8 @@ def test_tiny_gpu_benchmark_runs_every_part_on_the_cpu(tmp_path, davis):
 
 class FakeModel:
     """Steps that run out of device memory above `limit` clips, as a GPU under --memory-gb would."""
+
+    device = torch.device("cpu")  # where fits() syncs, as on gpu.Model
 
     def __init__(self, limit):
         self.limit, self.tried = limit, []

@@ -108,3 +108,16 @@ def test_stream_sampler_resumes_mid_epoch():
     it2 = iter(StreamSampler(10, seed=1, start=13))
     assert [next(it2) for _ in range(12)] == seq[13:]
     assert sorted(i for e, i in seq[:10]) == list(range(10)) and seq[10][0] == 1
+
+
+def test_label_cache_serves_the_stored_maps(store):
+    plain, cached = StoreReader(store), StoreReader(store, label_cache_mb=64)
+    tiny = StoreReader(store, label_cache_mb=0.001)  # the store's maps do not fit: read per clip
+    for ref in plain.videos("slic-n30-c30"):
+        f0, l0 = plain.read_clip(ref, 1, 4, "slic-n30-c30")
+        for r in (cached, tiny):
+            f, l = r.read_clip(ref, 1, 4, "slic-n30-c30")
+            assert l.dtype == np.int16 and np.array_equal(l, l0) and np.array_equal(f, f0)
+    assert cached._labels and not tiny._labels
+    import pickle
+    assert pickle.loads(pickle.dumps(cached)).label_cache_mb == 64

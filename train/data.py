@@ -15,14 +15,10 @@ import numpy as np
 import torch
 
 from spixwalk.preprocess.store import StoreReader, VideoRef
-from .model import patch_grid
+
+from . import device_aug
+from .model import n_patches  # noqa: F401  (re-exported: its home is the model's patch grid)
 from .pool import overlap_weights
-
-
-def n_patches(size: int) -> int:
-    """Nodes of CRW's patch grid on a size x size frame (7x7 = 49 at any size, see patch_grid)."""
-    patch, stride = patch_grid(size)
-    return ((size - patch) // stride + 1) ** 2
 
 
 FRAME_TRANSFORMS = ("crop", "cj", "flip")  # CRW's --frame-transforms tokens; CRW trains with "crop" only
@@ -61,12 +57,17 @@ GRAY = np.float32([0.299, 0.587, 0.114])
 
 
 def colour_jitter(img: np.ndarray, rng: np.random.Generator, amount: float) -> np.ndarray:
-    """Brightness, contrast, saturation (in that order) with factors in 1 +- amount.
+    """Brightness, contrast, saturation (in that order) with factors in 1 +- amount, drawn from rng."""
+    return jitter_frame(img, [rng.uniform(1 - amount, 1 + amount) for _ in range(3)])
+
+
+def jitter_frame(img: np.ndarray, factors) -> np.ndarray:
+    """Brightness, contrast, saturation by the factors (b, c, s).
 
     The three are affine in the pixel with no clipping in between, so they compose into one 3x4 colour
     matrix applied by cv2.transform in a single uint8 pass (x' = A x + B gray(x) + C).
     """
-    b, c, s = (rng.uniform(1 - amount, 1 + amount) for _ in range(3))
+    b, c, s = (float(v) for v in factors)
     mean = b * float(np.dot(cv2.mean(img)[:3], GRAY))  # contrast pivots on the brightened mean grey
     A, B, C = s * c * b, (1 - s) * c * b, (1 - c) * mean
     m = np.zeros((3, 4), np.float32)
@@ -82,24 +83,37 @@ def contiguous(labels: np.ndarray) -> np.ndarray:
     return (np.cumsum(present) - 1).astype(np.int16)[labels]
 
 
+def draw_params(rng: np.random.Generator, T: int, H: int, W: int, aug: Aug) -> dict:
+    """Everything random about a clip's augmentation, in the draw order of the loader path: the flip, then
+    per frame its crop box (y, x, h, w) and its jitter factors (brightness, contrast, saturation)."""
+    flip = bool(aug.flip and rng.random() < 0.5)
+    boxes, jitter = np.zeros((T, 4), np.int64), np.zeros((T, 3)) if aug.jitter > 0 else None
+    for t in range(T):
+        boxes[t] = crop_box(rng, H, W, aug.scale, aug.ratio)
+        if jitter is not None:
+            jitter[t] = [rng.uniform(1 - aug.jitter, 1 + aug.jitter) for _ in range(3)]
+    return {"flip": flip, "boxes": boxes, "jitter": jitter}
+
+
 def augment(frames: np.ndarray, labels: np.ndarray | None, rng: np.random.Generator, aug: Aug):
     """Per-frame random resized crop + resize, per-clip flip, per-frame colour jitter.
 
     The spatial ops hit frame t and label map t with the same box (bilinear for pixels, centre-aligned
     nearest for labels); jitter touches pixels only. Returns frames (T, size, size, 3), labels or None.
+    train/device_aug.py computes the same for a whole batch on the model's device.
     """
     T, H, W = frames.shape[:3]
-    flip = aug.flip and rng.random() < 0.5
+    p = draw_params(rng, T, H, W, aug)
     out_f, out_l = [], []
     for t in range(T):
-        y, x, h, w = crop_box(rng, H, W, aug.scale, aug.ratio)
+        y, x, h, w = (int(v) for v in p["boxes"][t])
         f = cv2.resize(frames[t, y:y + h, x:x + w], (aug.size, aug.size), interpolation=cv2.INTER_LINEAR)
         if labels is not None:
             l = cv2.resize(labels[t, y:y + h, x:x + w], (aug.size, aug.size), interpolation=cv2.INTER_NEAREST_EXACT)
-            out_l.append(contiguous(l[:, ::-1] if flip else l))
-        if aug.jitter > 0:
-            f = colour_jitter(f, rng, aug.jitter)
-        out_f.append(f[:, ::-1] if flip else f)
+            out_l.append(contiguous(l[:, ::-1] if p["flip"] else l))
+        if p["jitter"] is not None:
+            f = jitter_frame(f, p["jitter"][t])
+        out_f.append(f[:, ::-1] if p["flip"] else f)
     return np.stack(out_f), (np.stack(out_l) if labels is not None else None)
 
 
@@ -149,6 +163,8 @@ class ClipDataset(torch.utils.data.Dataset):
         self.nodes, self.patch_prob, self.seed = nodes, patch_prob, seed
         self.aug, self.stride = aug or Aug(), stride
         self.keep_labels = False  # benchmarks compare poolings that need the full-resolution maps
+        self.on_device = False  # True: return what was read + the drawn parameters (train/device_aug.py)
+        self.node_count = 0  # on_device: nodes every batch is padded to (0: the batch's largest stored label)
 
     def __len__(self):
         return len(self.clips)
@@ -163,6 +179,8 @@ class ClipDataset(torch.utils.data.Dataset):
         cfg = None if patch else self.cfgs[int(rng.integers(len(self.cfgs)))]
         try:
             frames, labels = self.reader.read_clip(ref, t0, self.T, cfg)
+            if self.on_device:
+                return self._raw(frames, labels, draw_params(rng, *frames.shape[:3], self.aug), patch)
             frames, labels = augment(frames, labels, rng, self.aug)
         except Exception as e:  # a bad clip drops out of its batch with one line; training goes on
             print(f"[train] skipped clip {ref.video_id}@{t0} (shard {ref.shard}): {type(e).__name__}: {e}", flush=True)
@@ -174,19 +192,30 @@ class ClipDataset(torch.utils.data.Dataset):
             item["labels"] = labels
         return item
 
+    def _raw(self, frames, labels, params: dict, patch: bool) -> dict:
+        return {"frames": torch.from_numpy(np.ascontiguousarray(frames)),
+                "labels": None if labels is None else torch.from_numpy(np.ascontiguousarray(labels)),
+                "n_in": 0 if labels is None else int(labels.max()) + 1, "patch": patch, **params,
+                "size": self.aug.size, "stride": self.stride, "nodes": self.node_count}
+
 
 def collate(items: list) -> dict | None:
-    """Stack clips; pad every frame's nodes to the batch maximum M with a mask."""
+    """Stack clips; pad every frame's nodes to the batch maximum M with a mask (weights None: patch clips only).
+
+    Items read for the device path are stacked as read (device_aug.collate_raw)."""
     n_in = len(items)
     items = [it for it in items if it is not None]
     if not items:
         return None
+    if "boxes" in items[0]:
+        return {**device_aug.collate_raw(items), "dropped": n_in - len(items)}
     sizes = [[n_patches(it["frames"].shape[-1])] * len(it["frames"]) if it["patch"] else [len(w) for w in it["weights"]] for it in items]
     M = max(max(s) for s in sizes)
     B, T = len(items), len(items[0]["frames"])
     H, W = items[0]["frames"].shape[-2:]
     cells = (H // 8) * (W // 8)
-    weights = torch.zeros(B, T, M, cells)
+    any_sp = not all(it["patch"] for it in items)
+    weights = torch.zeros(B, T, M, cells) if any_sp else None
     mask = torch.zeros(B, T, M, dtype=torch.bool)
     for b, it in enumerate(items):
         for t, n in enumerate(sizes[b]):

@@ -21,12 +21,12 @@ from spixwalk.common import resolve_device
 from spixwalk.preprocess import spconfig
 from spixwalk.preprocess.store import StoreReader
 
-from . import checkpoints, runconfig, tracking
+from . import checkpoints, device_aug, runconfig, tracking
 from .checkpoints import ResumeError
 from .clock import Clock, resolve as resolve_clock
 from .data import Aug, ClipDataset, StreamSampler, clip_index, collate
 from .log import RunLog
-from .model import WalkNet, patch_grid
+from .model import WalkNet, n_patches, patch_grid
 from .options import BadInput, parse_args, validate
 from .stats import Window, stat_keys, summary_table
 from .walk import walk_loss
@@ -49,7 +49,7 @@ class Trainer:
 
     def __init__(self, a, rank: int, device: torch.device):
         self.a, self.rank, self.device, self.run = a, rank, device, Path(a.run)
-        reader = StoreReader(a.store)
+        reader = StoreReader(a.store, label_cache_mb=a.label_cache_mb)
         cfgs = label_configs(reader, a)
         clips = clips_of(reader, cfgs, a)
         self.clips, self.cfgs = len(clips), cfgs
@@ -79,6 +79,10 @@ class Trainer:
         self.log = RunLog(self.run, enabled=rank == 0, keep_until=self.step)
         ds = ClipDataset(reader, clips, a.clip_len, cfgs, a.nodes, a.patch_prob, a.seed,
                          Aug.from_transforms(a.frame_transforms, a.img_size))
+        on_device = a.aug_on == "device" or (a.aug_on == "auto" and device.type == "cuda")
+        ds.on_device, ds.node_count = on_device, static_nodes(reader, cfgs, a)
+        if a.compile:
+            self.net.encoder.compile()
         sampler = StreamSampler(len(clips), a.seed, start=self.step * a.batch, rank=rank, world=a.world)
         self.loader = torch.utils.data.DataLoader(
             ds, batch_size=a.batch, sampler=sampler, num_workers=a.workers, collate_fn=collate,
@@ -119,8 +123,10 @@ def train_step(model, opt, sched, batch, a, device, autocast) -> dict | None:
     if batch is None:
         sched.step()
         return None
+    if "boxes" in batch:  # --aug-on device: crop, resize, jitter, flip, labels and weights here
+        batch = device_aug.prepare(batch, device)
     frames = batch["frames"].to(device, non_blocking=True)
-    weights = batch["weights"].to(device, non_blocking=True)
+    weights = batch["weights"].to(device, non_blocking=True) if batch["weights"] is not None else None
     mask, patch = batch["mask"].to(device), batch["patch"].to(device)
     with autocast:
         q = model(frames, weights, patch)
@@ -129,7 +135,7 @@ def train_step(model, opt, sched, batch, a, device, autocast) -> dict | None:
     loss.backward()
     opt.step()
     sched.step()
-    return {"loss": loss.detach(), **{f"xent_{k}": v for k, v in xents.items()},
+    return {"loss": loss.detach(), "nodes": mask.shape[2], **{f"xent_{k}": v for k, v in xents.items()},
             **{f"acc_{k}": v for k, v in accs.items()}}
 
 
@@ -138,6 +144,7 @@ def run_steps(tr: Trainer, stop: StopSignal, clock: Clock) -> tuple[float, int, 
     a, device = tr.a, tr.device
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     win = Window(stat_keys(a), device)
+    win.busy0 = clock.device()
     before = clock.now()
     marks = [s for s in a.snapshots if s > before]
     step_marks = {n for n in a.snapshot_step_list if n > tr.step}
@@ -188,7 +195,8 @@ def _log_row(tr: Trainer, win: Window, clock: Clock, stop: StopSignal, marks: li
     now = clock.now()  # before the row's sync: the device clock syncs on the window's last step anyway
     over = float(bool(a.budget) and now >= a.budget)
     snap = float(bool(marks) and now >= marks[0])
-    row, flags = win.row(tr.step, a.world, [float(bool(stop.signum)), over, snap])
+    busy = clock.device() - win.busy0 if clock.cuda else None
+    row, flags = win.row(tr.step, a.world, [float(bool(stop.signum)), over, snap], busy)
     if "loss" in row and not math.isfinite(row["loss"]):
         raise RuntimeError(f"steps {tr.step - win.n + 1}-{tr.step}: non-finite loss {row['loss']}")
     row.update(epoch=round(tr.step / tr.per_epoch, 4), lr=tr.sched.get_last_lr()[0], cpu_seconds=round(clock.cpu(), 2),
@@ -198,6 +206,7 @@ def _log_row(tr: Trainer, win: Window, clock: Clock, stop: StopSignal, marks: li
     tr.log.write(row)
     tr.tracker.log(row)
     win.reset()
+    win.busy0 = clock.device()
     return row, flags
 
 
@@ -292,6 +301,12 @@ def clips_of(reader: StoreReader, cfgs: list[str], a) -> list:
     if len(clips) < a.world:
         raise BadInput(f"store {a.store}: {len(clips)} clips of {a.clip_len} frames, not enough to train")
     return clips
+
+
+def static_nodes(reader: StoreReader, cfgs: list[str], a) -> int:
+    """Nodes every device-augmented batch is padded to: one shape for cuDNN and --compile (padding changes no loss)."""
+    sp = max([reader.nseg_max(c) for c in cfgs] or [0])
+    return max(sp, n_patches(a.img_size)) if a.nodes == "mixed" else sp
 
 
 def setup_dist(a):

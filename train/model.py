@@ -78,6 +78,12 @@ def patch_grid(size: int) -> tuple[int, int]:
     return size // 4, size // 8
 
 
+def n_patches(size: int) -> int:
+    """Nodes of CRW's patch grid on a size x size frame (7x7 = 49 at any size, see patch_grid)."""
+    patch, stride = patch_grid(size)
+    return ((size - patch) // stride + 1) ** 2
+
+
 def _jitter_wh(n_frames: int, n: int, patch: int, mode: str, device) -> tuple[torch.Tensor, torch.Tensor]:
     """Box sizes of RandomResizedCrop(scale 0.7-0.9, ratio 3/4-4/3) inside a patch x patch window.
 
@@ -154,10 +160,12 @@ class WalkNet(nn.Module):
         feats = self.encoder(crops.contiguous(memory_format=torch.channels_last)).mean((2, 3))
         return feats.view(len(x), -1, feats.shape[-1])
 
-    def forward(self, frames: torch.Tensor, weights: torch.Tensor, is_patch: torch.Tensor) -> torch.Tensor:
-        """frames uint8 (B, T, 3, H, W), weights (B, T, M, cells), is_patch (B,) -> nodes (B, T, M, 128)."""
+    def forward(self, frames: torch.Tensor, weights: torch.Tensor | None, is_patch: torch.Tensor) -> torch.Tensor:
+        """frames uint8 (B, T, 3, H, W), weights (B, T, M, cells), is_patch (B,) -> nodes (B, T, M, 128).
+
+        weights None: a batch of patch clips only (M = the patch grid's nodes)."""
         B, T = frames.shape[:2]
-        M = weights.shape[2]
+        M = weights.shape[2] if weights is not None else ((frames.shape[-1] - self.patch) // self.patch_stride + 1) ** 2
         feats = None
         for sel, build in ((~is_patch, "sp"), (is_patch, "patch")):
             idx = sel.nonzero().flatten()

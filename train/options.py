@@ -49,6 +49,13 @@ def _data_options(p) -> None:
     g.add_argument("--frame-transforms", help=f"comma list of {'/'.join(FRAME_TRANSFORMS)}: per-frame random "
                    "resized crop, colour jitter, per-clip flip (CRW: crop)")
     g.add_argument("--workers", type=int, default=2, help="DataLoader workers per process")
+    g.add_argument("--aug-on", default="auto", choices=["auto", "device", "loader"],
+                   help="device: workers only read frames, label maps and the clip's random draws; crop, resize, "
+                   "jitter, flip, relabel and pooling weights run batched on the model's device (train/device_aug.py); "
+                   "loader: all of it per clip in the workers (OpenCV). Both give the same batches. auto: device on "
+                   "CUDA, loader on the CPU (there the batched ops cost the training process more than the workers)")
+    g.add_argument("--label-cache-mb", type=float, default=256, help="per loader process: read a shard's label "
+                   "maps once and keep them where the whole store's fit in this many MB (0: read per clip)")
     g.add_argument("--mp-context", default=None, choices=["fork", "spawn", "forkserver"])
 
 
@@ -87,6 +94,8 @@ def _optimisation_options(p) -> None:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     g.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
+    g.add_argument("--compile", action="store_true", help="torch.compile the encoder (in place: checkpoints "
+                   "keep their keys); the first steps pay the compilation")
 
 
 def _run_options(p) -> None:

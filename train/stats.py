@@ -39,10 +39,13 @@ class Window:
         self.dropped += batch["dropped"]
         self.patch_clips += int(batch["patch"].sum())
         self.clips += len(batch["patch"])
-        self.nodes_max = max(self.nodes_max, batch["mask"].shape[2])
+        self.nodes_max = max(self.nodes_max, stats["nodes"])
 
-    def row(self, step: int, world: int, flags: list[float]) -> tuple[dict, list[float]]:
-        """The log row (means over steps and ranks) and the flags summed over ranks: the window's one sync."""
+    def row(self, step: int, world: int, flags: list[float], busy: float | None = None) -> tuple[dict, list[float]]:
+        """The log row (means over steps and ranks) and the flags summed over ranks: the window's one sync.
+
+        data_wait: 1 - device-busy / wall with `busy` (CUDA events around the steps, train/clock.py), the
+        definition benchmarks/gpu.py reports too; else the host's time in next() / wall."""
         vec = torch.cat([self.sums, torch.tensor([self.ok, self.clips, *flags], device=self.device)])
         if world > 1:
             torch.distributed.all_reduce(vec)
@@ -54,7 +57,9 @@ class Window:
         row = {"step": step, "steps_in_row": self.n}
         if ok:
             row.update({k: v / ok for k, v in zip(self.keys, vals)})
-        row.update({"clips_per_s": clips / dt, "data_wait": self.wait / dt, "patch_clips": self.patch_clips,
+        wait = self.wait / dt if busy is None else max(0.0, 1.0 - busy / dt)
+        row.update({"clips_per_s": clips / dt, "data_wait": wait, "next_wait": self.wait / dt,
+                    "patch_clips": self.patch_clips,
                     "nodes_max": self.nodes_max, "dropped_clips": self.dropped, "seconds": round(dt, 4)})
         if self.skipped:
             row["skipped_steps"] = self.skipped
