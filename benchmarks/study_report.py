@@ -126,23 +126,26 @@ def _cite(c: dict) -> str:
     return f"{c['diff_points']:+.1f} J&F points [{c['ci_low']:+.1f}, {c['ci_high']:+.1f}]"
 
 
+# comparison name prefix -> (sentence head from the comparison, word if a > b, word if a < b)
+SENTENCES = [
+    ("superpixels - patches, equal seconds", lambda c: f"At equal training time ({c['a_seconds']:g} s), superpixels - patches",
+     "superpixel nodes learn faster per second", "patch nodes learn faster per second"),
+    ("superpixels - patches, equal clips", lambda c: f"At equal clips seen ({c['a_clips']}), superpixels - patches",
+     "superpixels learn more per clip", "patches learn more per clip"),
+    ("superpixels - random-cells", lambda c: f"Control at {c['a_seconds']:g} s: superpixels - random cells",
+     "object-shaped nodes matter beyond full-frame encoding", "random cells do better"),
+    ("", lambda c: f"{c['comparison'].split(':')[0]} vs its own step 0", "it learned", "it got worse"),
+]
+
+
 def verdict(comps: list[dict], n_seq: int, recipe: str) -> str:
     """study.md's paragraph: what was measured, stated whichever way it falls."""
     parts = [f"Paired bootstrap over {n_seq} scored sequences, 95% intervals; {recipe}."]
     for c in comps:
-        name = c["comparison"]
-        if name.startswith("superpixels - patches, equal seconds"):
-            parts.append(f"At equal training time ({c['a_seconds']:g} s), superpixels - patches = {_cite(c)}: "
-                         f"{_word(c, 'superpixel nodes learn faster per second', 'patch nodes learn faster per second')}.")
-        elif name.startswith("superpixels - patches, equal clips"):
-            parts.append(f"At equal clips seen ({c['a_clips']}), superpixels - patches = {_cite(c)}: "
-                         f"{_word(c, 'superpixels learn more per clip', 'patches learn more per clip')}.")
-        elif name.startswith("superpixels - random-cells"):
-            parts.append(f"Control at {c['a_seconds']:g} s: superpixels - random cells = {_cite(c)}: "
-                         f"{_word(c, 'object-shaped nodes matter beyond full-frame encoding', 'random cells do better')}.")
-        elif name.endswith("own step 0"):
-            parts.append(f"{name.split(':')[0]} vs its own step 0: {_cite(c)} "
-                         f"({_word(c, 'it learned', 'it got worse')}).")
+        if c["comparison"].startswith("superpixels - mixed"):
+            continue
+        head, better, worse = next((h, b, w) for p, h, b, w in SENTENCES if c["comparison"].startswith(p))
+        parts.append(f"{head(c)} = {_cite(c)}: {_word(c, better, worse)}.")
     return " ".join(parts)
 
 
