@@ -6,6 +6,7 @@
     spixwalk.evaluate        DAVIS label propagation, J&F, reports        (folder evaluate/)
     spixwalk.cli             the `spixwalk` console command
     spixwalk.common          low-level helpers every stage may import (atomic writes, ffmpeg, device)
+    spixwalk.progress        the progress bar / log lines every stage shows on stderr
 
 Every module has exactly one import name, `spixwalk.<stage>.<module>`: the stages import each other that
 way (relative inside a stage). `pip install` maps the stage folders under this package (pyproject.toml:
