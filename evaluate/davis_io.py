@@ -65,6 +65,11 @@ def frame_paths(root, seq, resolution="480p") -> list[Path]:
     return frames
 
 
+def count_frames(root, seq, resolution="480p") -> int:
+    """The number of JPEG frames of a sequence (0 for a missing folder), unchecked: progress totals."""
+    return len(list((Path(root) / "JPEGImages" / resolution / seq).glob("*.jpg")))
+
+
 def mask_path(root, seq, frame_id, resolution="480p") -> Path:
     return Path(root) / "Annotations" / resolution / seq / f"{frame_id}.png"
 

@@ -15,8 +15,9 @@ import torch
 from PIL import Image
 
 from spixwalk.common import replace_dir
+from spixwalk.progress import Progress
 
-from .davis_io import (InputError, load_frame, load_mask, mask_overlay, mask_path,
+from .davis_io import (InputError, count_frames, load_frame, load_mask, mask_overlay, mask_path,
                     save_indexed, sequence_frames, sequence_list)
 from .propagate import Propagator
 
@@ -106,8 +107,9 @@ def _save_frame(tmp: Path, stem: str, img, pred, overlays: bool) -> None:
         Image.fromarray(mask_overlay(img, pred)).save(tmp / "overlay" / f"{stem}.png", compress_level=1)
 
 
-def _propagate(davis, seq, frames, featurize, prop_kwargs, tmp, overlays, year) -> tuple[int, float]:
-    """Propagate the first mask through frames into tmp/. Returns (objects, propagation seconds)."""
+def _propagate(davis, seq, frames, featurize, prop_kwargs, tmp, overlays, year, tick) -> tuple[int, float]:
+    """Propagate the first mask through frames into tmp/, tick() once per frame. Returns (objects,
+    propagation seconds)."""
     first_mask = load_mask(mask_path(davis, seq, frames[0].stem), year)
     stream = decoded(frames)
     _, img = next(stream)
@@ -125,18 +127,22 @@ def _propagate(davis, seq, frames, featurize, prop_kwargs, tmp, overlays, year) 
     writer, t_prop = Writer(), 0.0
     try:
         writer.submit(save_indexed, np.where(first_mask == 255, 0, first_mask), tmp / f"{frames[0].stem}.png")
+        tick()
         for path, img, feat in featurized(stream, featurize, size):
             t1 = time.perf_counter()
             pred = hard_labels(prop.step(feat).cpu(), ids, size)
             t_prop += time.perf_counter() - t1
             writer.submit(_save_frame, tmp, path.stem, img, pred, overlays)
+            tick()
     finally:
         writer.close()
     return len(ids) - 1, t_prop
 
 
-def propagate_sequence(davis, year, seq, featurize, out: Path, prop_kwargs=None, overlays=True, max_frames=0) -> dict:
-    """Propagate one sequence into out/<seq>/ (written under a temporary name, renamed when complete)."""
+def propagate_sequence(davis, year, seq, featurize, out: Path, prop_kwargs=None, overlays=True, max_frames=0,
+                       tick=lambda: None) -> dict:
+    """Propagate one sequence into out/<seq>/ (written under a temporary name, renamed when complete);
+    tick() is called once per frame done."""
     frames = sequence_frames(davis, seq, year, every_frame=False)
     if max_frames:
         frames = frames[:max_frames]
@@ -145,7 +151,7 @@ def propagate_sequence(davis, year, seq, featurize, out: Path, prop_kwargs=None,
     (tmp / "overlay").mkdir(parents=True)
     try:
         t0 = time.perf_counter()
-        n_obj, t_prop = _propagate(davis, seq, frames, featurize, prop_kwargs, tmp, overlays, year)
+        n_obj, t_prop = _propagate(davis, seq, frames, featurize, prop_kwargs, tmp, overlays, year, tick)
         seconds = time.perf_counter() - t0
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -159,20 +165,24 @@ def propagate_sequence(davis, year, seq, featurize, out: Path, prop_kwargs=None,
 
 def propagate_dataset(davis, year, out, featurize, subset="val", sequences=None, prop_kwargs=None, overlays=True,
         config=None, progress=True, max_frames=0) -> dict:
-    from tqdm import tqdm
-
     names = sequence_list(davis, year, subset, sequences)  # InputError before anything is written
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if config is not None:
         (out / "config.json").write_text(json.dumps(config, indent=1))
     stats, failures = [], []
-    for seq in tqdm(names, desc="propagate", disable=not progress, file=sys.stderr):
-        try:
-            stats.append(propagate_sequence(davis, year, seq, featurize, out, prop_kwargs, overlays, max_frames))
-        except InputError as e:
-            print(f"error: {e}", file=sys.stderr)
-            failures.append({"sequence": seq, "reason": str(e)})
+    counts = {seq: min(count_frames(davis, seq), max_frames or 10**9) for seq in names}
+    with Progress(sum(counts.values()), "propagate", unit="frame", enabled=progress) as bar:
+        for seq in names:
+            bar.note(sequence=seq)
+            start = bar.n
+            try:
+                stats.append(propagate_sequence(davis, year, seq, featurize, out, prop_kwargs, overlays, max_frames,
+                                                tick=bar.update))
+            except InputError as e:
+                print(f"error: {e}", file=sys.stderr)
+                failures.append({"sequence": seq, "reason": str(e)})
+            bar.set(start + counts[seq])  # a failed sequence's frames count as passed
     summary = {"sequences": stats, "failures": failures, "complete": not failures}
     (out / "propagation.json").write_text(json.dumps(summary, indent=1))
     return summary

@@ -25,7 +25,10 @@ import cv2
 import numpy as np
 from skimage.morphology import disk
 
-from .davis_io import InputError, check_results, load_mask, load_result, mask_path, sequence_frames, sequence_list
+from spixwalk.progress import Progress
+
+from .davis_io import (InputError, check_results, count_frames, load_mask, load_result, mask_path, sequence_frames,
+                       sequence_list)
 
 MEASURES = ["J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay"]
 
@@ -89,8 +92,8 @@ def statistics(values) -> tuple[float, float, float]:
     return float(mean), float(recall), float(decay)
 
 
-def score_sequence(davis, year, results, seq) -> list[dict]:
-    """Per-object J and F statistics of one sequence (objects numbered from 1)."""
+def score_sequence(davis, year, results, seq, tick=lambda: None) -> list[dict]:
+    """Per-object J and F statistics of one sequence (objects numbered from 1); tick() once per scored frame."""
     frames = sequence_frames(davis, seq, year, every_frame=True)
     ids = [p.stem for p in frames]
     check_results(results, seq, ids)
@@ -116,6 +119,7 @@ def score_sequence(davis, year, results, seq) -> list[dict]:
             g, r = gt == k, res == k
             J[k - 1, t] = jaccard(g, r)
             F[k - 1, t] = f_boundary(g, r)
+        tick()
     rows = []
     for k in range(n_obj):
         jm, jr, jd = statistics(J[k])
@@ -133,28 +137,36 @@ def global_results(objects: list[dict]) -> dict:
     return {"J&F-Mean": (g["J-Mean"] + g["F-Mean"]) / 2.0, **g}
 
 
-def _scored(davis, year, results, seq) -> tuple[list, str | None]:
+def _scored(davis, year, results, seq, tick=lambda: None) -> tuple[list, str | None]:
     try:
-        return score_sequence(davis, year, results, seq), None
+        return score_sequence(davis, year, results, seq, tick), None
     except InputError as e:
         return [], str(e)
+
+
+def _scored_all(davis, year, results, names, jobs, tick):
+    """(rows, failure) per sequence in order: in this process with a tick per frame, or `jobs` processes."""
+    if jobs == 1:
+        return (_scored(davis, year, results, s, tick) for s in names)
+    from joblib import Parallel, delayed
+
+    return Parallel(n_jobs=jobs, return_as="generator")(delayed(_scored)(davis, year, results, s) for s in names)
 
 
 def evaluate(davis, year, results, subset="val", sequences=None, progress=True, jobs=1) -> dict:
     """Score a results folder, `jobs` sequences at a time. Returns {'global', 'per_object', 'failures',
     'complete', ...}."""
-    from joblib import Parallel, delayed
-    from tqdm import tqdm
-
     names = sequence_list(davis, year, subset, sequences)
-    scored = Parallel(n_jobs=jobs, return_as="generator")(delayed(_scored)(davis, year, results, s) for s in names)
+    counts = [max(count_frames(davis, s) - 2, 0) for s in names]  # the first and last frames are not scored
     objects, failures = [], []
-    for seq, (rows, why) in tqdm(zip(names, scored), total=len(names), desc="metrics", disable=not progress,
-                                 file=sys.stderr):
-        objects += rows
-        if why:
-            print(f"error: {why}", file=sys.stderr)
-            failures.append({"sequence": seq, "reason": why})
+    with Progress(sum(counts), "metrics", unit="frame", enabled=progress) as bar:
+        scored = _scored_all(davis, year, results, names, jobs, bar.update)
+        for i, (seq, (rows, why)) in enumerate(zip(names, scored)):
+            objects += rows
+            if why:
+                print(f"error: {why}", file=sys.stderr)
+                failures.append({"sequence": seq, "reason": why})
+            bar.set(sum(counts[:i + 1]))  # whole sequences from worker processes; a failure's frames passed
     return {"davis": str(davis), "year": int(year), "set": subset, "results": str(results),
             "sequences": names, "complete": not failures, "global": global_results(objects),
             "per_object": objects, "failures": failures}

@@ -228,7 +228,7 @@ def in_order(configs, rows: dict) -> list[dict]:
 
 
 def main(args) -> int:
-    from tqdm import tqdm
+    from spixwalk.progress import Progress
 
     try:
         configs = configurations(args)
@@ -247,10 +247,10 @@ def main(args) -> int:
     todo = [(a, p) for a, p in configs if spconfig.config_name(a, **p) not in rows]
     print(f"{len(configs) - len(todo)} of {len(configs)} configurations already in {out}/configs; "
           f"{len(todo)} x {len(tasks)} frames to score with {args.jobs} worker(s)", file=sys.stderr)
-    with tqdm(total=len(todo) * len(tasks), unit="frame", desc="superpixels", file=sys.stderr) as bar:
+    with Progress(len(todo) * len(tasks), "superpixels", unit="frame") as bar:
         for alg, params in todo:
             cfg = spconfig.config_name(alg, **params)
-            bar.set_postfix_str(cfg)
+            bar.note(config=cfg)
             rows[cfg] = summarise(alg, params, run_config(tasks, alg, params, args, bar))
             # a killed sweep never leaves half a result
             write_atomic(out / "configs" / f"{cfg}.json", json.dumps({"sampling": sampling, "row": rows[cfg]}, indent=1))
