@@ -62,3 +62,34 @@ def test_bar_mode_draws_tqdm():
 def test_unknown_total(capsys):
     assert list(track(iter("abc"), desc="videos")) == ["a", "b", "c"]
     assert capsys.readouterr().err.splitlines()[-1].startswith("videos: 3 it")
+
+
+STORE = dict(shards=((0, 2), (1, 1)), n_frames=12, size=64)  # conftest.store
+TRAIN = ["--nodes", "superpixels", "--img-size", "64", "--batch", "2", "--workers", "0", "--threads", "1",
+         "--steps", "10", "--log-every", "5", "--ckpt-every", "100"]
+
+
+def test_train_bar_moves_every_step_loss_only_at_log_rows(store, tmp_path, capsys, monkeypatch):
+    import json
+
+    import torch
+
+    from spixwalk.train.loop import main
+
+    monkeypatch.setenv("SPIXWALK_PROGRESS", "off")
+    assert main(["--store", str(store), "--run", str(tmp_path / "quiet"), *TRAIN]) == 0
+    assert "train:" not in capsys.readouterr().err
+    monkeypatch.setenv("SPIXWALK_PROGRESS", "lines")
+    assert main(["--store", str(store), "--run", str(tmp_path / "shown"), *TRAIN]) == 0
+    out, err = capsys.readouterr()
+    lines = [ln for ln in err.splitlines() if ln.startswith("train:")]
+    assert "train:" not in out
+    assert [ln.split(",")[0] for ln in lines] == [f"train: {n}/10 step ({10 * n}%)" for n in range(11)]
+    assert all("clips/s=" in ln for ln in lines[1:])
+    # the loss is read at log rows (steps 5 and 10), never per step: steps 1-4 show none
+    assert not any("loss=" in ln for ln in lines[:5]) and all("loss=" in ln for ln in lines[5:])
+    rows = {r: [json.loads(x) for x in (tmp_path / r / "log.jsonl").read_text().splitlines()] for r in ("quiet", "shown")}
+    assert [r["loss"] for r in rows["shown"]] == [r["loss"] for r in rows["quiet"]]
+    assert f"loss={rows['shown'][-1]['loss']:.3f}" in lines[-1]
+    a, b = (torch.load(tmp_path / r / "checkpoint.pt", weights_only=False)["model"] for r in ("quiet", "shown"))
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -20,6 +20,7 @@ import torch
 from spixwalk.common import resolve_device
 from spixwalk.preprocess import spconfig
 from spixwalk.preprocess.store import StoreReader
+from spixwalk.progress import Progress
 
 from . import checkpoints, device_aug, runconfig, tracking
 from .checkpoints import ResumeError
@@ -153,7 +154,8 @@ def run_steps(tr: Trainer, stop: StopSignal, clock: Clock) -> tuple[float, int, 
         tr.snapshot("step0")
     seconds, done, why = 0.0, 0, "steps"
     it = iter(tr.loader)
-    bar = _bar(tr.steps, tr.step, tr.rank == 0)
+    bar = Progress(tr.steps, "train", unit="step", initial=tr.step, enabled=tr.rank == 0)
+    t_bar, clips_per_step = time.perf_counter(), a.batch * a.world
     while tr.step < tr.steps:
         t0 = time.perf_counter()
         batch = next(it)
@@ -164,13 +166,16 @@ def run_steps(tr: Trainer, stop: StopSignal, clock: Clock) -> tuple[float, int, 
         tr.step += 1
         done += 1
         win.add(stats, batch, wait, a.batch)
+        # host-side counts only: the loss reaches the bar at log rows, which sync anyway
+        bar.note(**{"clips/s": f"{done * clips_per_step / (time.perf_counter() - t_bar):.1f}"})
         at_mark = tr.step in step_marks
         if tr.step % a.log_every and tr.step % a.ckpt_every and tr.step < tr.steps and not at_mark:
+            bar.update()
             continue
         row, (n_stop, n_over, n_snap) = _log_row(tr, win, clock, stop, marks)
         seconds += row["seconds"]
-        bar.update(row["steps_in_row"])
-        bar.set_postfix(loss=f"{row.get('loss', float('nan')):.3f}")
+        bar.note(loss=f"{row.get('loss', float('nan')):.3f}")
+        bar.update()
         if n_snap or at_mark:
             tr.checkpoint(seconds, clock)
             if n_snap:  # a copy per mark passed: one long step can pass several (another rank's: the first)
@@ -376,8 +381,3 @@ def _init_from(net, path) -> None:
 def _teardown(a) -> None:
     if a.world > 1:
         torch.distributed.destroy_process_group()
-
-
-def _bar(total, initial, enabled):
-    from tqdm import tqdm
-    return tqdm(total=total, initial=initial, disable=not enabled, desc="train", dynamic_ncols=True)
