@@ -114,10 +114,8 @@ def validate(a):
 
 
 def cmd_run(a) -> int:
-    from tqdm import tqdm
-
     from .engines import run_tasks
-    from .run import process_shard, write_run_config
+    from .run import VideoProgress, process_shard, write_run_config
 
     try:
         params, manifest, shards = validate(a)
@@ -141,9 +139,16 @@ def cmd_run(a) -> int:
              for s in shards]
     t0 = time.perf_counter()
     results = []
-    for st in tqdm(run_tasks(process_shard, tasks, a.jobs, a.backend, a.scheduler),
-                   total=len(tasks), unit="shard", desc=cfg):
-        results.append(st)
+    # per-video events need a queue the workers can reach: loky's run on this host
+    progress = VideoProgress({s: len(manifest[s]) for s in shards}, cfg, events=a.backend == "loky")
+    try:
+        for t in tasks:
+            t["progress"] = progress.queue
+        for st in run_tasks(process_shard, tasks, a.jobs, a.backend, a.scheduler):
+            results.append(st)
+            progress.finished(st)
+    finally:
+        progress.close()
     wall = time.perf_counter() - t0
     results.sort(key=lambda r: r["shard"])
     print_summary(results, wall, a.jobs)

@@ -46,14 +46,30 @@ class LeaseLost(Exception):
     """Another task took this shard over (we were presumed dead): stop without writing a marker."""
 
 
+class _Guard:
+    """Called between videos: raises LeaseLost once the shard's lease is lost. `video(event)` reports a
+    video "decoded" or "done" (labelled or failed) to the run's VideoProgress queue, where there is one."""
+
+    def __init__(self, lease: Lease, shard: int, queue=None):
+        self.lease, self.shard, self.queue = lease, shard, queue
+
+    def __call__(self) -> None:
+        if not self.lease.held():
+            raise LeaseLost(f"lease lost to {holder(self.lease.path)}")
+
+    def video(self, event: str) -> None:
+        if self.queue is not None:
+            self.queue.put((self.shard, event))
+
+
 def process_shard(root, shard: int, rows: list[dict], alg: str, params: dict, cfg: str,
                   fps: float = FRAME_RATE, size: int = FRAME_SIZE, quality: int = 90, timeout: float = 600.0,
-                  force: bool = False, retry_failed: bool = False, redecode: bool = False) -> dict:
+                  force: bool = False, retry_failed: bool = False, redecode: bool = False, progress=None) -> dict:
     """Bring one shard to complete frames + labels[cfg] under its lease. Never raises on bad input.
 
     force redoes labels[cfg] only; redecode redoes the frames (and so drops every label map);
     retry_failed re-attempts only the videos recorded as failed. A shard held by a live task is
-    left alone and reported as busy.
+    left alone and reported as busy. progress: VideoProgress's queue (None: no per-video events).
     """
     import cv2
 
@@ -63,9 +79,7 @@ def process_shard(root, shard: int, rows: list[dict], alg: str, params: dict, cf
              "nseg_min": None, "nseg_max": None, "decode_s": 0.0, "label_s": 0.0, "seconds": 0.0}
     try:
         with Lease(root, shard) as lease:
-            def guard():
-                if not lease.held():
-                    raise LeaseLost(f"lease lost to {holder(lease.path)}")
+            guard = _Guard(lease, shard, progress)
             fm = _frames_step(root, shard, rows, stats, guard, fps, size, quality, timeout, retry_failed, redecode)
             lm = _labels_step(root, shard, alg, params, cfg, stats, guard, force, retry_failed)
     except (Busy, LeaseLost) as e:
@@ -87,10 +101,12 @@ def _decode_into(w: store.FramesWriter, rows, fps, size, timeout, guard) -> list
         except DecodeError as e:
             failed.append({"id": row["id"], "path": row["path"], "stage": "decode", "reason": str(e)})
             _log(f"FAILED {row['path']}: {e}")
+            guard.video("done")
             continue
         guard()
         w.add(row["id"], arr, row["path"])
         del arr
+        guard.video("decoded")
     return failed
 
 
@@ -139,9 +155,11 @@ def _labels_step(root, shard, alg, params, cfg, stats, guard, force, retry_faile
             w.put(v, None, None, {"id": v["id"], "path": v.get("path"), "stage": "labels",
                                   "reason": f"{type(e).__name__}: {e}"})
             _log(f"FAILED {v.get('path') or v['id']}: {alg} labels: {e}")
+            guard.video("done")
             continue
         guard()
         w.put(v, lab, ns)
+        guard.video("done")
     guard()
     stats["labelled"] = True
     stats["label_s"] = time.perf_counter() - tl
@@ -152,3 +170,46 @@ def write_run_config(root, cfg: str, config: dict) -> Path:
     path = Path(root) / f"config-{cfg}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     return write_atomic(path, json.dumps(config, indent=1, sort_keys=True))  # tasks on several hosts write it
+
+
+class VideoProgress:
+    """Videos of a run done (labelled, failed, or kept from an earlier run) on a Progress bar: per video from
+    the tasks' events (`queue`, for tasks on this host: loky) and per shard from each finished task's stats."""
+
+    def __init__(self, shard_videos: dict[int, int], desc: str, events: bool):
+        import multiprocessing
+        import threading
+
+        from spixwalk.progress import Progress
+
+        self.total, self.done, self.decoded = dict(shard_videos), dict.fromkeys(shard_videos, 0), 0
+        self.bar = Progress(sum(self.total.values()), desc, unit="video")
+        self.lock, self.manager, self.queue, self.thread = threading.Lock(), None, None, None
+        if events:
+            self.manager = multiprocessing.Manager()
+            self.queue = self.manager.Queue()
+            self.thread = threading.Thread(target=self._drain, daemon=True)
+            self.thread.start()
+
+    def _drain(self) -> None:
+        while (event := self.queue.get()) is not None:
+            shard, kind = event
+            with self.lock:
+                if kind == "decoded":
+                    self.decoded += 1
+                    self.bar.note(decoded=self.decoded)
+                # events may trail their task's result: never past the shard's videos
+                self.done[shard] = min(self.done[shard] + (kind == "done"), self.total[shard])
+                self.bar.set(sum(self.done.values()))
+
+    def finished(self, stats: dict) -> None:
+        with self.lock:
+            self.done[stats["shard"]] = self.total[stats["shard"]]
+            self.bar.set(sum(self.done.values()))
+
+    def close(self) -> None:
+        if self.thread is not None:
+            self.queue.put(None)
+            self.thread.join()
+            self.manager.shutdown()
+        self.bar.close()

