@@ -42,7 +42,8 @@ def cmd_davis(args) -> int:
     config = {"command": "davis", **{k: v for k, v in vars(args).items() if k != "func"}, **paths,
               "features_kind": kind, "padding": featurize.padding, "propagation": prop}
     summary = davis_run.propagate_dataset(args.davis, args.year, args.out, featurize, args.set, _seqs(args), prop,
-                      overlays=not args.no_overlays, config=config, max_frames=args.max_frames)
+                      overlays=not args.no_overlays, config=config, max_frames=args.max_frames,
+                      video_fps=args.video_fps if args.video else 0)
     davis_run.print_summary(summary)
     return 0 if summary["complete"] else 1
 
@@ -122,6 +123,9 @@ def _davis_parser(sub) -> None:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda or cuda:N")
     p.add_argument("--no-overlays", action="store_true", help="skip the overlay PNGs")
+    p.add_argument("--video", action="store_true", help="OUT/<seq>/side-by-side.mp4: ground truth | prediction "
+                   "as filled masks, and its middle frame as side-by-side.png (the still `report` embeds)")
+    p.add_argument("--video-fps", type=float, default=24.0, help="frame rate of --video (DAVIS is filmed at 24)")
     p.add_argument("--max-frames", type=int, default=0,
                    help="only the first N frames of each sequence (quick looks; metrics need every frame)")
     p.set_defaults(func=cmd_davis)

@@ -20,6 +20,7 @@ from spixwalk.progress import Progress
 from .davis_io import (InputError, count_frames, load_frame, load_mask, mask_overlay, mask_path,
                     save_indexed, sequence_frames, sequence_list)
 from .propagate import Propagator
+from .side_by_side import SideBySide
 
 
 def first_frame_labels(mask: np.ndarray, hw) -> tuple[np.ndarray, torch.Tensor]:
@@ -107,8 +108,46 @@ def _save_frame(tmp: Path, stem: str, img, pred, overlays: bool) -> None:
         Image.fromarray(mask_overlay(img, pred)).save(tmp / "overlay" / f"{stem}.png", compress_level=1)
 
 
-def _propagate(davis, seq, frames, featurize, prop_kwargs, tmp, overlays, year, tick) -> tuple[int, float]:
-    """Propagate the first mask through frames into tmp/, tick() once per frame. Returns (objects,
+class _Sink:
+    """Where a sequence's frames go, off the critical path: indexed PNGs and overlays (Writer threads) and,
+    with a SideBySide, its mp4 (one thread: frames reach ffmpeg in order). Leaving the block waits for the
+    writes; the first failure raises, and a failed sequence keeps no mp4."""
+
+    def __init__(self, tmp: Path, overlays: bool, video: SideBySide | None):
+        self.tmp, self.overlays, self.video = tmp, overlays, video
+        self.png, self.mp4 = Writer(), (Writer(threads=1) if video else None)
+
+    def first(self, path: Path, img, mask) -> None:
+        self.png.submit(save_indexed, mask, self.tmp / f"{path.stem}.png")
+        if self.mp4:
+            self.mp4.submit(self.video.add, path, img, mask)
+
+    def frame(self, path: Path, img, pred) -> None:
+        self.png.submit(_save_frame, self.tmp, path.stem, img, pred, self.overlays)
+        if self.mp4:
+            self.mp4.submit(self.video.add, path, img, pred)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        errors = []
+        for w in filter(None, (self.png, self.mp4)):  # every pool shut down before the first error is raised
+            try:
+                w.close()
+            except Exception as e:
+                errors.append(e)
+        if self.video is not None and kind is None and not errors:
+            self.video.close()
+        elif self.video is not None:
+            self.video.abort()
+        if errors and kind is None:
+            raise errors[0]
+        return False
+
+
+def _propagate(davis, seq, frames, featurize, prop_kwargs, year, sink: _Sink, tick) -> tuple[int, float]:
+    """Propagate the first mask through frames into sink, tick() once per frame. Returns (objects,
     propagation seconds)."""
     first_mask = load_mask(mask_path(davis, seq, frames[0].stem), year)
     stream = decoded(frames)
@@ -124,25 +163,22 @@ def _propagate(davis, seq, frames, featurize, prop_kwargs, tmp, overlays, year, 
         raise InputError(f"{mask_path(davis, seq, frames[0].stem)}: {e}") from None
     prop = Propagator(**(prop_kwargs or {}))
     prop.start(feat, labels0)
-    writer, t_prop = Writer(), 0.0
-    try:
-        writer.submit(save_indexed, np.where(first_mask == 255, 0, first_mask), tmp / f"{frames[0].stem}.png")
+    t_prop = 0.0
+    sink.first(frames[0], img, np.where(first_mask == 255, 0, first_mask))
+    tick()
+    for path, img, feat in featurized(stream, featurize, size):
+        t1 = time.perf_counter()
+        pred = hard_labels(prop.step(feat).cpu(), ids, size)
+        t_prop += time.perf_counter() - t1
+        sink.frame(path, img, pred)
         tick()
-        for path, img, feat in featurized(stream, featurize, size):
-            t1 = time.perf_counter()
-            pred = hard_labels(prop.step(feat).cpu(), ids, size)
-            t_prop += time.perf_counter() - t1
-            writer.submit(_save_frame, tmp, path.stem, img, pred, overlays)
-            tick()
-    finally:
-        writer.close()
     return len(ids) - 1, t_prop
 
 
 def propagate_sequence(davis, year, seq, featurize, out: Path, prop_kwargs=None, overlays=True, max_frames=0,
-                       tick=lambda: None) -> dict:
+                       tick=lambda: None, video_fps: float = 0) -> dict:
     """Propagate one sequence into out/<seq>/ (written under a temporary name, renamed when complete);
-    tick() is called once per frame done."""
+    tick() is called once per frame done; video_fps > 0 adds the side-by-side mp4 and still."""
     frames = sequence_frames(davis, seq, year, every_frame=False)
     if max_frames:
         frames = frames[:max_frames]
@@ -151,7 +187,9 @@ def propagate_sequence(davis, year, seq, featurize, out: Path, prop_kwargs=None,
     (tmp / "overlay").mkdir(parents=True)
     try:
         t0 = time.perf_counter()
-        n_obj, t_prop = _propagate(davis, seq, frames, featurize, prop_kwargs, tmp, overlays, year, tick)
+        video = SideBySide(davis, year, seq, tmp, len(frames), video_fps) if video_fps else None
+        with _Sink(tmp, overlays, video) as sink:
+            n_obj, t_prop = _propagate(davis, seq, frames, featurize, prop_kwargs, year, sink, tick)
         seconds = time.perf_counter() - t0
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -164,7 +202,7 @@ def propagate_sequence(davis, year, seq, featurize, out: Path, prop_kwargs=None,
 
 
 def propagate_dataset(davis, year, out, featurize, subset="val", sequences=None, prop_kwargs=None, overlays=True,
-        config=None, progress=True, max_frames=0) -> dict:
+        config=None, progress=True, max_frames=0, video_fps: float = 0) -> dict:
     names = sequence_list(davis, year, subset, sequences)  # InputError before anything is written
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -178,7 +216,7 @@ def propagate_dataset(davis, year, out, featurize, subset="val", sequences=None,
             start = bar.n
             try:
                 stats.append(propagate_sequence(davis, year, seq, featurize, out, prop_kwargs, overlays, max_frames,
-                                                tick=bar.update))
+                                                tick=bar.update, video_fps=video_fps))
             except InputError as e:
                 print(f"error: {e}", file=sys.stderr)
                 failures.append({"sequence": seq, "reason": str(e)})
