@@ -124,8 +124,9 @@ def score_sequence(davis, year, results, seq, tick=lambda: None) -> list[dict]:
     for k in range(n_obj):
         jm, jr, jd = statistics(J[k])
         fm, fr, fd = statistics(F[k])
+        # the toolkit's J&F of an object, as of the whole set: the mean of its J-Mean and F-Mean
         rows.append({"name": f"{seq}_{k + 1}", "sequence": seq, "object": k + 1, "n_frames": len(ids) - 2,
-                     "J-Mean": jm, "J-Recall": jr, "J-Decay": jd, "F-Mean": fm, "F-Recall": fr, "F-Decay": fd})
+                     "J&F-Mean": (jm + fm) / 2.0, "J-Mean": jm, "J-Recall": jr, "J-Decay": jd, "F-Mean": fm, "F-Recall": fr, "F-Decay": fd})
     return rows
 
 
@@ -176,25 +177,31 @@ def _fmt(x: float) -> str:
     return "" if np.isnan(x) else "%.3f" % x  # the toolkit's pandas float_format, NaN as empty
 
 
+def _csv(path: Path, head: list, rows) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(head)
+        w.writerows(rows)
+
+
 def write(res: dict, results) -> dict:
-    """Toolkit CSVs (only when every sequence scored, so a partial run never looks complete) + JSON."""
+    """Toolkit CSVs, and per-object-results with every measure of each object (J&F included), only when
+    every sequence scored, so a partial run never looks complete; the JSON always."""
     out = Path(results)
     subset = res["set"]
     paths = {"json": out / f"metrics-{subset}.json"}
+    csvs = {"global_csv": f"global_results-{subset}.csv", "per_sequence_csv": f"per-sequence_results-{subset}.csv",
+            "per_object_csv": f"per-object_results-{subset}.csv"}
     if res["complete"]:
-        paths["global_csv"] = out / f"global_results-{subset}.csv"
-        paths["per_sequence_csv"] = out / f"per-sequence_results-{subset}.csv"
-        with open(paths["global_csv"], "w", newline="") as f:
-            w = csv.writer(f, lineterminator="\n")
-            w.writerow(MEASURES)
-            w.writerow([_fmt(res["global"][m]) for m in MEASURES])
-        with open(paths["per_sequence_csv"], "w", newline="") as f:
-            w = csv.writer(f, lineterminator="\n")
-            w.writerow(["Sequence", "J-Mean", "F-Mean"])
-            for o in res["per_object"]:
-                w.writerow([o["name"], _fmt(o["J-Mean"]), _fmt(o["F-Mean"])])
+        paths.update({k: out / name for k, name in csvs.items()})
+        _csv(paths["global_csv"], MEASURES, [[_fmt(res["global"][m]) for m in MEASURES]])
+        objects = res["per_object"]
+        _csv(paths["per_sequence_csv"], ["Sequence", "J-Mean", "F-Mean"],  # the toolkit's columns, unchanged
+             [[o["name"], _fmt(o["J-Mean"]), _fmt(o["F-Mean"])] for o in objects])
+        _csv(paths["per_object_csv"], ["Sequence", *MEASURES], [[o["name"], *(_fmt(o[m]) for m in MEASURES)]
+                                                                for o in objects])
     else:
-        for name in (f"global_results-{subset}.csv", f"per-sequence_results-{subset}.csv"):
+        for name in csvs.values():
             (out / name).unlink(missing_ok=True)
     paths["json"].write_text(json.dumps(res, indent=1))
     return {k: str(v) for k, v in paths.items()}
@@ -206,9 +213,9 @@ def print_table(res: dict) -> None:
     print("  ".join(f"{m:>9}" for m in MEASURES))
     print("  ".join(f"{_fmt(g[m]):>9}" for m in MEASURES))
     print(f"---------- per object ----------")
-    print(f"{'Sequence':<28}{'J-Mean':>8}{'F-Mean':>8}")
+    print(f"{'Sequence':<28}{'J&F-Mean':>9}{'J-Mean':>8}{'F-Mean':>8}")
     for o in res["per_object"]:
-        print(f"{o['name']:<28}{_fmt(o['J-Mean']):>8}{_fmt(o['F-Mean']):>8}")
+        print(f"{o['name']:<28}{_fmt(o['J&F-Mean']):>9}{_fmt(o['J-Mean']):>8}{_fmt(o['F-Mean']):>8}")
     for f in res["failures"]:
         print(f"FAILED {f['sequence']}: {f['reason']}")
 

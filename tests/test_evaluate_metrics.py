@@ -144,6 +144,9 @@ def test_csv_format(tmp_path):
     assert rows[1] == ["1.000", "1.000", "1.000", "0.000", "1.000", "1.000", "0.000"]
     rows = list(csv.reader(open(tmp_path / "r" / "per-sequence_results-val.csv")))
     assert rows == [["Sequence", "J-Mean", "F-Mean"], ["s_1", "1.000", "1.000"]]
+    rows = list(csv.reader(open(tmp_path / "r" / "per-object_results-val.csv")))
+    assert rows == [["Sequence", *metrics.MEASURES], ["s_1", "1.000", "1.000", "1.000", "0.000", "1.000", "1.000",
+                                                      "0.000"]]
 
 
 @needs_data
@@ -198,3 +201,41 @@ def test_sequences_scored_in_parallel_give_the_serial_result(tmp_path):
     two = metrics.evaluate(tmp_path / "d", 2017, res, progress=False, jobs=2)
     assert one["global"] == two["global"] and one["per_object"] == two["per_object"]
     assert [f["sequence"] for f in two["failures"]] == ["synth-01"] and two["global"]["J-Mean"] == 1.0
+
+
+def first_frames(src: Path, seqs, n: int, dst: Path) -> Path:
+    """A DAVIS root with copies of the first n frames and masks of real sequences."""
+    for seq in seqs:
+        for sub, ext in (("JPEGImages", "jpg"), ("Annotations", "png")):
+            (dst / sub / "480p" / seq).mkdir(parents=True)
+            for p in sorted((src / sub / "480p" / seq).glob(f"*.{ext}"))[:n]:
+                shutil.copy(p, dst / sub / "480p" / seq / p.name)
+    return dst
+
+
+@needs_data
+def test_per_object_jf_is_the_mean_of_j_and_f(tmp_path):
+    """Real propagations (RGB features: imperfect, objects scored differently) of a 2-object DAVIS-2017-format
+    set and two real DAVIS-2016 sequences: the J&F column is mean(J-Mean, F-Mean) of that object's row."""
+    import json
+
+    from spixwalk.evaluate.cli import main
+    from spixwalk.evaluate.synth import generate
+
+    generate(tmp_path / "synth", n_sequences=2, n_frames=6, height=64, width=112, n_objects=2, seed=1)
+    d16 = first_frames(DATA / "davis2016-val", ["car-shadow", "blackswan"], 8, tmp_path / "d16")
+    for root, year, seqs, n_objects in [(tmp_path / "synth", 2017, "synth-00,synth-01", 4),
+                                        (d16, 2016, "car-shadow,blackswan", 2)]:
+        out = tmp_path / f"out{year}"
+        common = ["--davis", str(root), "--year", str(year), "--sequences", seqs]
+        assert main(["davis", *common, "--features", "rgb", "--out", str(out), "--no-overlays"]) == 0
+        assert main(["metrics", *common, "--results", str(out)]) == 0
+        res = json.loads((out / "metrics-val.json").read_text())
+        rows = list(csv.DictReader(open(out / "per-object_results-val.csv")))
+        assert [r["Sequence"] for r in rows] == [o["name"] for o in res["per_object"]] and len(rows) == n_objects
+        for r, o in zip(rows, res["per_object"]):
+            assert float(r["J&F-Mean"]) == pytest.approx((o["J-Mean"] + o["F-Mean"]) / 2, abs=5e-4)
+            assert float(r["J-Mean"]) == pytest.approx(o["J-Mean"], abs=5e-4)
+            assert o["J&F-Mean"] == (o["J-Mean"] + o["F-Mean"]) / 2
+        assert len({r["J&F-Mean"] for r in rows}) == n_objects  # real scores, not one constant
+        assert res["global"]["J&F-Mean"] == pytest.approx(np.mean([o["J&F-Mean"] for o in res["per_object"]]))
