@@ -1,13 +1,16 @@
 """Tables and figures across runs: the demo's one-screen table and `make report`'s markdown.
 
 Reads only files the stages wrote: RUN/summary.json, RUN/config.json and RUN/log.jsonl (train) and
-EVAL/metrics-val.json plus EVAL/<seq>/overlay/*.png (evaluate). The evaluation of a run RUN lives in
+EVAL/metrics-val.json, EVAL/<seq>/overlay/*.png and, from `evaluate davis --video`, EVAL/<seq>/side-by-side.png
+and .mp4 (evaluate). The evaluation of a run RUN lives in
 EVAL_ROOT/<basename of RUN>; the baselines in EVAL_ROOT/rgb and EVAL_ROOT/random.
 """
 from __future__ import annotations
 
 import json
 import math
+import os
+import re
 import shutil
 from pathlib import Path
 
@@ -147,6 +150,28 @@ def overlay_montage(eval_dirs: dict, out: Path, n_frames: int = 4) -> Path | Non
     return out
 
 
+def side_by_side(evals: dict, out: Path) -> list[str]:
+    """Markdown lines: per evaluation with `--video` pictures, the still of the first sequence they all have
+    (ground truth | prediction), copied beside the report and linked to its mp4."""
+    from .side_by_side import STILL, VIDEO
+
+    have = {name: {p.parent.name for p in Path(d).glob(f"*/{STILL}")} for name, d in evals.items()}
+    have = {name: seqs for name, seqs in have.items() if seqs}
+    if not have:
+        return []
+    common = set.intersection(*have.values())
+    parts = ["## Ground truth | prediction", "",
+             "Left the ground truth, right the prediction: the middle frame of each `evaluate davis --video` clip.", ""]
+    for name, seqs in have.items():
+        seq = min(common or seqs)
+        src = Path(evals[name]) / seq
+        still = f"side-by-side-{re.sub(r'[^A-Za-z0-9_.-]+', '-', name)}.png"
+        shutil.copyfile(src / STILL, out / still)
+        link = f" ([mp4]({os.path.relpath(src / VIDEO, out)}))" if (src / VIDEO).exists() else ""
+        parts += [f"**{name}**, `{seq}`{link}", "", f"![{name}: {seq}]({still})", ""]
+    return parts
+
+
 def write_report(runs: list, eval_root, out) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -168,6 +193,7 @@ def write_report(runs: list, eval_root, out) -> Path:
     montage = overlay_montage(evals, out / "propagation.png")
     if montage:
         parts += ["## Propagation overlays", "", f"![propagation]({montage.name})", ""]
+    parts += side_by_side(evals, out)
     path = out / "report.md"
     path.write_text("\n".join(parts))
     return path

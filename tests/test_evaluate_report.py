@@ -51,3 +51,28 @@ def test_report_writes_markdown_and_figures(tmp_path, capsys):
     assert "| random-init encoder | 0.400 |" in md and "| superpixels (superpixels) | 0.500 |" in md
     assert (out / "loss-overlay.png").stat().st_size > 1000
     assert "random-init encoder" in capsys.readouterr().out
+
+
+SYNTH_DAVIS = dict(n_sequences=2, n_frames=4, height=48, width=80, n_objects=2, seed=0)  # conftest.synth_davis
+
+
+def test_report_embeds_the_video_still(synth_davis, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    sp = _run(tmp_path, "superpixels", "superpixels", 0.5, 4.0)
+    ev = tmp_path / "eval"
+    assert main(["davis", "--davis", str(synth_davis), "--features", "rgb", "--out", str(ev / "rgb"), "--video"]) == 0
+    assert main(["davis", "--davis", str(synth_davis), "--init", "random", "--out", str(ev / "superpixels"),
+                 "--sequences", "synth-01", "--video"]) == 0
+    out = tmp_path / "report"
+    assert main(["report", "--runs", str(sp), "--eval-root", str(ev), "--out", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    assert "## Ground truth | prediction" in md
+    # the sequence both evaluations have, its still copied unchanged, the mp4 linked where it lies
+    for name, folder in (("raw RGB features", "rgb"), ("superpixels", "superpixels")):
+        still = f"side-by-side-{name.replace(' ', '-')}.png"
+        assert f"![{name}: synth-01]({still})" in md
+        assert np.array_equal(np.asarray(Image.open(out / still)),
+                              np.asarray(Image.open(ev / folder / "synth-01" / "side-by-side.png")))
+        assert f"([mp4](../eval/{folder}/synth-01/side-by-side.mp4))" in md
