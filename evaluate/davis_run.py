@@ -209,7 +209,8 @@ def propagate_dataset(davis, year, out, featurize, subset="val", sequences=None,
     if config is not None:
         (out / "config.json").write_text(json.dumps(config, indent=1))
     stats, failures = [], []
-    counts = {seq: min(count_frames(davis, seq), max_frames or 10**9) for seq in names}
+    counts = {seq: count_frames(davis, seq) for seq in names}
+    counts = {seq: min(n, max_frames) if max_frames else n for seq, n in counts.items()}
     with Progress(sum(counts.values()), "propagate", unit="frame", enabled=progress) as bar:
         for seq in names:
             bar.note(sequence=seq)
