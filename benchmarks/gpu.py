@@ -187,30 +187,27 @@ def gpu_alone(m, b: dict, steps: int, dtype) -> float:
 
 
 def fed(m, it, steps: int, warm: int, dtype) -> dict:
-    """Loader-fed steps as the trainer runs them (no sync per step): frames/s and the data wait, defined as
-    in the trainer's log: 1 - device-busy / wall, busy from CUDA events around each step (train/clock.py; on
-    the CPU the steps' own host time). The first `warm` steps drain what the workers prefetched while the
+    """Loader-fed steps as the trainer runs them (no sync per step): frames/s and the data wait as the trainer's
+    log defines it (train/clock.py data_wait: 1 - busy / wall, busy from Clock.busy, CUDA events around each step;
+    on the CPU the steps' own host time). The first `warm` steps drain what the workers prefetched while the
     GPU was idle and are not timed; worker seconds are those measured inside the workers."""
-    from spixwalk.train.clock import Clock
+    from spixwalk.train.clock import Clock, data_wait
 
     for _ in range(warm):
         m.step(next(it), dtype)
     sync(m.device)
-    clock, host_busy, frames, clips, worker_s = Clock("device" if m.device.type == "cuda" else "cpu", m.device), 0.0, 0, 0, 0.0
+    clock, frames, clips, worker_s = Clock("auto", m.device), 0, 0, 0.0
     t0 = time.perf_counter()
     for _ in range(steps):
         b = next(it)
-        t1 = time.perf_counter()
         clock.step_start()
         m.step(b, dtype)
         clock.step_end()
-        host_busy += time.perf_counter() - t1
         n = len(b["patch"])
         frames, clips, worker_s = frames + n * T, clips + n, worker_s + b["worker_s"]
     sync(m.device)
     wall = time.perf_counter() - t0
-    busy = clock.device() if clock.cuda else host_busy
-    return {"frames_per_s": frames / wall, "data_wait": max(0.0, 1 - busy / wall), "step_s": wall / steps,
+    return {"frames_per_s": frames / wall, "data_wait": data_wait(clock.busy(), wall), "step_s": wall / steps,
             "timed_steps": steps, "loader_clips_per_s_per_worker": clips / worker_s}
 
 
