@@ -137,16 +137,16 @@ study: $(STAMP) ## learning signal: J&F vs training seconds per node mode with p
 	  --device $(STUDY_DEVICE) --work $(WORK)/study-$(STUDY_DEVICE) $(if $(STUDY_BUDGET),--budget $(STUDY_BUDGET)) \
 	  $(if $(STUDY_POINTS),--points $(STUDY_POINTS)) $(STUDY_ARGS)
 
-bench: bench-preprocess bench-train bench-eval ## benchmarks: ratios ours vs reference, written to bench-results/*.json
+bench: bench-preprocess bench-train bench-eval ## benchmarks: ratios ours vs reference, written to bench-results/*.json (EXTRA=--quick: a smoke run)
 
 bench-preprocess: $(STAMP) ## decode, superpixels, store: bench-results/preprocess.json
-	$(PY) -m benchmarks.preprocess
+	$(PY) -m benchmarks.preprocess $(EXTRA)
 
 bench-train: $(STAMP) ## training step, pooling, loader cost per clip (superpixel vs patch): bench-results/train.json
-	$(PY) -m benchmarks.train
+	$(PY) -m benchmarks.train $(EXTRA)
 
 bench-eval: $(STAMP) ## propagation speed and memory: bench-results/eval.json
-	$(PY) -m benchmarks.eval
+	$(PY) -m benchmarks.eval $(EXTRA)
 
 DAVIS_GPU ?= ../shared/data/davis2016-val
 # a store a batch does not repeat clips of: the 30 DAVIS-2016 train videos (~700 frames at 8 fps), SLIC-30
