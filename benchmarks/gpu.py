@@ -520,21 +520,30 @@ def setup(a, device) -> dict:
     return res
 
 
-def part_train(a, device, res: dict) -> dict:
+def part_train(a, device, res: dict, save) -> dict:
+    """Each preset in turn, saved as it finishes (the part takes the longest)."""
     from spixwalk.preprocess.store import StoreReader  # zarr is needed for the store's parts only
 
     reader, presets = StoreReader(a.store), a.presets.split(",")
-    # --compile for the first preset only: each compilation costs tens of seconds, one figure is the target
-    return {p: bench_preset(reader, with_preset(a, p, compile=a.compile and p == presets[0]), device) for p in presets}
+    out = res["train"] = {}
+    for p in presets:
+        # --compile for the first preset only: each compilation costs tens of seconds, one figure is the target
+        out[p] = bench_preset(reader, with_preset(a, p, compile=a.compile and p == presets[0]), device)
+        save(res)
+    return out
 
 
-def part_precision(a, device, res: dict) -> dict:
+def part_trainer(a, device, res: dict, save) -> dict:
+    return bench_trainer(a, res)
+
+
+def part_precision(a, device, res: dict, save) -> dict:
     from spixwalk.preprocess.store import StoreReader
 
     return bench_precision(StoreReader(a.store), a, device)
 
 
-def part_davis(a, device, res: dict) -> dict:
+def part_davis(a, device, res: dict, save) -> dict:
     cap_memory(a, device, 1.0)  # the evaluation's own setting: full fp32, no TF32, no cap
     r = bench_davis(a, device)
     cap_memory(a, device)  # whatever the evaluation set, later parts run with the stated cap and TF32 state
@@ -543,15 +552,16 @@ def part_davis(a, device, res: dict) -> dict:
     return r
 
 
-def part_compare(a, device, res: dict) -> dict:
+def part_compare(a, device, res: dict, save) -> dict:
     """A device run's PNGs brought back, scored against a CPU run made here."""
     from spixwalk.evaluate.davis_io import sequence_list
 
     return compare_cpu(a, sequence_list(a.davis, a.year, "val", a.sequences.split(",") if a.sequences else None))
 
 
-PARTS = {"train": part_train, "trainer": lambda a, device, res: bench_trainer(a, res), "precision": part_precision,
-         "davis": part_davis, "compare": part_compare}
+# each part: (options, device, the results so far, save) -> its dict, res[part]
+PARTS = {"train": part_train, "trainer": part_trainer, "precision": part_precision, "davis": part_davis,
+         "compare": part_compare}
 
 
 def measure(a, save=lambda res: None) -> dict:
@@ -563,7 +573,7 @@ def measure(a, save=lambda res: None) -> dict:
     res = setup(a, device)
     for part in a.parts.split(","):
         t0 = time.perf_counter()
-        res[part] = PARTS[part](a, device, res)
+        res[part] = PARTS[part](a, device, res, save)
         res.setdefault("part_seconds", {})[part] = round(time.perf_counter() - t0, 1)
         save(res)
     return res
