@@ -615,7 +615,6 @@ def _print_train(name: str, t: dict, r: dict) -> None:
 
 
 def _print_compare(r: dict) -> None:
-    print("seconds per part: " + ", ".join(f"{k} {v:.0f}" for k, v in r.get("part_seconds", {}).items()))
     if "compare" in r:
         c = r["compare"]
         print(f"device vs CPU masks: pixels differing {c['pixels_differing']:.2e}, CPU path J&F {c['cpu_J_and_F']:.4f}")
@@ -628,6 +627,7 @@ def main(argv=None) -> int:
     res = measure(a, save=lambda r: out.write_text(json.dumps(r, indent=1, default=float)))
     print_table(res)
     _print_compare(res)
+    print("seconds per part: " + ", ".join(f"{k} {v:.0f}" for k, v in res.get("part_seconds", {}).items()))
     log(f"wrote {out}")
     return 0
 
