@@ -10,6 +10,8 @@
    per object of J/F mean, recall and decay. The toolkit is run from --official (never part of this
    repository) with --official-python; when it is absent the figure stored from the last side-by-side
    run is reported and labelled as such.
+Each part is one bench_* function returning its dict; main() parses the options, writes the JSON, prints.
+`--quick` measures every figure (the same JSON keys) on one sequence and two frames: a smoke run.
 """
 import argparse
 import json
@@ -47,47 +49,65 @@ print(json.dumps(out))
 """
 
 
-def bench_propagation(davis, seqs, n_frames, log):
+def propagation_row(davis, seq, n_frames, featurize, log) -> dict:
+    """Ours vs the full-affinity reference on the first n_frames of seq, same features."""
+    frames = frame_paths(davis, seq)[:n_frames]
+    imgs = [load_frame(p) for p in frames]
+    feats = [featurize(im) for im in imgs]
+    ids, lab0 = first_frame_labels(load_mask(mask_path(davis, seq, frames[0].stem), 2016), feats[0].shape[1:])
+    t0 = time.perf_counter()
+    prop = Propagator()
+    prop.start(feats[0], lab0)
+    ours = [prop.step(f) for f in feats[1:]]
+    t1 = time.perf_counter()
+    ref = propagate_full(feats, lab0)
+    t2 = time.perf_counter()
+    size = imgs[0].shape[:2]
+    same = all(np.array_equal(hard_labels(a, ids, size), hard_labels(b, ids, size)) for a, b in zip(ours, ref))
+    diff = max(float((a - b).abs().max()) for a, b in zip(ours, ref))
+    row = {"sequence": seq, "frames": len(frames), "ours_s_per_frame": (t1 - t0) / (len(frames) - 1),
+           "full_s_per_frame": (t2 - t1) / (len(frames) - 1), "identical": same, "max_abs_soft_diff": diff}
+    row["speedup"] = row["full_s_per_frame"] / row["ours_s_per_frame"]
+    log(f"  {seq}: ours {row['ours_s_per_frame']:.2f} s/frame, full {row['full_s_per_frame']:.2f} s/frame, "
+        f"x{row['speedup']:.1f}, identical={same}, max|diff|={diff:.2e}")
+    return row
+
+
+def bench_propagation(davis, seqs, n_frames, log) -> dict:
+    """Part 1: ours (local windows) vs full affinity, per sequence and over all."""
+    log("propagation: ours (local windows) vs full affinity, same features")
     featurize = EncoderFeatures(seed=0)
-    rows = []
-    for seq in seqs:
-        frames = frame_paths(davis, seq)[:n_frames]
-        imgs = [load_frame(p) for p in frames]
-        feats = [featurize(im) for im in imgs]
-        ids, lab0 = first_frame_labels(load_mask(mask_path(davis, seq, frames[0].stem), 2016), feats[0].shape[1:])
-        t0 = time.perf_counter()
-        prop = Propagator()
-        prop.start(feats[0], lab0)
-        ours = [prop.step(f) for f in feats[1:]]
-        t1 = time.perf_counter()
-        ref = propagate_full(feats, lab0)
-        t2 = time.perf_counter()
-        size = imgs[0].shape[:2]
-        same = all(np.array_equal(hard_labels(a, ids, size), hard_labels(b, ids, size)) for a, b in zip(ours, ref))
-        diff = max(float((a - b).abs().max()) for a, b in zip(ours, ref))
-        row = {"sequence": seq, "frames": len(frames), "ours_s_per_frame": (t1 - t0) / (len(frames) - 1),
-               "full_s_per_frame": (t2 - t1) / (len(frames) - 1), "identical": same, "max_abs_soft_diff": diff}
-        row["speedup"] = row["full_s_per_frame"] / row["ours_s_per_frame"]
-        log(f"  {seq}: ours {row['ours_s_per_frame']:.2f} s/frame, full {row['full_s_per_frame']:.2f} s/frame, "
-            f"x{row['speedup']:.1f}, identical={same}, max|diff|={diff:.2e}")
-        rows.append(row)
-    return rows
+    rows = [propagation_row(davis, seq, n_frames, featurize, log) for seq in seqs]
+    ours = sum(r["ours_s_per_frame"] for r in rows)
+    full = sum(r["full_s_per_frame"] for r in rows)
+    return {"propagation": rows, "propagation_speedup_vs_full": full / ours,
+            "predictions_identical": all(r["identical"] for r in rows),
+            "max_abs_soft_label_diff": max(r["max_abs_soft_diff"] for r in rows),
+            "propagation_seconds_per_frame": ours / len(rows)}
 
 
-def bench_rss(davis, seqs, max_frames, log):
-    rows = []
-    for seq in seqs:
-        with tempfile.TemporaryDirectory() as out:
-            cmd = [sys.executable, "-m", "evaluate", "davis", "--davis", str(davis), "--year", "2016",
-                   "--sequences", seq, "--init", "random", "--no-overlays", "--out", out]
-            if max_frames:
-                cmd += ["--max-frames", str(max_frames)]
-            subprocess.run(cmd, check=True, cwd=REPO, capture_output=True)
-            s = json.loads((Path(out) / "propagation.json").read_text())["sequences"][0]
-        log(f"  {seq}: {s['frames']} frames, {s['seconds_per_frame']:.2f} s/frame end to end "
-            f"({s['propagation_seconds_per_frame']:.2f} propagation), peak RSS {s['peak_rss_gb']:.2f} GB")
-        rows.append(s)
-    return rows
+def end_to_end_row(davis, seq, max_frames, log) -> dict:
+    """`python -m evaluate davis` on one sequence in its own process: its propagation.json entry."""
+    with tempfile.TemporaryDirectory() as out:
+        cmd = [sys.executable, "-m", "evaluate", "davis", "--davis", str(davis), "--year", "2016",
+               "--sequences", seq, "--init", "random", "--no-overlays", "--out", out]
+        if max_frames:
+            cmd += ["--max-frames", str(max_frames)]
+        subprocess.run(cmd, check=True, cwd=REPO, capture_output=True)
+        s = json.loads((Path(out) / "propagation.json").read_text())["sequences"][0]
+    log(f"  {seq}: {s['frames']} frames, {s['seconds_per_frame']:.2f} s/frame end to end "
+        f"({s['propagation_seconds_per_frame']:.2f} propagation), peak RSS {s['peak_rss_gb']:.2f} GB")
+    return s
+
+
+def bench_rss(davis, seqs, max_frames, log) -> dict:
+    """Part 2: peak RSS and seconds per frame end to end, one process per sequence."""
+    log(f"end to end (python -m evaluate davis, random-init encoder, 480p) on {len(seqs)} sequences")
+    rows = [end_to_end_row(davis, seq, max_frames, log) for seq in seqs]
+    frames = sum(r["frames"] - 1 for r in rows)
+    return {"end_to_end": rows, "peak_rss_gb": max(r["peak_rss_gb"] for r in rows),
+            "seconds_per_frame": sum(r["seconds"] for r in rows) / frames,
+            "rss_frames_per_sequence": max_frames or "all"}
 
 
 def toolkit_root_2016(src, seqs, dst):
@@ -137,7 +157,70 @@ def compare_official(name, davis, year, seqs, results, official, py, log):
     return {"set": name, "objects": len(theirs), "max_abs_diff": diff}
 
 
-def main(argv=None):
+def side_by_side(a, d16: Path, official: Path, py: Path, log) -> list[dict]:
+    """Ours vs the toolkit on DAVIS-2016, DAVIS-2017 breakdance (where present) and a synthetic set with voids."""
+    work = Path(tempfile.mkdtemp(prefix="bench-eval-"))
+    seqs16 = sequences(d16, a.metrics_sequences)
+    r16 = Path(a.results16) if a.results16 else work / "r16"
+    ensure_results(d16, 2016, seqs16, r16, log)
+    cmp = [compare_official("davis2016-val", d16, 2016, seqs16, r16, official, py, log)]
+    if Path(a.davis17).is_dir():
+        ensure_results(a.davis17, 2017, ["breakdance"], work / "r17", log)
+        cmp.append(compare_official("davis2017-mini/breakdance", Path(a.davis17), 2017, ["breakdance"],
+                                    work / "r17", official, py, log))
+    names = synth.generate(work / "synth", n_sequences=2, n_frames=12, height=120, width=216, seed=1)
+    ensure_results(work / "synth", 2017, names, work / "rsynth", log)
+    cmp.append(compare_official("synthetic (void rings, 3 objects)", work / "synth", 2017, names,
+                                work / "rsynth", official, py, log))
+    return cmp
+
+
+def bench_metrics(a, d16: Path, log) -> dict:
+    """Part 3: metrics vs the official toolkit, side by side where it is installed, else the stored figure."""
+    official, py = Path(a.official), Path(a.official_python)
+    if not ((official / "davis2017" / "evaluation.py").is_file() and py.is_file()):
+        log(f"metrics: official toolkit not found at {official}; reporting the stored figure")
+        return {"metrics_max_abs_diff": STORED_OFFICIAL["max_abs_diff"],
+                "metrics_official_source": f"STORED figure, not measured in this run: {STORED_OFFICIAL['source']}"}
+    log("metrics: ours vs the official toolkit")
+    cmp = side_by_side(a, d16, official, py, log)
+    return {"metrics_vs_official": cmp, "metrics_max_abs_diff": max(c["max_abs_diff"] for c in cmp),
+            "metrics_official_source": "measured side by side in this run"}
+
+
+def sequences(davis: Path, spec: str) -> list[str]:
+    """A comma list of DAVIS-2016 sequences, or 'all' of them."""
+    return sequence_list(davis, 2016) if spec == "all" else spec.split(",")
+
+
+def measure(a, log) -> dict:
+    """The parts not in --skip, over the previous run's figures where a part is skipped."""
+    skip = set(a.skip.split(","))
+    out = Path(a.out)
+    # a part skipped in this run keeps the figures of the previous run
+    res = json.loads(out.read_text()) if out.is_file() and skip - {""} else {}
+    res.update(torch_threads=torch.get_num_threads(), cpu_count=os.cpu_count())
+    d16 = Path(a.davis16)
+    if not d16.is_dir():
+        sys.exit(f"error: {d16}: DAVIS-2016 data not found")
+    if "prop" not in skip:
+        res.update(bench_propagation(d16, a.prop_sequences.split(","), a.prop_frames, log))
+    if "rss" not in skip:
+        res.update(bench_rss(d16, sequences(d16, a.rss_sequences), a.rss_frames, log))
+    if "metrics" not in skip:
+        res.update(bench_metrics(a, d16, log))
+    return res
+
+
+SUMMARY = ("propagation_speedup_vs_full", "predictions_identical", "max_abs_soft_label_diff",
+           "propagation_seconds_per_frame", "seconds_per_frame", "peak_rss_gb", "metrics_max_abs_diff")
+# --quick: every figure (the same JSON keys) from one sequence and two frames (the full-affinity reference
+# costs seconds per 480p frame), < 2 minutes on 2 idle cores
+QUICK = {"prop_sequences": "blackswan", "prop_frames": 2, "rss_sequences": "blackswan", "rss_frames": 2,
+         "metrics_sequences": "blackswan"}
+
+
+def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--davis16", default=str(DATA / "davis2016-val"))
     ap.add_argument("--davis17", default=str(DATA / "davis2017-mini"))
@@ -154,66 +237,23 @@ def main(argv=None):
     ap.add_argument("--results16", default=None, help="existing DAVIS-2016 results to score (else RGB baseline)")
     ap.add_argument("--skip", default="", help="comma list of parts to skip: prop,rss,metrics")
     ap.add_argument("--out", default=str(REPO / "bench-results" / "eval.json"))
-    args = ap.parse_args(argv)
-    skip = set(args.skip.split(","))
+    ap.add_argument("--quick", action="store_true", help="smoke run, every figure from less work: "
+                    + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in QUICK.items()))
+    a = ap.parse_args(argv)
+    if a.quick:
+        vars(a).update(QUICK)
+    return a
+
+
+def main(argv=None):
+    a = parse_args(argv)
     log = lambda m: print(m, flush=True)  # noqa: E731
-    out = Path(args.out)
-    # a part skipped in this run keeps the figures of the previous run
-    res = json.loads(out.read_text()) if out.is_file() and skip - {""} else {}
-    res.update(torch_threads=torch.get_num_threads(), cpu_count=os.cpu_count())
-    d16 = Path(args.davis16)
-    if not d16.is_dir():
-        sys.exit(f"error: {d16}: DAVIS-2016 data not found")
-
-    if "prop" not in skip:
-        log("propagation: ours (local windows) vs full affinity, same features")
-        rows = bench_propagation(d16, args.prop_sequences.split(","), args.prop_frames, log)
-        ours = sum(r["ours_s_per_frame"] for r in rows)
-        full = sum(r["full_s_per_frame"] for r in rows)
-        res.update(propagation=rows, propagation_speedup_vs_full=full / ours,
-                   predictions_identical=all(r["identical"] for r in rows),
-                   max_abs_soft_label_diff=max(r["max_abs_soft_diff"] for r in rows),
-                   propagation_seconds_per_frame=ours / len(rows))
-
-    if "rss" not in skip:
-        seqs = sequence_list(d16, 2016) if args.rss_sequences == "all" else args.rss_sequences.split(",")
-        log(f"end to end (python -m evaluate davis, random-init encoder, 480p) on {len(seqs)} sequences")
-        rows = bench_rss(d16, seqs, args.rss_frames, log)
-        frames = sum(r["frames"] - 1 for r in rows)
-        res.update(end_to_end=rows, peak_rss_gb=max(r["peak_rss_gb"] for r in rows),
-                   seconds_per_frame=sum(r["seconds"] for r in rows) / frames,
-                   rss_frames_per_sequence=args.rss_frames or "all")
-
-    if "metrics" not in skip:
-        official, py = Path(args.official), Path(args.official_python)
-        if (official / "davis2017" / "evaluation.py").is_file() and py.is_file():
-            log("metrics: ours vs the official toolkit")
-            work = Path(tempfile.mkdtemp(prefix="bench-eval-"))
-            seqs16 = (sequence_list(d16, 2016) if args.metrics_sequences == "all"
-                      else args.metrics_sequences.split(","))
-            r16 = Path(args.results16) if args.results16 else work / "r16"
-            ensure_results(d16, 2016, seqs16, r16, log)
-            cmp = [compare_official("davis2016-val", d16, 2016, seqs16, r16, official, py, log)]
-            if Path(args.davis17).is_dir():
-                ensure_results(args.davis17, 2017, ["breakdance"], work / "r17", log)
-                cmp.append(compare_official("davis2017-mini/breakdance", Path(args.davis17), 2017, ["breakdance"],
-                                            work / "r17", official, py, log))
-            names = synth.generate(work / "synth", n_sequences=2, n_frames=12, height=120, width=216, seed=1)
-            ensure_results(work / "synth", 2017, names, work / "rsynth", log)
-            cmp.append(compare_official("synthetic (void rings, 3 objects)", work / "synth", 2017, names,
-                                        work / "rsynth", official, py, log))
-            res.update(metrics_vs_official=cmp, metrics_max_abs_diff=max(c["max_abs_diff"] for c in cmp),
-                       metrics_official_source="measured side by side in this run")
-        else:
-            log(f"metrics: official toolkit not found at {official}; reporting the stored figure")
-            res.update(metrics_max_abs_diff=STORED_OFFICIAL["max_abs_diff"],
-                       metrics_official_source=f"STORED figure, not measured in this run: {STORED_OFFICIAL['source']}")
-
+    res = measure(a, log)
+    out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1))
     log("\nsummary")
-    for k in ("propagation_speedup_vs_full", "predictions_identical", "max_abs_soft_label_diff",
-              "propagation_seconds_per_frame", "seconds_per_frame", "peak_rss_gb", "metrics_max_abs_diff"):
+    for k in SUMMARY:
         if k in res:
             log(f"  {k:<32}{res[k]}")
     log(f"wrote {out}")

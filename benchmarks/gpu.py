@@ -7,13 +7,17 @@
    superpixels vs 36 patches; the fp16 search too), fed by the trainer's loader (--aug-on device) over at least
    WAVES loader waves, with FLOP/s and % of the bf16 peak; the data wait as the trainer logs it (1 - device-busy /
    wall, CUDA events, no sync per step); the same step on a device-resident batch (what the GPU alone does, and
-   with --compile); one worker's clips/s measured inside the workers and the workers needed for < 5% wait;
-   TF32 off (or --tf32) for every part, whatever --parts; use a store whose clips a batch does not repeat;
-2. bf16 autocast vs fp32, the same seed and clips: loss curves side by side, max relative difference, speed;
-3. DAVIS propagation on the device, end to end (decode, features, propagation, PNGs, metrics), s/frame, the
+   with --compile, the first preset's); one worker's clips/s measured inside the workers and the workers needed
+   for < 5% wait; TF32 off (or --tf32) for every part, whatever --parts; use a store whose clips a batch does not
+   repeat;
+2. `python -m train` itself (the first preset, the same store, batches and workers): frames/s and data wait from
+   its own log rows, the figures the trainer's targets are stated in;
+3. bf16 autocast vs fp32, the same seed and clips: loss curves side by side, max relative difference, speed;
+4. DAVIS propagation on the device, end to end (decode, features, propagation, PNGs, metrics), s/frame, the
    time of each stage alone, and with --cpu-results (the CPU path's PNGs of the same encoder) the fraction of
    pixels that differ and J&F of both.
-Writes bench-results/gpu.json and prints one table. `--tiny` runs every part on the CPU in seconds (tests).
+Writes bench-results/gpu.json after each part (a run cut short keeps the parts it finished; part_seconds says
+what each took) and prints one table. `--tiny` runs every part on the CPU in seconds (tests).
 """
 import os
 
@@ -34,6 +38,7 @@ import torch  # noqa: E402
 from spixwalk.train.loop import build_model, train_step  # noqa: E402
 from spixwalk.train.presets import PRESETS, apply_preset  # noqa: E402
 
+REPO = Path(__file__).resolve().parents[1]
 CFG = "slic-n30-c30"
 T = 4
 WAIT_TARGET = 0.05  # data-wait fraction the loader must stay under
@@ -151,9 +156,9 @@ def fits(m, b: dict, n: int, dtype) -> bool:
         torch.cuda.empty_cache()
 
 
-def max_batch(m, b: dict, dtype, limit: int, resolution: int) -> int:
-    """Largest clips per step under the memory cap: doubling, then bisection to `resolution` clips."""
-    lo, hi = 0, 8
+def max_batch(m, b: dict, dtype, limit: int, resolution: int, start: int = 8) -> int:
+    """Largest clips per step under the memory cap: doubling from `start`, then bisection to `resolution` clips."""
+    lo, hi = 0, max(1, start)
     while hi <= limit and fits(m, b, hi, dtype):
         lo, hi = hi, hi * 2
     hi = min(hi, limit + 1)
@@ -162,6 +167,16 @@ def max_batch(m, b: dict, dtype, limit: int, resolution: int) -> int:
         lo, hi = (mid, hi) if fits(m, b, mid, dtype) else (lo, mid)
     log(f"batch search ({dtype}): {lo} clips fit, {hi} do not")
     return lo
+
+
+def search_batches(m, probe: dict, a) -> dict:
+    """The largest batch in bf16 and in fp16 (the thesis's 52 vs 36 were V100 fp16-class figures); the fp16
+    search starts from the bf16 result (both keep 2-byte activations: a few probes instead of a dozen)."""
+    if m.device.type != "cuda":
+        return {"bf16": a.max_batch, "fp16": a.max_batch}  # no allocator cap to search against on the CPU
+    b = to_device(probe, m.device)
+    bf16 = max_batch(m, b, torch.bfloat16, a.max_batch, a.resolution)
+    return {"bf16": bf16, "fp16": max_batch(m, b, torch.float16, a.max_batch, a.resolution, start=max(8, bf16))}
 
 
 def step_flops(m, b: dict, dtype) -> float:
@@ -187,30 +202,27 @@ def gpu_alone(m, b: dict, steps: int, dtype) -> float:
 
 
 def fed(m, it, steps: int, warm: int, dtype) -> dict:
-    """Loader-fed steps as the trainer runs them (no sync per step): frames/s and the data wait, defined as
-    in the trainer's log: 1 - device-busy / wall, busy from CUDA events around each step (train/clock.py; on
-    the CPU the steps' own host time). The first `warm` steps drain what the workers prefetched while the
+    """Loader-fed steps as the trainer runs them (no sync per step): frames/s and the data wait as the trainer's
+    log defines it (train/clock.py data_wait: 1 - busy / wall, busy from Clock.busy, CUDA events around each step;
+    on the CPU the steps' own host time). The first `warm` steps drain what the workers prefetched while the
     GPU was idle and are not timed; worker seconds are those measured inside the workers."""
-    from spixwalk.train.clock import Clock
+    from spixwalk.train.clock import Clock, data_wait
 
     for _ in range(warm):
         m.step(next(it), dtype)
     sync(m.device)
-    clock, host_busy, frames, clips, worker_s = Clock("device" if m.device.type == "cuda" else "cpu", m.device), 0.0, 0, 0, 0.0
+    clock, frames, clips, worker_s = Clock("auto", m.device), 0, 0, 0.0
     t0 = time.perf_counter()
     for _ in range(steps):
         b = next(it)
-        t1 = time.perf_counter()
         clock.step_start()
         m.step(b, dtype)
         clock.step_end()
-        host_busy += time.perf_counter() - t1
         n = len(b["patch"])
         frames, clips, worker_s = frames + n * T, clips + n, worker_s + b["worker_s"]
     sync(m.device)
     wall = time.perf_counter() - t0
-    busy = clock.device() if clock.cuda else host_busy
-    return {"frames_per_s": frames / wall, "data_wait": max(0.0, 1 - busy / wall), "step_s": wall / steps,
+    return {"frames_per_s": frames / wall, "data_wait": data_wait(clock.busy(), wall), "step_s": wall / steps,
             "timed_steps": steps, "loader_clips_per_s_per_worker": clips / worker_s}
 
 
@@ -220,12 +232,7 @@ def bench_nodes(reader, nodes: str, a, device, dtype) -> dict:
     ds = dataset(reader, nodes, a)
     probe = collate([ds[(0, i)] for i in range(min(8, len(ds)))])
     m = Model(a, device)
-    batches = {}
-    if device.type == "cuda":  # bf16 and fp16 (the thesis's 52 vs 36 were V100 fp16-class figures)
-        for name, dt in (("bf16", torch.bfloat16), ("fp16", torch.float16)):
-            batches[name] = max_batch(m, to_device(probe, device), dt, a.max_batch, a.resolution)
-    else:
-        batches = {"bf16": a.max_batch, "fp16": a.max_batch}  # no allocator cap to search against on the CPU
+    batches = search_batches(m, probe, a)
     batch = batches["bf16"]
     resident = to_device(tiled(probe, batch), device)
     alone = gpu_alone(m, resident, a.steps, dtype)
@@ -268,6 +275,48 @@ def bench_preset(reader, a, device) -> dict:
     for k in ("bf16", "fp16"):
         r[f"batch_ratio_{k}"] = r["superpixels"][f"max_batch_{k}"] / max(r["patches"][f"max_batch_{k}"], 1)
     return r
+
+
+def trainer_run(a, nodes: str, batch: int, run: Path) -> dict:
+    """`python -m train` itself, in its own process: the first preset, `nodes`, `batch`, --workers and the store
+    as here, --aug-on auto (device on CUDA), clips at every start (as the train part's). Frames/s and the data
+    wait of its log rows but the first (workers starting, cuDNN autotuning), weighted by their seconds."""
+    import shutil
+    import subprocess
+
+    shutil.rmtree(run, ignore_errors=True)
+    steps = a.trainer_rows * a.trainer_log_every
+    cmd = [sys.executable, "-m", "train", "--store", str(Path(a.store).resolve()), "--preset", a.preset,
+           "--nodes", nodes, "--label-config", CFG, "--clip-len", str(T), "--clips-per-video", "0",
+           "--clip-stride", "1", "--img-size", str(a.img_size), "--batch", str(batch), "--workers", str(a.workers),
+           "--steps", str(steps), "--log-every", str(a.trainer_log_every), "--ckpt-every", str(steps),
+           "--device", a.device, "--run", str(run)]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"bench-gpu: {' '.join(cmd[1:])} failed:\n{done.stderr[-3000:]}")
+    rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
+    timed = rows[1:] or rows
+    wall = sum(r["seconds"] for r in timed)
+    r = {"nodes": nodes, "batch": batch, "workers": a.workers, "steps": steps, "timed_rows": len(timed),
+         "frames_per_s": sum(r["clips_per_s"] * r["seconds"] for r in timed) * T / wall,
+         "data_wait": sum(r["data_wait"] * r["seconds"] for r in timed) / wall, "command": " ".join(cmd[1:])}
+    log(f"python -m train, {nodes}: batch {batch}, {r['frames_per_s']:.0f} frames/s, data wait {r['data_wait']:.1%}")
+    return r
+
+
+def bench_trainer(a, res: dict) -> dict:
+    """The trainer's own throughput per node mode at the train part's batch of the first preset (--trainer-batch
+    where that part did not run)."""
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()  # what this process's allocator caches is the trainer's to use
+    measured = res.get("train", {}).get(a.preset, {})
+    out = {}
+    for nodes in ("superpixels", "patches"):
+        batch = measured.get(nodes, {}).get("batch") or a.trainer_batch
+        if not batch:
+            raise SystemExit("bench-gpu: --parts trainer needs the train part before it, or --trainer-batch")
+        out[nodes] = trainer_run(a, nodes, batch, Path(a.out).parent / "gpu-trainer" / nodes)
+    return out
 
 
 def precision_run(reader, a, device, dtype) -> tuple[list, float]:
@@ -387,8 +436,9 @@ def parse_args(argv=None):
     p.add_argument("--year", type=int, default=2016)
     p.add_argument("--sequences", default="", help="comma list (default: the set's list)")
     p.add_argument("--cpu-results", help="the CPU path's PNGs for the same encoder (random init, seed 0)")
-    p.add_argument("--parts", default="train,precision,davis",
-                   help="comma list of train, precision, davis, compare (--pred-dir vs --cpu-results only)")
+    p.add_argument("--parts", default="train,trainer,precision,davis",
+                   help="comma list of train, trainer (python -m train itself, at the train part's batches), "
+                   "precision, davis, compare (--pred-dir vs --cpu-results only), run in this order")
     p.add_argument("--device", default="auto")
     p.add_argument("--memory-gb", type=float, default=32.0, help="allocator cap for the batch search (thesis: 32)")
     p.add_argument("--img-size", type=int, default=256)
@@ -404,6 +454,11 @@ def parse_args(argv=None):
     p.add_argument("--resolution", type=int, default=8, help="batch search stops within this many clips")
     p.add_argument("--steps", type=int, default=20, help="timed training steps per node mode")
     p.add_argument("--workers", type=int, default=max(1, min(14, (os.cpu_count() or 2) - 2)))
+    p.add_argument("--trainer-rows", type=int, default=6, help="trainer part: log rows per node mode (the first "
+                   "is not timed)")
+    p.add_argument("--trainer-log-every", type=int, default=10, help="trainer part: steps per log row")
+    p.add_argument("--trainer-batch", type=int, default=0, help="trainer part: clips per step where the train "
+                   "part did not run first (0: the train part's batch)")
     p.add_argument("--precision-steps", type=int, default=100)
     p.add_argument("--precision-batch", type=int, default=32)
     p.add_argument("--max-frames", type=int, default=0, help="DAVIS frames per sequence (0: all)")
@@ -412,19 +467,22 @@ def parse_args(argv=None):
     p.add_argument("--pred-dir", default="bench-results/gpu-davis", help="where the device's PNGs go")
     p.add_argument("--tiny", action="store_true", help="CPU smoke run: 64 px, batch 2, a few steps and frames")
     a = p.parse_args(argv)
+    unknown = set(a.parts.split(",")) - set(PARTS)
+    if unknown:
+        p.error(f"--parts: unknown {sorted(unknown)}; choose from {', '.join(PARTS)}")
     a.preset = a.presets.split(",")[0]
     apply_preset(a)  # the first preset's network, augmentation and walk options (its nodes and clip_len go unused:
     # both node modes are measured, on clips of T frames)
     if a.tiny:
         a.device, a.img_size, a.max_batch, a.steps, a.workers = "cpu", 64, 2, 1, 0
-        a.precision_steps, a.precision_batch, a.jobs = 2, 2, 1
+        a.precision_steps, a.precision_batch, a.jobs, a.trainer_rows, a.trainer_log_every = 2, 2, 1, 2, 1
     return a
 
 
-def with_preset(a, preset: str) -> argparse.Namespace:
+def with_preset(a, preset: str, **over) -> argparse.Namespace:
     """A copy of a with `preset`'s options in place of the first preset's (apply_preset; its nodes and clip_len
-    go unused: both node modes are measured, on clips of T frames)."""
-    b = argparse.Namespace(**{k: v for k, v in vars(a).items() if k not in PRESETS[a.preset]})
+    go unused: both node modes are measured, on clips of T frames), and the options in `over`."""
+    b = argparse.Namespace(**{**{k: v for k, v in vars(a).items() if k not in PRESETS[a.preset]}, **over})
     b.preset = preset
     apply_preset(b)
     return b
@@ -440,42 +498,84 @@ ALLOCATOR_NOTE = ("the cap (torch.cuda.set_per_process_memory_fraction) bounds w
                   "handles or the NCCL buffers (several hundred MB more per process)")
 
 
-def measure(a) -> dict:
-    from spixwalk.common import resolve_device
+def cap_memory(a, device, fraction: float | None = None) -> None:
+    """The allocator cap of --memory-gb (or `fraction` of the device) on CUDA."""
+    if device.type == "cuda":
+        total = torch.cuda.get_device_properties(device).total_memory
+        torch.cuda.set_per_process_memory_fraction(fraction or min(1.0, a.memory_gb * 2**30 / total), device)
 
-    device = resolve_device(a.device)
+
+def setup(a, device) -> dict:
+    """cuDNN autotuning, the stated TF32 state and the memory cap on CUDA; the machine and settings as the JSON's head."""
     res = {"machine": machine(device), "memory_gb": a.memory_gb, "img_size": a.img_size, "tf32": a.tf32}
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         set_tf32(a.tf32)
-        total = torch.cuda.get_device_properties(device).total_memory
-        torch.cuda.set_per_process_memory_fraction(min(1.0, a.memory_gb * 2**30 / total), device)
+        cap_memory(a, device)
         res["allocator_cap"] = ALLOCATOR_NOTE
         if a.peak_tflops is None:
             name = res["machine"]["gpu"]
             a.peak_tflops = next((v for k, v in BF16_PEAK.items() if k in name), 0.0)
     res["bf16_peak_tflops"] = a.peak_tflops or None
-    parts = a.parts.split(",")
-    if "train" in parts or "precision" in parts:
-        from spixwalk.preprocess.store import StoreReader  # zarr is needed for these parts only
+    return res
 
-        reader = StoreReader(a.store)
-    if "train" in parts:
-        res["train"] = {p: bench_preset(reader, with_preset(a, p), device)
-                        for p in a.presets.split(",")}
-    if "precision" in parts:
-        res["precision"] = bench_precision(reader, a, device)
-    if "davis" in parts:
-        if device.type == "cuda":  # the evaluation's own setting: full fp32, no TF32
-            torch.cuda.set_per_process_memory_fraction(1.0, device)
-        res["davis"] = bench_davis(a, device)
-        if device.type == "cuda":  # whatever the evaluation set, later parts run with the stated TF32 state
-            set_tf32(a.tf32)
-    if "compare" in parts:  # a device run's PNGs brought back, scored against a CPU run made here
-        from spixwalk.evaluate.davis_io import sequence_list
 
-        seqs = sequence_list(a.davis, a.year, "val", a.sequences.split(",") if a.sequences else None)
-        res["compare"] = compare_cpu(a, seqs)
+def part_train(a, device, res: dict, save) -> dict:
+    """Each preset in turn, saved as it finishes (the part takes the longest)."""
+    from spixwalk.preprocess.store import StoreReader  # zarr is needed for the store's parts only
+
+    reader, presets = StoreReader(a.store), a.presets.split(",")
+    out = res["train"] = {}
+    for p in presets:
+        # --compile for the first preset only: each compilation costs tens of seconds, one figure is the target
+        out[p] = bench_preset(reader, with_preset(a, p, compile=a.compile and p == presets[0]), device)
+        save(res)
+    return out
+
+
+def part_trainer(a, device, res: dict, save) -> dict:
+    return bench_trainer(a, res)
+
+
+def part_precision(a, device, res: dict, save) -> dict:
+    from spixwalk.preprocess.store import StoreReader
+
+    return bench_precision(StoreReader(a.store), a, device)
+
+
+def part_davis(a, device, res: dict, save) -> dict:
+    cap_memory(a, device, 1.0)  # the evaluation's own setting: full fp32, no TF32, no cap
+    r = bench_davis(a, device)
+    cap_memory(a, device)  # whatever the evaluation set, later parts run with the stated cap and TF32 state
+    if device.type == "cuda":
+        set_tf32(a.tf32)
+    return r
+
+
+def part_compare(a, device, res: dict, save) -> dict:
+    """A device run's PNGs brought back, scored against a CPU run made here."""
+    from spixwalk.evaluate.davis_io import sequence_list
+
+    return compare_cpu(a, sequence_list(a.davis, a.year, "val", a.sequences.split(",") if a.sequences else None))
+
+
+# each part: (options, device, the results so far, save) -> its dict, res[part]
+PARTS = {"train": part_train, "trainer": part_trainer, "precision": part_precision, "davis": part_davis,
+         "compare": part_compare}
+
+
+def measure(a, save=lambda res: None) -> dict:
+    """Each part of --parts in turn, its seconds in part_seconds; `save` gets the results after each part, so a
+    run stopped by a timeout keeps every part it finished."""
+    from spixwalk.common import resolve_device
+
+    device = resolve_device(a.device)
+    res = setup(a, device)
+    for part in a.parts.split(","):
+        t0 = time.perf_counter()
+        res[part] = PARTS[part](a, device, res, save)
+        res.setdefault("part_seconds", {})[part] = round(time.perf_counter() - t0, 1)
+        save(res)
     return res
 
 
@@ -487,6 +587,9 @@ def print_table(r: dict) -> None:
             _print_train(f"{preset}/{n}", tr[n], r)
         print(f"{preset}: largest batch superpixels / patches: bf16 {tr['batch_ratio_bf16']:.2f}, fp16 "
               f"{tr['batch_ratio_fp16']:.2f} (thesis, 32 GB V100: 52/36 = 1.44)")
+    for n, t in r.get("trainer", {}).items():
+        print(f"python -m train {n:<12} batch {t['batch']:>5}, {t['workers']} workers: {t['frames_per_s']:>7.0f} frames/s, "
+              f"data wait {t['data_wait']:6.1%} (log rows 2-{t['timed_rows'] + 1} of {t['steps']} steps)")
     if "precision" in r:
         p = r["precision"]
         print(f"bf16 vs fp32, {p['steps']} steps of {p['batch']} clips: final loss diff {p['final_rel_diff']:.2%}, "
@@ -519,12 +622,12 @@ def _print_compare(r: dict) -> None:
 
 def main(argv=None) -> int:
     a = parse_args(argv)
-    res = measure(a)
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=1, default=float))
+    res = measure(a, save=lambda r: out.write_text(json.dumps(r, indent=1, default=float)))
     print_table(res)
     _print_compare(res)
+    print("seconds per part: " + ", ".join(f"{k} {v:.0f}" for k, v in res.get("part_seconds", {}).items()))
     log(f"wrote {out}")
     return 0
 

@@ -1,9 +1,11 @@
 """Preprocess benchmark: costs and ratios measured side by side in one run.
 
-python -m benchmarks.preprocess [--out bench-results/preprocess.json] [--davis-frames 4]
+python -m benchmarks.preprocess [--out bench-results/preprocess.json] [--davis-frames 4] [--quick]
     [--cluster-only] [--rss-shards 2,8,64] [--video-seconds 60] [--engine-shards 8] [--manifest-files 240000]
 Cluster figures (benchmarks/preprocess_cluster.py) at full size take ~10 min on 2 cores; a reduced run:
     python -m benchmarks.preprocess --cluster-only --rss-shards 2,8 --video-seconds 20 --manifest-files 24000
+`--quick` measures every figure (the same JSON keys) from far less work, a smoke run of about a minute.
+Each part is one bench_* function returning its dict; main() parses the options, writes the JSON, prints.
 """
 from __future__ import annotations
 
@@ -113,32 +115,20 @@ def _busy_cpu_s() -> float:
     return c.user + c.system + getattr(c, "nice", 0.0)
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default="bench-results/preprocess.json")
-    ap.add_argument("--davis-frames", type=int, default=6, help="frames per DAVIS-2016 sequence for SLIC quality")
-    ap.add_argument("--cluster-only", action="store_true", help="only the cluster figures below")
-    ap.add_argument("--rss-shards", default="2,8,64", help="shard sizes (videos) for the peak RSS per task; '' skips")
-    ap.add_argument("--video-seconds", type=float, default=60.0, help="length of the generated test videos")
-    ap.add_argument("--engine-shards", type=int, default=8, help="shards for dask vs loky (0 skips)")
-    ap.add_argument("--manifest-files", type=int, default=240_000, help="files for the manifest build time (0 skips)")
-    a = ap.parse_args()
-    cv2.setNumThreads(1)
-    res = {}
-    if a.cluster_only:
-        return cluster_figures(a, res)
-    videos = sample_videos()
-    tmp = Path(tempfile.mkdtemp(prefix="bench-preprocess-"))
+# ---------------------------------------------------------------- the measurements, one dict each
 
-    # decode at 256x256, 8 fps (one ffmpeg thread)
+
+def bench_decode(videos) -> tuple[dict, list]:
+    """Decode at 256x256, 8 fps (one ffmpeg thread): ms per frame, and the decoded frames."""
     t = time.perf_counter()
     decoded = [decode(v) for v in videos]
     n_frames = sum(len(d) for d in decoded)
-    res["decode_ms_per_frame"] = (time.perf_counter() - t) / n_frames * 1e3
-    frames = np.concatenate(decoded)
+    return {"decode_ms_per_frame": (time.perf_counter() - t) / n_frames * 1e3}, decoded
 
-    # per-frame cost of each algorithm on the same frames
-    sub = frames[:: max(1, len(frames) // 40)]
+
+def bench_frame_costs(frames, decode_ms: float, n: int = 40) -> dict:
+    """Per-frame cost of each algorithm on the same ~n frames; LSC 2 vs 10 iterations, pixels agreeing."""
+    sub = frames[:: max(1, len(frames) // n)]
     costs = {
         "slic_opencv": lambda f: slic(f, **SLIC30),
         "slic_skimage": lambda f: slic(f, impl="skimage", **SLIC30),
@@ -147,54 +137,61 @@ def main():
         "lsc_i10": lambda f: lsc(f, 47, 0.5, 10),
         "jpeg_q90_encode_decode": lambda f: cv2.imdecode(cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 90])[1], 1),
     }
-    res["ms_per_frame"] = {k: per_frame_ms(fn, sub) for k, fn in costs.items()}
-    res["ms_per_frame"]["decode"] = res["decode_ms_per_frame"]
+    ms = {k: per_frame_ms(fn, sub) for k, fn in costs.items()}
+    ms["decode"] = decode_ms
     agree = [label_agreement(lsc(f, 47, 0.5, 2), lsc(f, 47, 0.5, 10)) for f in sub[:10]]
-    res["lsc_i2_vs_i10_pixel_agreement"] = float(np.mean(agree))
+    return {"ms_per_frame": ms, "lsc_i2_vs_i10_pixel_agreement": float(np.mean(agree))}
 
-    # end to end: decode + SLIC-30 + store write, one worker, real sample videos
-    wall1, stats1, cfg, cpu1 = run_store(tmp / "s1", manifest_rows(videos, [len(d) for d in decoded], COPIES), 1)
+
+def bench_end_to_end(tmp: Path, videos, lengths, copies: int, skimage_ms: float) -> tuple[dict, str, int]:
+    """Decode + SLIC-30 + store write of `copies` copies of the videos, one worker (store in tmp/s1) and two:
+    (figures, label configuration, frames stored)."""
+    rows = manifest_rows(videos, lengths, copies)
+    wall1, stats1, cfg, cpu1 = run_store(tmp / "s1", rows, 1)
     n1 = sum(s["frames"] for s in stats1)
-    res["frames_per_s_per_core"] = n1 / wall1
-    res["frames_per_busy_cpu_s"] = n1 / cpu1  # stricter: one worker also keeps ffmpeg/zarr threads busy
-    res["skimage_slic_frames_per_s"] = 1e3 / res["ms_per_frame"]["slic_skimage"]
-    res["speedup_vs_skimage_slic_alone"] = res["frames_per_s_per_core"] / res["skimage_slic_frames_per_s"]
+    r = {"frames_per_s_per_core": n1 / wall1,
+         "frames_per_busy_cpu_s": n1 / cpu1,  # stricter: one worker also keeps ffmpeg/zarr threads busy
+         "skimage_slic_frames_per_s": 1e3 / skimage_ms}
+    r["speedup_vs_skimage_slic_alone"] = r["frames_per_s_per_core"] / r["skimage_slic_frames_per_s"]
     # decode_s includes writing the frames, label_s writing the labels (both done video by video)
-    res["end_to_end_stage_s"] = {k: sum(s[k] for s in stats1) for k in ("decode_s", "label_s")}
-    wall2, _, _, _ = run_store(tmp / "s2", manifest_rows(videos, [len(d) for d in decoded], COPIES), 2)
-    res["joblib_wall_s"] = {"1": wall1, "2": wall2}
-    res["joblib_speedup_2v1"] = wall1 / wall2
+    r["end_to_end_stage_s"] = {k: sum(s[k] for s in stats1) for k in ("decode_s", "label_s")}
+    wall2, _, _, _ = run_store(tmp / "s2", rows, 2)
+    r["joblib_wall_s"] = {"1": wall1, "2": wall2}
+    r["joblib_speedup_2v1"] = wall1 / wall2
+    return r, cfg, n1
 
-    # bytes and quality of what was stored
-    root = tmp / "s1"
+
+def bench_stored(root: Path, cfg: str, n_frames: int, videos, decoded) -> dict:
+    """Bytes per frame of what the store holds, and the PSNR of its frames against the decoded ones."""
     fbytes = sum(p.stat().st_size for p in root.glob("shard-*/frames/c/**/*") if p.is_file())
     lbytes = sum(p.stat().st_size for p in root.glob(f"shard-*/labels/{cfg}/c/**/*") if p.is_file())
-    res["frame_bytes_per_frame"] = fbytes / n1
-    res["label_bytes_per_frame"] = lbytes / n1
-    res["label_compression_ratio"] = n1 * 256 * 256 * 2 / lbytes
-    r = store.StoreReader(root)
-    refs = r.videos(cfg)
-    psnr = []
+    r = {"frame_bytes_per_frame": fbytes / n_frames, "label_bytes_per_frame": lbytes / n_frames,
+         "label_compression_ratio": n_frames * 256 * 256 * 2 / lbytes}
+    reader = store.StoreReader(root)
     by_stem = {v.stem: d for v, d in zip(videos, decoded)}
-    for ref in (r for r in refs if r.video_id.endswith("-0")):
-        dec = by_stem[ref.video_id[:-2]]
-        got = r.read_clip(ref, 0, ref.length)[0].astype(float)
-        psnr.append(10 * np.log10(255 ** 2 / ((got - dec) ** 2).mean()))
-    res["frame_psnr_db"] = float(np.mean(psnr))
-    res["frame_psnr_db_min_video"] = float(np.min(psnr))
+    psnr = []
+    for ref in (ref for ref in reader.videos(cfg) if ref.video_id.endswith("-0")):
+        got = reader.read_clip(ref, 0, ref.length)[0].astype(float)
+        psnr.append(10 * np.log10(255 ** 2 / ((got - by_stem[ref.video_id[:-2]]) ** 2).mean()))
+    r.update(frame_psnr_db=float(np.mean(psnr)), frame_psnr_db_min_video=float(np.min(psnr)))
+    return r
 
-    # random 4-frame clip (frames + labels): zarr store vs the HDF5 export of the same shard
-    rng = np.random.default_rng(0)
-    picks = [(refs[i], int(rng.integers(0, refs[i].length - 3))) for i in rng.integers(0, len(refs), 200)]
-    r.read_clip(*picks[0], T=4, cfg=cfg)
-    t = time.perf_counter()
-    for ref, t0 in picks:
-        r.read_clip(ref, t0, 4, cfg)
-    res["clip_read_ms"] = (time.perf_counter() - t) / len(picks) * 1e3
+
+def bench_clip_reads(root: Path, cfg: str, tmp: Path, n: int = 200) -> dict:
+    """Random 4-frame clips (frames + labels): the zarr store vs the HDF5 export of the same shards."""
     import h5py
 
     from spixwalk.preprocess.inspect import export_hdf5
 
+    reader = store.StoreReader(root)
+    refs = reader.videos(cfg)
+    rng = np.random.default_rng(0)
+    picks = [(refs[i], int(rng.integers(0, refs[i].length - 3))) for i in rng.integers(0, len(refs), n)]
+    reader.read_clip(*picks[0], T=4, cfg=cfg)
+    t = time.perf_counter()
+    for ref, t0 in picks:
+        reader.read_clip(ref, t0, 4, cfg)
+    r = {"clip_read_ms": (time.perf_counter() - t) / len(picks) * 1e3}
     h5s = {}
     for s in sorted({ref.shard for ref, _ in picks}):
         export_hdf5(root, s, tmp / f"{s}.h5")
@@ -203,32 +200,90 @@ def main():
     for ref, t0 in picks:
         h = h5s[ref.shard]
         h["frames"][ref.start + t0:ref.start + t0 + 4], h[f"labels/{cfg}"][ref.start + t0:ref.start + t0 + 4]
-    res["clip_read_ms_hdf5_gzip"] = (time.perf_counter() - t) / len(picks) * 1e3
+    r["clip_read_ms_hdf5_gzip"] = (time.perf_counter() - t) / len(picks) * 1e3
     h5_bytes = sum((tmp / f"{s}.h5").stat().st_size for s in h5s)
-    res["hdf5_bytes_per_frame"] = h5_bytes / sum(h["frames"].shape[0] for h in h5s.values())
+    r["hdf5_bytes_per_frame"] = h5_bytes / sum(h["frames"].shape[0] for h in h5s.values())
+    for h in h5s.values():
+        h.close()
+    return r
 
-    # fast SLIC vs skimage on real DAVIS-2016 val masks
-    if DAVIS16.exists():
-        q = slic_quality(davis_pairs(a.davis_frames))
-        res["slic_quality_davis2016"] = q
-        res["slic_boundary_recall_delta"] = q["opencv"]["boundary_recall"] - q["skimage"]["boundary_recall"]
-        res["slic_undersegmentation_error_delta"] = (q["opencv"]["undersegmentation_error"]
-                                                     - q["skimage"]["undersegmentation_error"])
-    else:
+
+def bench_slic_quality(per_seq: int) -> dict:
+    """Fast SLIC vs skimage on real DAVIS-2016 val masks ({} where the data are absent)."""
+    if not DAVIS16.exists():
         print(f"skipping SLIC quality: {DAVIS16} not found")
-    shutil.rmtree(tmp, ignore_errors=True)
-    cluster_figures(a, res)
+        return {}
+    q = slic_quality(davis_pairs(per_seq))
+    return {"slic_quality_davis2016": q,
+            "slic_boundary_recall_delta": q["opencv"]["boundary_recall"] - q["skimage"]["boundary_recall"],
+            "slic_undersegmentation_error_delta": (q["opencv"]["undersegmentation_error"]
+                                                   - q["skimage"]["undersegmentation_error"])}
 
 
-def cluster_figures(a, res: dict) -> None:
+def bench_cluster(a) -> dict:
+    """The cluster figures (benchmarks/preprocess_cluster.py) under {"cluster": ...}."""
     from benchmarks import preprocess_cluster
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-preprocess-cluster-"))
     try:
-        res["cluster"] = preprocess_cluster.measure_cluster(tmp, [int(k) for k in a.rss_shards.split(",") if k],
-                                                a.video_seconds, a.engine_shards, a.manifest_files)
+        return {"cluster": preprocess_cluster.measure_cluster(tmp, [int(k) for k in a.rss_shards.split(",") if k],
+                                                              a.video_seconds, a.engine_shards, a.manifest_files)}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def measure(a) -> dict:
+    """Every figure of the run (only the cluster ones with --cluster-only), in the order the JSON lists them."""
+    cv2.setNumThreads(1)
+    if a.cluster_only:
+        return bench_cluster(a)
+    videos = sample_videos()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-preprocess-"))
+    try:
+        res, decoded = bench_decode(videos)
+        res.update(bench_frame_costs(np.concatenate(decoded), res["decode_ms_per_frame"], a.cost_frames))
+        e2e, cfg, n = bench_end_to_end(tmp, videos, [len(d) for d in decoded], a.copies,
+                                       res["ms_per_frame"]["slic_skimage"])
+        res.update(e2e)
+        res.update(bench_stored(tmp / "s1", cfg, n, videos, decoded))
+        res.update(bench_clip_reads(tmp / "s1", cfg, tmp, a.clip_reads))
+        res.update(bench_slic_quality(a.davis_frames))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    res.update(bench_cluster(a))
+    return res
+
+
+# ---------------------------------------------------------------- driver
+
+# --quick: the same figures (the same JSON keys) from less work, < 2 minutes on 2 cores
+QUICK = {"davis_frames": 1, "rss_shards": "2", "video_seconds": 5.0, "engine_shards": 2, "manifest_files": 2000,
+         "copies": 1, "cost_frames": 10, "clip_reads": 50}
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="bench-results/preprocess.json")
+    ap.add_argument("--davis-frames", type=int, default=6, help="frames per DAVIS-2016 sequence for SLIC quality")
+    ap.add_argument("--cluster-only", action="store_true", help="only the cluster figures below")
+    ap.add_argument("--rss-shards", default="2,8,64", help="shard sizes (videos) for the peak RSS per task; '' skips")
+    ap.add_argument("--video-seconds", type=float, default=60.0, help="length of the generated test videos")
+    ap.add_argument("--engine-shards", type=int, default=8, help="shards for dask vs loky (0 skips)")
+    ap.add_argument("--manifest-files", type=int, default=240_000, help="files for the manifest build time (0 skips)")
+    ap.add_argument("--copies", type=int, default=COPIES, help="copies of the sample videos in the end-to-end runs")
+    ap.add_argument("--cost-frames", type=int, default=40, help="frames for the per-frame cost of each algorithm")
+    ap.add_argument("--clip-reads", type=int, default=200, help="random clips read from the store and from HDF5")
+    ap.add_argument("--quick", action="store_true", help="smoke run, every figure from less work: "
+                    + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in QUICK.items()))
+    a = ap.parse_args(argv)
+    if a.quick:
+        vars(a).update(QUICK)
+    return a
+
+
+def main(argv=None):
+    a = parse_args(argv)
+    res = measure(a)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(res, indent=1))
     print_table(res)

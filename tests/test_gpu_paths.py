@@ -38,6 +38,10 @@ def test_tiny_gpu_benchmark_runs_every_part_on_the_cpu(tmp_path, davis):
             assert t["frames_per_s"] > 0 and 0 <= t["data_wait"] < 1  # (the batch search: the next test)
             assert t["workers_for_wait_under_5pct"] >= 1 and t["loader_clips_per_s_per_worker"] > 0
             assert t["flop_per_frame"] > 1e6 and t["tflops_fed"] > 0
+    for nodes, t in r["trainer"].items():  # python -m train itself, at the train part's batch
+        assert t["batch"] == r["train"]["thesis"][nodes]["batch"] and t["frames_per_s"] > 0 and 0 <= t["data_wait"] <= 1
+    assert set(r["trainer"]) == {"superpixels", "patches"}
+    assert list(r["part_seconds"]) == ["train", "trainer", "precision", "davis"]  # gpu.json was saved after each
     p = r["precision"]
     assert p["finite"] and len(p["bf16_loss"]) == len(p["fp32_loss"]) == 2
     assert p["bf16_loss"] != p["fp32_loss"]  # autocast really ran in bf16

@@ -145,7 +145,7 @@ def run_steps(tr: Trainer, stop: StopSignal, clock: Clock) -> tuple[float, int, 
     a, device = tr.a, tr.device
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     win = Window(stat_keys(a), device)
-    win.busy0 = clock.device()
+    win.busy0 = clock.busy()
     before = clock.now()
     marks = [s for s in a.snapshots if s > before]
     step_marks = {n for n in a.snapshot_step_list if n > tr.step}
@@ -200,7 +200,7 @@ def _log_row(tr: Trainer, win: Window, clock: Clock, stop: StopSignal, marks: li
     now = clock.now()  # before the row's sync: the device clock syncs on the window's last step anyway
     over = float(bool(a.budget) and now >= a.budget)
     snap = float(bool(marks) and now >= marks[0])
-    busy = clock.device() - win.busy0 if clock.cuda else None
+    busy = clock.busy() - win.busy0
     row, flags = win.row(tr.step, a.world, [float(bool(stop.signum)), over, snap], busy)
     if "loss" in row and not math.isfinite(row["loss"]):
         raise RuntimeError(f"steps {tr.step - win.n + 1}-{tr.step}: non-finite loss {row['loss']}")
@@ -211,7 +211,7 @@ def _log_row(tr: Trainer, win: Window, clock: Clock, stop: StopSignal, marks: li
     tr.log.write(row)
     tr.tracker.log(row)
     win.reset()
-    win.busy0 = clock.device()
+    win.busy0 = clock.busy()
     return row, flags
 
 

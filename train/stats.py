@@ -5,6 +5,8 @@ import time
 
 import torch
 
+from .clock import data_wait
+
 SUMMARY_KEYS = ("nodes", "label_configs", "steps", "batch", "train_seconds", "clips_per_s", "data_wait_fraction",
                 "first_loss", "final_loss", "final_acc", "dropped_clips", "checkpoint")
 
@@ -41,11 +43,12 @@ class Window:
         self.clips += len(batch["patch"])
         self.nodes_max = max(self.nodes_max, stats["nodes"])
 
-    def row(self, step: int, world: int, flags: list[float], busy: float | None = None) -> tuple[dict, list[float]]:
+    def row(self, step: int, world: int, flags: list[float], busy: float) -> tuple[dict, list[float]]:
         """The log row (means over steps and ranks) and the flags summed over ranks: the window's one sync.
 
-        data_wait: 1 - device-busy / wall with `busy` (CUDA events around the steps, train/clock.py), the
-        definition benchmarks/gpu.py reports too; else the host's time in next() / wall."""
+        data_wait: train/clock.py's data_wait of `busy`, the window's device-busy seconds (Clock.busy: CUDA
+        events on CUDA, the steps' host time on the CPU), the definition benchmarks/gpu.py reports too;
+        next_wait: the host's time in next() / wall."""
         vec = torch.cat([self.sums, torch.tensor([self.ok, self.clips, *flags], device=self.device)])
         if world > 1:
             torch.distributed.all_reduce(vec)
@@ -57,8 +60,7 @@ class Window:
         row = {"step": step, "steps_in_row": self.n}
         if ok:
             row.update({k: v / ok for k, v in zip(self.keys, vals)})
-        wait = self.wait / dt if busy is None else max(0.0, 1.0 - busy / dt)
-        row.update({"clips_per_s": clips / dt, "data_wait": wait, "next_wait": self.wait / dt,
+        row.update({"clips_per_s": clips / dt, "data_wait": data_wait(busy, dt), "next_wait": self.wait / dt,
                     "patch_clips": self.patch_clips,
                     "nodes_max": self.nodes_max, "dropped_clips": self.dropped, "seconds": round(dt, 4)})
         if self.skipped:
