@@ -57,7 +57,7 @@ def cmd_status(a) -> int:
         if r["held_by"]:
             print(f"shard {r['shard']}: being written by {r['held_by']}")
         for g in r["uncommitted"]:
-            print(f"shard {r['shard']}: uncommitted generation {g} (in progress, or left by a stopped task; never read)")
+            print(f"shard {r['shard']}: uncommitted generation {g} (being written, or left by a stopped task)")
     for c in cfgs:
         n = {s: sum(r["configs"][c] == s for r in rows) for s in ("done", "failed", "missing")}
         print(f"{c}: {n['done']} done, {n['failed']} with failed videos, {n['missing']} missing")

@@ -77,7 +77,7 @@ def process_shard(root, shard: int, rows: list[dict], alg: str, params: dict, cf
             except OSError as e:
                 if lease.held():
                     raise
-                raise LeaseLost(f"lease lost to {holder(lease.path)} ({type(e).__name__} on a deleted generation)") from e
+                raise LeaseLost(f"lease lost to {holder(lease.path)} (then {type(e).__name__}: {e})") from e
     except (Busy, LeaseLost) as e:
         stats["busy"] = str(e)
         _log(f"BUSY shard {shard}: {e}; left alone")

@@ -118,7 +118,8 @@ def new_labels_gen(sp: Path, cfg: str) -> Path:
 
 def _copy_gen(src: Path, dst: Path, marker: str) -> None:
     """A committed generation's data into a new one (never linked: the new one is rewritten in place)."""
-    shutil.copytree(src, dst, dirs_exist_ok=True, ignore=lambda d, names: [n for n in names if n == marker or ".tmp-" in n])
+    skip = lambda folder, names: [n for n in names if n == marker or ".tmp-" in n or n.endswith(".partial")]  # noqa: E731
+    shutil.copytree(src, dst, dirs_exist_ok=True, ignore=skip)
 
 
 def _fsync_tree(path: Path) -> None:

@@ -22,7 +22,8 @@ pytestmark = pytest.mark.fault
 
 # every write a shard task makes, in order: its generation folder, the arrays created (or copied), the first
 # video's array write, the index/attribute writes of finish(), the marker (the commit); frames, then labels
-POINTS = [f"{unit}.{what}" for unit in ("frames", "labels") for what in ("reserve", "create", "array", "attrs", "commit")]
+POINTS = [f"{unit}.{what}" for unit in ("frames", "labels")
+          for what in ("reserve", "create", "array", "attrs", "commit")]
 WAIT_S = 300  # a hang guard only: every process below ends or reaches its point long before
 
 
@@ -112,6 +113,9 @@ def test_a_stale_holder_resumed_during_the_takeover_never_makes_the_store_lie(co
     os.killpg(b.pid, signal.SIGKILL)  # and B dies before committing
     b.communicate(timeout=WAIT_S)
     assert_honest(st, expected)
+    status = subprocess.run([sys.executable, "-m", "preprocess", "status", "--store", str(st)], cwd=REPO,
+                            capture_output=True, text=True, timeout=WAIT_S).stdout
+    assert "shard 0: uncommitted generation" in status, status  # B's, named, not counted as data
     res = run(m, st)
     assert res.returncode == 0, res.stdout + res.stderr
     assert store_tree(st) == expected  # every leftover of A and B removed, nothing missing
