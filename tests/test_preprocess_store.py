@@ -93,3 +93,11 @@ def test_config_names():
     assert store.config_name("lsc", region_size=47, ratio=0.5, iterations=2) == "lsc-r47-a0.5-i2"
     with pytest.raises(ValueError):
         store.config_name("nope")
+
+
+def test_a_store_from_before_generations_is_refused(tmp_path):
+    sp = store.shard_path(tmp_path, 0)
+    sp.mkdir(parents=True)
+    (sp / store.FRAMES_MARKER).write_text("{}")  # the old layout: markers and arrays at the shard's top
+    with pytest.raises(ValueError, match="older spixwalk"):
+        store.StoreReader(tmp_path).videos()
