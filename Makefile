@@ -153,7 +153,7 @@ DAVIS_GPU ?= ../shared/data/davis2016-val
 GPU_VIDEOS ?= ../shared/data/davis2016-train/videos
 GPU_STORE ?= $(WORK)/gpu-store
 bench-gpu: $(STAMP) ## one GPU: frames/s (thesis + crw presets, and python -m train itself), largest batch, bf16 vs fp32, DAVIS-2016 propagation (bench-results/gpu.json, written after each part)
-	@test -f $(GPU_STORE)/shard-00000/_done_slic-n30-c30.json || { \
+	@ls $(GPU_STORE)/shard-00000/labels/slic-n30-c30/*/_done_slic-n30-c30.json >/dev/null 2>&1 || { \
 	  $(PY) -m data_manifest build --videos $(GPU_VIDEOS) --shard-size 4 --out $(GPU_STORE).manifest.jsonl && \
 	  $(PY) -m preprocess --manifest $(GPU_STORE).manifest.jsonl --store $(GPU_STORE) --alg slic --n-segments 30 \
 	    --compactness 30 --jobs $(JOBS); }

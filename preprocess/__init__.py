@@ -5,9 +5,11 @@ run.py         one task per manifest shard: decode frames (where missing), label
 decode.py      video -> uint8 RGB frames at a fixed frame rate and size, via one ffmpeg process
 superpixels.py per-frame label maps (SLIC / FH / LSC / random cells), int16, contiguous 0..S-1
 spconfig.py    the one home of superpixel configurations: parameters, defaults, options, names
-store.py       the store format, writer and reader side by side (shards, arrays, completion markers)
+store.py       the store format, writer and reader side by side (shards, generations, arrays, markers)
+generations.py fenced commits: each attempt writes a numbered generation of its own and commits it by its marker
 jpegcodec.py   the `spixwalk.jpeg` Zarr codec of the frames (plain zarr loads it by entry point)
-lease.py       one writer per shard: a lease file kept alive by a heartbeat, fenced commits
+lease.py       one writer per shard: a lease file kept alive by a heartbeat
+faults.py      test-only fault points (a process stops itself at a named write)
 engines.py     shard tasks on loky (joblib), a dask `distributed` cluster or ray
 inspect.py     looking at a store: `status` table, `show` superpixel boundary overlays, `export` to HDF5
 """

@@ -89,6 +89,7 @@ def _check_frames_match(root: str, shards: list[int], fps: float, size: int) -> 
     for sp in sorted(Path(root).glob("shard-[0-9]*")):
         if not sp.is_dir() or int(sp.name[6:]) not in shards:
             continue
+        store.check_layout(sp)
         m = store.frames_meta(sp)
         if m and (m["fps"], m["size"]) != (fps, size) and m["fps"] is not None:
             raise ValueError(f"{sp} holds frames at --fps {m['fps']:g} --size {m['size']}, this run asks "

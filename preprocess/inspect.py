@@ -8,30 +8,32 @@ import numpy as np
 
 from spixwalk.common import atomic_path, stage_parser
 
-from . import store
+from . import generations, store
 from .lease import holder, is_stale, lease_path
 
 
 def status(root) -> list[dict]:
-    """One row per shard directory: frames state, and per configuration done / missing."""
+    """One row per shard folder: frames state, per configuration done / missing (committed generations only),
+    and the uncommitted generations it holds (being written, or left by a stopped task)."""
     root = Path(root)
     rows, cfgs = [], set()
     for sp in sorted(root.glob("shard-[0-9]*")):
         if not sp.is_dir():  # shard-K.lease: a claim, not a shard
             continue
-        fm = store.read_marker(sp / store.FRAMES_MARKER)
+        store.check_layout(sp)
+        fg = store.frames_gen(sp)
+        fm = fg[1] if fg else None
         lp = lease_path(root, int(sp.name[6:]))
         row = {"shard": int(sp.name[6:]), "frames": "done" if fm else "incomplete",
                "videos_ok": len(fm["ok"]) if fm else 0, "videos_failed": len(fm["failed"]) if fm else 0,
                "configs": {}, "failed": [dict(f, config=None) for f in fm["failed"]] if fm else [],
-               "held_by": holder(lp) if lp.exists() and not is_stale(lp) else None}
-        for m in sp.glob("_done_*.json"):
-            if m.name != store.FRAMES_MARKER:
-                lm = store.read_marker(m)
-                if fm and lm:
-                    row["configs"][lm["config"]] = "failed" if lm["failed"] else "done"
-                    row["failed"] += [dict(f, config=lm["config"]) for f in lm["failed"]]
-                    cfgs.add(lm["config"])
+               "held_by": holder(lp) if lp.exists() and not is_stale(lp) else None,
+               "uncommitted": [str(g.relative_to(sp)) for unit, marker in store.units(sp)
+                               for g in generations.pending(unit, marker)]}
+        for cfg, (_, lm) in store.label_configs(sp, fg).items():
+            row["configs"][cfg] = "failed" if lm["failed"] else "done"
+            row["failed"] += [dict(f, config=cfg) for f in lm["failed"]]
+            cfgs.add(cfg)
         rows.append(row)
     for r in rows:
         for c in cfgs:
@@ -54,6 +56,8 @@ def cmd_status(a) -> int:
     for r in rows:
         if r["held_by"]:
             print(f"shard {r['shard']}: being written by {r['held_by']}")
+        for g in r["uncommitted"]:
+            print(f"shard {r['shard']}: uncommitted generation {g} (being written, or left by a stopped task)")
     for c in cfgs:
         n = {s: sum(r["configs"][c] == s for r in rows) for s in ("done", "failed", "missing")}
         print(f"{c}: {n['done']} done, {n['failed']} with failed videos, {n['missing']} missing")
@@ -114,19 +118,21 @@ def export_hdf5(root, shard: int, out) -> dict:
     import zarr
 
     sp = store.shard_path(root, shard)
-    if store.read_marker(sp / store.FRAMES_MARKER) is None:
+    fg = store.frames_gen(sp)
+    if fg is None:
         raise ValueError(f"{sp}: frames not complete")
-    g = zarr.open_group(sp, mode="r")
+    g = zarr.open_group(fg[0], mode="r")
+    lgs = store.label_configs(sp, fg)
+    cfgs = sorted(lgs)
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as h:
         fr = g["frames"]
         h.create_dataset("frames", data=fr[:], chunks=(1,) + fr.shape[1:], compression="gzip")
         h.attrs["videos"] = json.dumps(g.attrs["videos"])
-        cfgs = [c for c in (g["labels"].array_keys() if "labels" in g else [])
-                if store.read_marker(sp / store.labels_marker(c))]
         for c in cfgs:
-            la = g["labels"][c]
+            lg = zarr.open_group(lgs[c][0], mode="r")
+            la = lg["labels"]
             h.create_dataset(f"labels/{c}", data=la[:], chunks=(1,) + la.shape[1:], compression="gzip")
-            h.create_dataset(f"nseg/{c}", data=g["nseg"][c][:])
+            h.create_dataset(f"nseg/{c}", data=lg["nseg"][:])
     return {"frames": int(g["frames"].shape[0]), "configs": cfgs}
 
 

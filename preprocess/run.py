@@ -80,8 +80,18 @@ def process_shard(root, shard: int, rows: list[dict], alg: str, params: dict, cf
     try:
         with Lease(root, shard) as lease:
             guard = _Guard(lease, shard, progress)
-            fm = _frames_step(root, shard, rows, stats, guard, fps, size, quality, timeout, retry_failed, redecode)
-            lm = _labels_step(root, shard, alg, params, cfg, stats, guard, force, retry_failed)
+            try:
+                sp = store.shard_path(root, shard)
+                guard()
+                store.prune(sp)  # what earlier attempts left: superseded, dead-lineage or dead-writer generations
+                fm = _frames_step(root, shard, rows, stats, guard, fps, size, quality, timeout, retry_failed, redecode)
+                lm = _labels_step(root, shard, alg, params, cfg, stats, guard, force, retry_failed)
+                store.prune(sp)
+                guard()  # a commit made after the claim was lost may be outranked: do not report it as done
+            except OSError as e:
+                if lease.held():
+                    raise
+                raise LeaseLost(f"lease lost to {holder(lease.path)} (then {type(e).__name__}: {e})") from e
     except (Busy, LeaseLost) as e:
         stats["busy"] = str(e)
         _log(f"BUSY shard {shard}: {e}; left alone")
@@ -112,43 +122,46 @@ def _decode_into(w: store.FramesWriter, rows, fps, size, timeout, guard) -> list
 
 def _frames_step(root, shard, rows, stats, guard, fps, size, quality, timeout, retry_failed, redecode) -> dict:
     sp = store.shard_path(root, shard)
-    fm = store.read_marker(sp / store.FRAMES_MARKER)
+    fg = store.frames_gen(sp)
+    fm = fg[1] if fg else None
     retry = {f["id"] for f in fm["failed"]} if fm is not None and retry_failed else set()
     if fm is not None and not redecode and not retry:
         return fm
     td = time.perf_counter()
     guard()
+    gen = store.new_frames_gen(sp)
+    guard()  # from here on every later holder sees this generation and numbers its own above it
     if fm is None or redecode:
-        w = store.FramesWriter(root, shard, size, fps, quality)
+        w = store.FramesWriter(gen, shard, size, fps, quality)
         failed = _decode_into(w, rows, fps, size, timeout, guard)
-    else:  # append the videos that decode now; the finished ones stay as they are
-        (sp / store.FRAMES_MARKER).unlink()
-        w = store.FramesWriter(root, shard, size, fps, quality, append=True)
+    else:  # append the videos that decode now to a copy; the committed frames stay readable meanwhile
+        w = store.FramesWriter(gen, shard, size, fps, quality, base=fg)
         failed = [f for f in fm["failed"] if f["id"] not in retry]
         failed += _decode_into(w, [r for r in rows if r["id"] in retry], fps, size, timeout, guard)
     guard()
-    w.finish(failed)
+    m = w.finish(failed)
     stats["decoded"] = True
     stats["decode_s"] = time.perf_counter() - td
-    return store.read_marker(sp / store.FRAMES_MARKER)
+    return m
 
 
 def _labels_step(root, shard, alg, params, cfg, stats, guard, force, retry_failed) -> dict:
-    import zarr
-
     sp = store.shard_path(root, shard)
-    lm = store.read_marker(sp / store.labels_marker(cfg))
-    ids = [v["id"] for v in zarr.open_group(sp, mode="r").attrs["videos"]]
-    covered = lm is not None and set(ids) <= set(lm["ok"]) | {f["id"] for f in lm["failed"]}
+    fg = store.frames_gen(sp)
+    lg = store.labels_gen(sp, cfg, fg)
+    lm = lg[1] if lg else None
+    covered = lm is not None and set(fg[1]["ok"]) <= set(lm["ok"]) | {f["id"] for f in lm["failed"]}
     if covered and not stats["decoded"] and not force and not (retry_failed and lm["failed"]):
         return lm
     tl = time.perf_counter()
     guard()
-    w = store.LabelsWriter(root, shard, cfg, {"alg": alg, "params": params}, keep=not (stats["decoded"] or force))
-    frames = w.g["frames"]
+    gen = store.new_labels_gen(sp, cfg)
+    guard()
+    keep = lg if not (stats["decoded"] or force) else None
+    w = store.LabelsWriter(gen, fg, cfg, {"alg": alg, "params": params}, base=keep)
     for v in w.todo(retry_failed):
         # labels are computed on the stored (JPEG) frames: exactly what the trainer reads
-        clip = frames[v["start"]:v["start"] + v["length"]]
+        clip = w.frames[v["start"]:v["start"] + v["length"]]
         try:
             lab, ns = label_video(clip, alg, params, seed_key=v["id"])
         except Exception as e:  # a library error on one video must not sink the shard

@@ -1,12 +1,17 @@
 """The store format, writer and reader side by side.
 
-STORE/shard-00007/            one Zarr v3 group per manifest shard, written by exactly one task
-    frames                    uint8 (N, H, W, 3), JPEG per frame, frames of all videos concatenated
-    labels/<cfg>              int16 (N, H, W), contiguous 0..S-1 per frame, lossless (zstd)
-    nseg/<cfg>                int16 (N,), S per frame
-    _done_frames.json         completion marker + stats, fps and size (written last, temp + rename)
-    _done_<cfg>.json          one marker per label configuration
-The group attributes hold the per-video index (id, start, length, fps, path).
+STORE/shard-00007/                one folder per manifest shard, written by one task at a time
+    frames/<gen>/                 a generation of the frames: a Zarr v3 group (attrs: shard, per-video index)
+        frames                    uint8 (N, H, W, 3), JPEG per frame, frames of all videos concatenated
+        _done_frames.json         its commit marker + stats, fps, size and lineage (written last)
+    labels/<cfg>/<gen>/           a generation of one label configuration: a Zarr v3 group
+        labels                    int16 (N, H, W), contiguous 0..S-1 per frame, lossless (zstd)
+        nseg                      int16 (N,), S per frame
+        _done_<cfg>.json          its commit marker + stats and the frames lineage the maps were computed on
+<gen> = NNNNNN-<token>-<pid>@<host>: every attempt writes a generation of its own and commits it by its
+marker (preprocess.generations). A reader follows, per unit, the highest-numbered generation holding its
+marker; label maps count only while their marker's lineage equals the followed frames' (a --retry-failed
+append keeps the lineage, a decode starts a new one). Nothing else in the shard folder is data.
 Claims (one writer per shard) live beside the shards: STORE/shard-00007.lease (preprocess.lease).
 """
 from __future__ import annotations
@@ -23,8 +28,9 @@ import zarr
 from zarr.codecs import BloscCodec, BytesCodec, ZstdCodec
 from zarr.registry import register_codec
 
-from spixwalk.common import write_atomic
-
+from . import faults
+from . import generations as gens
+from .generations import read_marker  # noqa: F401  (re-exported: markers are read through the store)
 from .jpegcodec import NAME as JPEG_NAME
 from .jpegcodec import JpegCodec
 from .spconfig import FRAME_SIZE
@@ -52,16 +58,68 @@ def labels_marker(cfg: str) -> str:
     return f"_done_{cfg}.json"
 
 
-def read_marker(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
+def frames_unit(sp: Path) -> Path:
+    return Path(sp) / "frames"
 
 
-def _write_marker(path: Path, payload: dict) -> None:
-    # temp + fsync + rename: the marker appears whole or not at all, and only after the data
-    write_atomic(path, json.dumps(payload, indent=1, sort_keys=True))
+def labels_unit(sp: Path, cfg: str) -> Path:
+    return Path(sp) / "labels" / cfg
+
+
+def check_layout(sp: Path) -> None:
+    """A shard written before generations (arrays at its top) would read as empty: say so instead."""
+    if (Path(sp) / "zarr.json").exists() or (Path(sp) / FRAMES_MARKER).exists():
+        raise ValueError(f"{sp}: written by an older spixwalk (arrays at the shard's top, no generations); "
+                         f"preprocess into a new --store")
+
+
+def frames_gen(sp: Path) -> tuple[Path, dict] | None:
+    """The committed frames generation of a shard (folder, marker), or None while the frames are incomplete."""
+    return gens.committed(frames_unit(sp), FRAMES_MARKER)
+
+
+def labels_gen(sp: Path, cfg: str, frames: tuple | None = None) -> tuple[Path, dict] | None:
+    """The committed generation of cfg's label maps, if it was computed on the committed frames' lineage."""
+    frames = frames or frames_gen(sp)
+    got = gens.committed(labels_unit(sp, cfg), labels_marker(cfg)) if frames else None
+    return got if got and got[1].get("lineage") == frames[1].get("lineage") else None
+
+
+def label_configs(sp: Path, frames: tuple | None = None) -> dict[str, tuple[Path, dict]]:
+    """cfg -> committed labels generation, for every configuration complete on the shard's frames."""
+    frames = frames or frames_gen(sp)
+    names = sorted(p.name for p in (Path(sp) / "labels").glob("*") if p.is_dir()) if frames else []
+    found = {c: labels_gen(sp, c, frames) for c in names}
+    return {c: g for c, g in found.items() if g}
+
+
+def units(sp: Path) -> list[tuple[Path, str]]:
+    """(unit folder, marker name) of a shard's frames and of every label configuration it has a folder for."""
+    cfgs = sorted(p.name for p in (Path(sp) / "labels").glob("*") if p.is_dir())
+    return [(frames_unit(sp), FRAMES_MARKER), *((labels_unit(sp, c), labels_marker(c)) for c in cfgs)]
+
+
+def prune(sp: Path) -> int:
+    """Delete the generations of a shard that can never be followed again (generations.dead)."""
+    (frames, marker), *labels = units(sp)
+    n = gens.prune(frames, marker)
+    fg = frames_gen(sp)
+    alive = (lambda m: m.get("lineage") == fg[1].get("lineage")) if fg else None
+    return n + sum(gens.prune(unit, marker, alive) for unit, marker in labels)
+
+
+def new_frames_gen(sp: Path) -> Path:
+    return gens.reserve(frames_unit(sp), "frames.reserve")
+
+
+def new_labels_gen(sp: Path, cfg: str) -> Path:
+    return gens.reserve(labels_unit(sp, cfg), "labels.reserve")
+
+
+def _copy_gen(src: Path, dst: Path, marker: str) -> None:
+    """A committed generation's data into a new one (never linked: the new one is rewritten in place)."""
+    skip = lambda folder, names: [n for n in names if n == marker or ".tmp-" in n or n.endswith(".partial")]  # noqa: E731
+    shutil.copytree(src, dst, dirs_exist_ok=True, ignore=skip)
 
 
 def _fsync_tree(path: Path) -> None:
@@ -111,36 +169,37 @@ def _create(group, name, shape, dtype, inner, codecs, attrs):
 
 
 def frames_meta(sp: Path) -> dict | None:
-    """fps/size the frames of a shard were decoded at (from the marker, else the array metadata)."""
-    m = read_marker(sp / FRAMES_MARKER)
-    if m is None:
+    """fps/size the committed frames of a shard were decoded at (from the marker, else the array metadata)."""
+    fg = frames_gen(sp)
+    if fg is None:
         return None
-    if "fps" in m and "size" in m:
-        return {"fps": m["fps"], "size": m["size"]}
-    attrs = json.loads((sp / "frames" / "zarr.json").read_text()).get("attributes", {})
+    if "fps" in fg[1] and "size" in fg[1]:
+        return {"fps": fg[1]["fps"], "size": fg[1]["size"]}
+    attrs = json.loads((fg[0] / "frames" / "zarr.json").read_text()).get("attributes", {})
     return {"fps": attrs.get("fps"), "size": attrs.get("size")}
 
 
 class FramesWriter:
-    """begin (wipes the shard) -> add(video) ... -> finish (index, fsync, marker last).
+    """Frames of one shard into a generation of its own (new_frames_gen): add(video) ... -> finish (index,
+    fsync, marker last: the commit).
 
-    Also reopens a complete shard to append videos (--retry-failed); its marker is removed until the
-    new one is written, so a reader never sees an index that runs past the data.
+    base = the committed frames generation to extend (--retry-failed): its data are copied in first and
+    its lineage kept, so label maps computed on it stay valid for the videos they cover.
     """
 
-    def __init__(self, root, shard: int, size: int, fps: float, quality: int = 90, attrs: dict | None = None,
-                 append: bool = False):
-        self.root, self.shard, self.fps, self.size = root, shard, fps, size
-        self.sp = shard_path(root, shard)
-        if append:
-            self.g = zarr.open_group(self.sp, mode="r+")
+    def __init__(self, gen: Path, shard: int, size: int, fps: float, quality: int = 90, attrs: dict | None = None,
+                 base: tuple[Path, dict] | None = None):
+        self.gen, self.shard, self.fps, self.size = Path(gen), shard, fps, size
+        faults.point("frames.create")
+        if base is not None:
+            _copy_gen(base[0], self.gen, FRAMES_MARKER)
+            self.lineage = base[1]["lineage"]
+            self.g = zarr.open_group(self.gen, mode="r+")
             self.index = list(self.g.attrs["videos"])
             self.a = self.g["frames"]
             return
-        if self.sp.exists():
-            shutil.rmtree(self.sp)
-        self.sp.mkdir(parents=True)
-        self.g = zarr.open_group(self.sp, mode="w", zarr_format=3)
+        self.lineage = self.gen.name  # a decode starts a lineage of its own
+        self.g = zarr.open_group(self.gen, mode="w", zarr_format=3)
         self.g.attrs.update({"shard": shard, "videos": []})
         self.index = []
         self.a = _create(self.g, "frames", (0, size, size, 3), "uint8", (1, size, size, 3),
@@ -149,63 +208,68 @@ class FramesWriter:
                           "libraries": library_versions()})
 
     def add(self, vid: str, arr: np.ndarray, path: str | None = None) -> None:
+        faults.point("frames.array")
         start = int(self.a.shape[0])
         self.a.resize((start + len(arr),) + self.a.shape[1:])
         self.a[start:] = arr
         self.index.append({"id": vid, "start": start, "length": int(len(arr)), "fps": self.fps, "path": path})
 
-    def finish(self, failed: list) -> None:
+    def finish(self, failed: list) -> dict:
+        faults.point("frames.attrs")
         self.g.attrs["videos"] = self.index
         self.a.attrs["video_ids"] = [v["id"] for v in self.index]
-        _fsync_tree(self.sp)
-        _write_marker(self.sp / FRAMES_MARKER, {"shard": self.shard, "ok": [v["id"] for v in self.index],
-                                                "failed": failed, "frames": int(self.a.shape[0]),
-                                                "fps": self.fps, "size": self.size})
+        _fsync_tree(self.gen)
+        m = {"shard": self.shard, "ok": [v["id"] for v in self.index], "failed": failed,
+             "frames": int(self.a.shape[0]), "fps": self.fps, "size": self.size, "lineage": self.lineage}
+        gens.commit(self.gen, FRAMES_MARKER, m, "frames.commit")
+        return m
 
 
 def write_frames(root, shard: int, videos: list, attrs: dict, failed: list, *, quality: int = 90,
                  fps: float | None = None, paths: dict | None = None) -> None:
-    """Write a shard's frames (videos = [(video_id, uint8 (n,H,W,3))]) and then its frames marker.
+    """Write a shard's frames (videos = [(video_id, uint8 (n,H,W,3))]) as a new generation, committed last.
 
-    Any previous content of the shard is removed first: new frames invalidate its label maps.
+    New frames start a new lineage: label maps of earlier frames no longer count.
     """
     size = int(videos[0][1].shape[1]) if videos else int(attrs.get("size", FRAME_SIZE))
-    w = FramesWriter(root, shard, size, fps, quality, attrs)
+    w = FramesWriter(new_frames_gen(shard_path(root, shard)), shard, size, fps, quality, attrs)
     for vid, arr in videos:
         w.add(vid, arr, (paths or {}).get(vid))
     w.finish(failed)
+    prune(shard_path(root, shard))
 
 
 class LabelsWriter:
-    """Label maps of one configuration, video by video; the marker is written last by finish().
+    """Label maps of one configuration into a generation of its own (new_labels_gen), video by video;
+    finish() writes the marker last (the commit).
 
-    keep=True keeps the labels already stored for videos the old marker lists (ok or failed) and
-    grows the arrays to the current frames index; put() then only fills the videos that lack labels.
+    frames = the committed frames generation (frames_gen) the maps are computed on. base = a committed
+    labels generation of the same lineage to extend: the labels of the videos its marker lists (ok or
+    failed) are kept, the arrays grown to the current frames index; put() then fills the others.
     """
 
-    def __init__(self, root, shard: int, cfg: str, attrs: dict, keep: bool = False):
-        self.root, self.shard, self.cfg = root, shard, cfg
-        self.sp = shard_path(root, shard)
-        if read_marker(self.sp / FRAMES_MARKER) is None:
-            raise RuntimeError(f"{self.sp}: frames are not complete; write labels after frames")
-        old = read_marker(self.sp / labels_marker(cfg)) if keep else None
-        (self.sp / labels_marker(cfg)).unlink(missing_ok=True)
-        self.g = zarr.open_group(self.sp, mode="r+")
-        self.index = self.g.attrs["videos"]
-        n = sum(v["length"] for v in self.index)
-        size = tuple(self.g["frames"].shape[1:3])
-        self.done = set(old["ok"]) if old else set()
-        self.failed = [f for f in old["failed"]] if old else []
-        if old:
-            self.la, self.na = self.g["labels"][cfg], self.g["nseg"][cfg]
+    def __init__(self, gen: Path, frames: tuple[Path, dict], cfg: str, attrs: dict,
+                 base: tuple[Path, dict] | None = None):
+        self.gen, self.cfg, self.lineage = Path(gen), cfg, frames[1]["lineage"]
+        fg = zarr.open_group(frames[0], mode="r")
+        self.frames, self.index, self.shard = fg["frames"], fg.attrs["videos"], frames[1]["shard"]
+        n, size = sum(v["length"] for v in self.index), tuple(self.frames.shape[1:3])
+        self.done = set(base[1]["ok"]) if base else set()
+        self.failed = list(base[1]["failed"]) if base else []
+        faults.point("labels.create")
+        if base:
+            _copy_gen(base[0], self.gen, labels_marker(cfg))
+            self.g = zarr.open_group(self.gen, mode="r+")
+            self.la, self.na = self.g["labels"], self.g["nseg"]
             self.la.resize((n,) + size)
             self.na.resize((n,))
             return
+        self.g = zarr.open_group(self.gen, mode="w", zarr_format=3)
         meta = {**attrs, "config": cfg, "libraries": library_versions()}
         zstd = [BytesCodec(), BloscCodec(cname="zstd", clevel=5, shuffle="shuffle")]
-        self.la = _create(self.g.require_group("labels"), cfg, (n,) + size, "int16", (1,) + size, zstd, meta)
-        self.na = self.g.require_group("nseg").create_array(
-            cfg, shape=(n,), dtype="int16", chunks=(FRAMES_PER_SHARD_CHUNK,), compressors=ZstdCodec(level=5),
+        self.la = _create(self.g, "labels", (n,) + size, "int16", (1,) + size, zstd, meta)
+        self.na = self.g.create_array(
+            "nseg", shape=(n,), dtype="int16", chunks=(FRAMES_PER_SHARD_CHUNK,), compressors=ZstdCodec(level=5),
             attributes=meta, fill_value=0, overwrite=True)
 
     def todo(self, retry_failed: bool = False) -> list[dict]:
@@ -218,6 +282,7 @@ class LabelsWriter:
         if error is not None:
             self.failed.append(error)
             return
+        faults.point("labels.array")
         a, b = v["start"], v["start"] + v["length"]
         self.la[a:b] = lab.astype(np.int16)
         self.na[a:b] = nseg.astype(np.int16)
@@ -228,14 +293,14 @@ class LabelsWriter:
         ok = [v for v in self.index if v["id"] in self.done and v["id"] not in bad]
         ns = np.concatenate([self.na[v["start"]:v["start"] + v["length"]] for v in ok]) if ok else np.zeros(0)
         ids = [v["id"] for v in self.index]
+        faults.point("labels.attrs")
         self.la.attrs["video_ids"] = ids
         self.na.attrs["video_ids"] = ids
-        _fsync_tree(self.sp / "labels" / self.cfg)
-        _fsync_tree(self.sp / "nseg" / self.cfg)
+        _fsync_tree(self.gen)
         m = {"shard": self.shard, "config": self.cfg, "failed": self.failed, "ok": [v["id"] for v in ok],
              "frames": int(self.la.shape[0]), "nseg_min": int(ns.min()) if len(ns) else None,
-             "nseg_max": int(ns.max()) if len(ns) else None}
-        _write_marker(self.sp / labels_marker(self.cfg), m)
+             "nseg_max": int(ns.max()) if len(ns) else None, "lineage": self.lineage}
+        gens.commit(self.gen, labels_marker(self.cfg), m, "labels.commit")
         return m
 
 
@@ -246,9 +311,13 @@ def write_labels(root, shard: int, cfg: str, labels: list, attrs: dict, failed: 
     A video whose labels failed must still fill its slot (any int16 array of the right length) and
     be named in `failed`; readers skip it.
     """
-    w = LabelsWriter(root, shard, cfg, attrs)
+    sp = shard_path(root, shard)
+    fg = frames_gen(sp)
+    if fg is None:
+        raise RuntimeError(f"{sp}: frames are not complete; write labels after frames")
+    w = LabelsWriter(new_labels_gen(sp, cfg), fg, cfg, attrs)
     if len(labels) != len(w.index) or any(len(l) != v["length"] for l, v in zip(labels, w.index)):
-        raise ValueError(f"{w.sp}/{cfg}: label maps do not match the frames index")
+        raise ValueError(f"{sp}/{cfg}: label maps do not match the frames index")
     bad = {f["id"]: f for f in failed}
     for k, (v, lab) in enumerate(zip(w.index, labels)):
         ns = nseg[k] if nseg is not None else np.array([len(np.unique(f)) for f in lab], np.int16)
@@ -256,6 +325,7 @@ def write_labels(root, shard: int, cfg: str, labels: list, attrs: dict, failed: 
         if v["id"] in bad:
             w.put(v, None, None, bad[v["id"]])
     w.finish()
+    prune(sp)
 
 
 # ---------------------------------------------------------------- reader
@@ -278,40 +348,63 @@ class StoreReader:
     for ~1.5 KB per frame. Larger stores keep reading per clip (an LRU would thrash under random clips).
     """
 
-    def __init__(self, root, label_cache_mb: float = 0):
+    def __init__(self, root, label_cache_mb: float = 0, generations: dict | None = None):
         self.root, self.label_cache_mb = Path(root), label_cache_mb
+        self._gens = dict(generations or {})  # (shard, cfg or None) -> committed (folder, marker) or None
         self._groups, self._arrays = {}, {}
         self._labels, self._cache_fits = {}, {}
         self._pid = None
 
     def __getstate__(self):
-        return {"root": self.root, "label_cache_mb": self.label_cache_mb}
+        # the generations already followed travel along: a worker reads exactly what its parent indexed
+        return {"root": self.root, "label_cache_mb": self.label_cache_mb, "generations": self._gens}
 
     def __setstate__(self, state):
-        self.__init__(state["root"], state.get("label_cache_mb", 0))
+        self.__init__(state["root"], state.get("label_cache_mb", 0), state.get("generations"))
 
     def shards(self) -> list[int]:
-        return sorted(int(p.name[6:]) for p in self.root.glob("shard-[0-9]*") if p.is_dir())
+        found = sorted(p for p in self.root.glob("shard-[0-9]*") if p.is_dir())
+        for p in found:
+            check_layout(p)
+        return [int(p.name[6:]) for p in found]
+
+    def _resolve(self, shard: int, cfg: str | None = None, frames=None) -> tuple[Path, dict] | None:
+        """Look the committed generation of a shard's frames (cfg None) or cfg's label maps up again; the one
+        followed before is forgotten, with its open arrays, if a later commit outranked it."""
+        sp = shard_path(self.root, shard)
+        got = labels_gen(sp, cfg, frames or self._resolve(shard)) if cfg else frames_gen(sp)
+        if self._gens.get((shard, cfg), got) != got:
+            self._groups.pop((shard, cfg), None)
+            names = ["frames"] if cfg is None else [f"labels/{cfg}", f"nseg/{cfg}"]
+            for k in [(shard, n) for n in names]:
+                self._arrays.pop(k, None)
+            self._labels.pop((shard, cfg), None)
+        self._gens[(shard, cfg)] = got
+        return got
+
+    def _gen(self, shard: int, cfg: str | None = None) -> tuple[Path, dict] | None:
+        """The generation read from: the one last looked up (a pickled reader's workers read what it indexed)."""
+        return self._gens[(shard, cfg)] if (shard, cfg) in self._gens else self._resolve(shard, cfg)
 
     def _complete(self, shard: int, cfg: str | None = None) -> dict | None:
-        return read_marker(shard_path(self.root, shard) / (labels_marker(cfg) if cfg else FRAMES_MARKER))
+        got = self._resolve(shard, cfg)
+        return got[1] if got else None
 
     def configs(self) -> list[str]:
         found = set()
         for s in self.shards():
-            if self._complete(s) is None:
-                continue
-            for p in shard_path(self.root, s).glob("_done_*.json"):
-                if p.name != FRAMES_MARKER:
-                    found.add(p.name[len("_done_"):-len(".json")])
+            fg = self._resolve(s)
+            for c in (label_configs(shard_path(self.root, s), fg) if fg else {}):
+                if self._resolve(s, c, fg):
+                    found.add(c)
         return sorted(found)
 
-    def _group(self, shard: int):
+    def _group(self, shard: int, cfg: str | None = None):
         if self._pid != os.getpid():  # after fork/spawn: do not share zarr handles across processes
             self._groups, self._arrays, self._labels, self._pid = {}, {}, {}, os.getpid()
-        if shard not in self._groups:
-            self._groups[shard] = zarr.open_group(shard_path(self.root, shard), mode="r")
-        return self._groups[shard]
+        if (shard, cfg) not in self._groups:
+            self._groups[(shard, cfg)] = zarr.open_group(self._gen(shard, cfg)[0], mode="r")
+        return self._groups[(shard, cfg)]
 
     def videos(self, cfg: str | None = None) -> list[VideoRef]:
         out = []
@@ -356,16 +449,16 @@ class StoreReader:
         return self._labels[(shard, cfg)]
 
     def _array(self, shard: int, name: str):
-        """An open array of a shard, kept: opening reads and parses its zarr.json, which cost as much as
-        reading a clip's data."""
-        g = self._group(shard)
+        """An open array of a shard ("frames", "labels/<cfg>", "nseg/<cfg>"), kept: opening reads and parses
+        its zarr.json, which cost as much as reading a clip's data."""
         key = (shard, name)
+        g = self._group(shard) if name == "frames" else self._group(shard, name.split("/", 1)[1])
         if key not in self._arrays:
-            self._arrays[key] = g[name]
+            self._arrays[key] = g[name.split("/", 1)[0]]
         return self._arrays[key]
 
     def nseg(self, ref: VideoRef, cfg: str) -> np.ndarray:
-        return self._group(ref.shard)["nseg"][cfg][ref.start:ref.start + ref.length]
+        return self._array(ref.shard, f"nseg/{cfg}")[ref.start:ref.start + ref.length]
 
     def nseg_max(self, cfg: str) -> int:
         """Most superpixels in any frame of cfg, from the shards' markers (0 where none records it)."""

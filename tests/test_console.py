@@ -165,12 +165,13 @@ print(store.__file__)
 
 def test_checkout_has_one_identity_for_the_store_reader_and_the_codec(tmp_path):
     """In a checkout, `python -m preprocess` and library use load the stage code as spixwalk.* only."""
-    from spixwalk.preprocess.store import shard_path
+    from spixwalk.preprocess.store import frames_gen, shard_path
 
     from train_synth import make_store
 
     make_store(tmp_path / "store", shards=((0, 1),), n_frames=4, size=64)
-    r = subprocess.run([sys.executable, "-c", IDENTITY, str(shard_path(tmp_path / "store", 0)), str(tmp_path / "store")],
+    gen = frames_gen(shard_path(tmp_path / "store", 0))[0]  # the committed frames generation: a Zarr group
+    r = subprocess.run([sys.executable, "-c", IDENTITY, str(gen), str(tmp_path / "store")],
                        cwd=REPO, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     bare, where = r.stdout.strip().splitlines()[-2:]

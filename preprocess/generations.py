@@ -1,0 +1,123 @@
+"""Fenced commits: each attempt at a unit of a shard writes its own generation and commits it in one step.
+
+A unit is a shard's frames (STORE/shard-K/frames/) or one label configuration (STORE/shard-K/labels/<cfg>/).
+An attempt creates its generation folder in one mkdir, named NNNNNN-<token>-<pid>@<host>: a number above
+every generation of the unit it can see, a token of its own, and its writer. It then checks its claim and
+writes only inside that folder; it commits by writing the unit's marker inside it, last (temp + fsync +
+rename: the one step that makes the generation count). Readers follow the highest-numbered generation that
+holds its marker (for label maps: whose marker names the frames' lineage) and nothing else.
+
+Why a task that lost its claim cannot make the store claim what it does not hold, wherever it was paused:
+- a committed generation is never written again, and a generation is deleted only when it can never be
+  followed again (prune): below a committed one, of a dead frames lineage, or written by a dead process;
+- an attempt that checked its claim after creating generation g is seen by every later holder, whose
+  generations are numbered above g: what it commits late is outranked by the later holder's commit and,
+  until that lands, is its own whole work (its folder is still intact: its writer is alive);
+- what it writes late into a generation that was deleted meanwhile lands in a folder below a committed one,
+  without its data: never followed, removed by the next prune.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import uuid
+from pathlib import Path
+
+from spixwalk.common import fsync_dir, write_atomic
+
+from . import faults
+from .lease import _pid_alive  # the lease's liveness test, one home for it
+
+NAME = re.compile(r"^(\d{6,})-([0-9a-f]{8})-(\d+)@(.+)$")
+HOST_CHARS = 64  # a folder name stays far below 255 bytes whatever the host's name
+
+
+def _host() -> str:
+    return socket.gethostname()[:HOST_CHARS]
+
+
+def generations(unit: Path) -> list[tuple[int, Path]]:
+    """(number, folder) of every generation of a unit, lowest first."""
+    try:
+        names = os.listdir(unit)
+    except FileNotFoundError:
+        return []
+    found = [(int(m.group(1)), Path(unit) / n) for n in names if (m := NAME.match(n))]
+    return sorted(found, key=lambda g: (g[0], g[1].name))
+
+
+def read_marker(path: Path) -> dict | None:
+    try:
+        m = json.loads(Path(path).read_text())
+    except (FileNotFoundError, NotADirectoryError, ValueError):
+        return None
+    return m if isinstance(m, dict) else None
+
+
+def committed(unit: Path, marker: str) -> tuple[Path, dict] | None:
+    """The highest-numbered generation of a unit that holds its marker, and the marker."""
+    for _, g in reversed(generations(unit)):
+        m = read_marker(g / marker)
+        if m is not None:
+            return g, m
+    return None
+
+
+def _number(gen: Path) -> int:
+    return int(NAME.match(gen.name).group(1))
+
+
+def pending(unit: Path, marker: str) -> list[Path]:
+    """Uncommitted generations above the committed one: being written, or left by a task that stopped."""
+    top = committed(unit, marker)
+    return [g for k, g in generations(unit) if top is None or (k >= _number(top[0]) and g != top[0])]
+
+
+def reserve(unit: Path, point: str) -> Path:
+    """A new generation folder numbered above every one of the unit; the caller checks its claim next."""
+    unit = Path(unit)
+    unit.mkdir(parents=True, exist_ok=True)
+    n = 1 + max((k for k, _ in generations(unit)), default=0)
+    faults.point(point)
+    gen = unit / f"{n:06d}-{uuid.uuid4().hex[:8]}-{os.getpid()}@{_host()}"
+    gen.mkdir()  # a name of its own: never an existing folder, never reused after a delete
+    fsync_dir(unit)
+    return gen
+
+
+def commit(gen: Path, marker: str, payload: dict, point: str) -> None:
+    """Write the marker, last: the generation counts from here on (its data were fsynced before)."""
+    faults.point(point)
+    write_atomic(gen / marker, json.dumps(payload, indent=1, sort_keys=True))
+
+
+def writer_dead(gen: Path) -> bool:
+    """The process named in a generation's folder name is gone (decidable on its own host only)."""
+    m = NAME.match(gen.name)
+    return bool(m) and m.group(4) == _host() and not _pid_alive(int(m.group(3)))
+
+
+def dead(unit: Path, marker: str, alive_lineage=None) -> list[Path]:
+    """Generations that can never be followed again: below the highest committed one; that one too when
+    alive_lineage(its marker) is false (labels of frames that were decoded again); uncommitted ones whose
+    writer is a dead process. Deleting them is safe for any task at any time, claim or not."""
+    gens = generations(unit)
+    top = committed(unit, marker)
+    out = []
+    for k, g in gens:
+        if top is not None and (k < _number(top[0]) or
+                                (g == top[0] and alive_lineage is not None and not alive_lineage(top[1]))):
+            out.append(g)
+        elif (top is None or g != top[0]) and read_marker(g / marker) is None and writer_dead(g):
+            out.append(g)
+    return out
+
+
+def prune(unit: Path, marker: str, alive_lineage=None) -> int:
+    gone = dead(unit, marker, alive_lineage)
+    for g in gone:
+        shutil.rmtree(g, ignore_errors=True)
+    return len(gone)
