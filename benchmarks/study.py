@@ -5,7 +5,8 @@ Trains through the real stages on video that is never scored (`--train-videos`: 
 Every mode starts from the same initial weights and seed; its step-0 snapshot is its baseline (identical
 weights are scored once). Snapshots at `--points` log-spaced points of `--budget` seconds: CPU seconds of
 the training process on the CPU, device-busy seconds on CUDA. When patches train too, superpixels keep one
-more snapshot at the patches' final step: the comparison at equal clips seen. Writes WORK/study.csv,
+more snapshot at the patches' final step: the comparison at equal clips seen. `--jobs` trains and scores
+that many modes at once (superpixels start once patches are trained). Writes WORK/study.csv,
 study_per_sequence.csv, study_comparisons.csv, study.png and study.md; reruns reuse trainings and scores.
 """
 import os
@@ -17,7 +18,9 @@ import hashlib  # noqa: E402
 import json  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor, as_completed  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from benchmarks import study_report as report  # noqa: E402
@@ -31,10 +34,10 @@ NODE_ARGS = {"patches": ["--nodes", "patches"], "superpixels": ["--nodes", "supe
 LABEL_ALGS = {"superpixels": "slic", "mixed": "slic", "random-cells": "random"}
 # The recipe per device; README "Learning-signal study" states the figure behind each choice.
 RECIPES = {
-    "cpu": {"budget": 2400, "points": 3, "img_size": 256, "batch": 4, "lr": 1e-4, "warmup_steps": 10,
-            "eval_scale": 0.5, "workers": 0, "log_every": 1},
+    "cpu": {"budget": 2400, "points": 2, "img_size": 128, "batch": 4, "lr": 3e-4, "warmup_steps": 30,
+            "eval_scale": 0.5, "workers": 0, "log_every": 1, "jobs": 2, "threads": 1},
     "cuda": {"budget": 60, "points": 3, "img_size": 256, "batch": 32, "lr": 3e-4, "warmup_steps": 100,
-             "eval_scale": 1.0, "workers": 8, "log_every": 20},
+             "eval_scale": 1.0, "workers": 8, "log_every": 20, "jobs": 1, "threads": 2},
 }
 
 
@@ -65,7 +68,8 @@ def parse_args(argv=None):
     p.add_argument("--log-every", type=int)
     p.add_argument("--preset", default="thesis", help="train --preset; only --nodes differs between modes")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2, help="torch threads for training and evaluation")
+    p.add_argument("--threads", type=int, help="torch threads of each training and evaluation process")
+    p.add_argument("--jobs", type=int, help="modes trained and scored at once (each its own process)")
     p.add_argument("--report-only", action="store_true", help="train and score nothing: write the outputs from "
                    "the snapshots already scored under --work (a study cut short)")
     p.add_argument("--recipe-args", choices=sorted(RECIPES), help="only print the recipe's train options for "
@@ -85,9 +89,10 @@ def check(a) -> list[str]:
     bad = [m for m in modes if m not in MODES]
     if bad or not modes:
         raise StudyError(f"--modes {a.modes}: unknown {bad}; choose among {','.join(MODES)}")
-    if a.points < 1 or a.budget <= 0 or not 0 < a.eval_scale <= 1 or a.batch < 1 or a.lr <= 0 or a.warmup_steps < 0:
-        raise StudyError("--points >= 1, --budget > 0, --eval-scale in (0, 1], --batch >= 1, --lr > 0 and "
-                         "--warmup-steps >= 0 are required")
+    if (a.points < 1 or a.budget <= 0 or not 0 < a.eval_scale <= 1 or a.batch < 1 or a.lr <= 0
+            or a.warmup_steps < 0 or a.jobs < 1 or a.threads < 1):
+        raise StudyError("--points >= 1, --budget > 0, --eval-scale in (0, 1], --batch >= 1, --lr > 0, "
+                         "--warmup-steps >= 0, --jobs >= 1 and --threads >= 1 are required")
     videos = Path(a.train_videos)
     if not videos.is_dir() or not any(videos.iterdir()):
         raise StudyError(f"--train-videos {videos}: no such folder, or empty")
@@ -197,8 +202,19 @@ def encoder_hash(ckpt: dict) -> str:
     return h.hexdigest()[:16]
 
 
+_EVAL_LOCKS: dict[str, threading.Lock] = {}
+_LOCKS_LOCK = threading.Lock()
+
+
 def score(a, scored: Path, work: Path, name: str, features: list[str]) -> dict:
     """metrics-val.json of `evaluate davis` + `evaluate metrics` into WORK/eval/<name> (reused when there)."""
+    with _LOCKS_LOCK:  # modes trained at once share step 0: one evaluation of it, the other waits and reuses
+        lock = _EVAL_LOCKS.setdefault(name, threading.Lock())
+    with lock:
+        return _score(a, scored, work, name, features)
+
+
+def _score(a, scored: Path, work: Path, name: str, features: list[str]) -> dict:
     out = work / "eval" / name
     metrics = out / "metrics-val.json"
     if not metrics.exists():
@@ -252,7 +268,7 @@ def final_steps(a, run: Path) -> list[int]:
     """Steps of the patch run's snapshot at --budget, for superpixels' equal-clips snapshot."""
     import torch
     kind = "cpu" if a.device == "cpu" else "device"
-    snap = run / f"snapshot-{kind}{marks(a, a.budgets['patches'])[-1]:g}.pt"
+    snap = run / f"snapshot-{kind}{marks(a, a.budgets.get('patches', a.budget))[-1]:g}.pt"
     return [torch.load(snap, map_location="cpu", weights_only=False)["step"]] if snap.exists() else []
 
 
@@ -260,20 +276,39 @@ def run_study(a, work: Path) -> str:
     store = work / "store" if a.report_only else build_store(a, work)
     scored = scored_set(a, work)
     print(f"[study] {len(a.scored_list)} scored sequences; modes {','.join(a.mode_list)}; budget {a.budget:g} s "
-          f"({a.device}) at {marks(a)}", flush=True)
+          f"({a.device}) at {marks(a)}; {a.jobs} at once", flush=True)
     rgb = row_of(a, score(a, scored, work, "rgb", ["--features", "rgb"]), "raw RGB features", "-", "-", None, "-")
     recipe = (f"preset {a.preset}, {a.img_size} px, batch {a.batch}, lr {a.lr:g}, warm-up {a.warmup_steps} steps, "
               f"{a.budget:g} {'CPU' if a.device == 'cpu' else 'device'} s per mode, scored at x{a.eval_scale:g}")
-    rows, text = [], ""
-    for mode in a.mode_list:
-        extra = final_steps(a, work / "runs" / "patches") if mode == "superpixels" and "patches" in a.mode_list else []
-        t0 = time.time()
-        run = work / "runs" / mode if a.report_only else train(a, store, mode, work, extra)
-        rows += snapshot_rows(a, scored, work, mode, run) if run.is_dir() else []
-        if rows:  # after each mode: partial results
-            text = report.write_all(work, rows, [rgb], rows[0]["clock"], recipe)
-        print(f"[study] {mode}: trained and scored in {time.time() - t0:.0f} s", flush=True)
+    done, text = {}, ""
+    patches_trained = threading.Event()
+    if "patches" not in a.mode_list:
+        patches_trained.set()
+    order = sorted(a.mode_list, key=lambda m: (m != "patches", m == "superpixels"))
+    with ThreadPoolExecutor(a.jobs) as pool:
+        futures = {pool.submit(train_and_score, a, store, scored, work, m, patches_trained): m for m in order}
+        for f in as_completed(futures):
+            done[futures[f]] = f.result()
+            rows = [r for m in a.mode_list if m in done for r in done[m]]
+            if rows:  # after each mode: partial results
+                text = report.write_all(work, rows, [rgb], rows[0]["clock"], recipe)
     return text
+
+
+def train_and_score(a, store: Path, scored: Path, work: Path, mode: str, patches_trained: threading.Event) -> list:
+    """One mode's training and its scored snapshots; superpixels wait for the patches' final step (equal clips)."""
+    t0 = time.time()
+    if mode == "superpixels":
+        patches_trained.wait()
+    try:
+        extra = final_steps(a, work / "runs" / "patches") if mode == "superpixels" else []
+        run = work / "runs" / mode if a.report_only else train(a, store, mode, work, extra)
+    finally:
+        if mode == "patches":
+            patches_trained.set()
+    rows = snapshot_rows(a, scored, work, mode, run) if run.is_dir() else []
+    print(f"[study] {mode}: trained and scored in {time.time() - t0:.0f} s", flush=True)
+    return rows
 
 
 def verdict(root: Path) -> int:

@@ -32,7 +32,7 @@ def tiny(tmp_path_factory):
 def _args(tiny, work, *extra):
     videos, davis = tiny
     return ["--train-videos", str(videos), "--davis", str(davis), "--work", str(work), "--img-size", "64",
-            "--batch", "2", "--threads", "1", "--eval-scale", "1", *extra]
+            "--batch", "2", "--threads", "1", "--jobs", "2", "--eval-scale", "1", *extra]
 
 
 def test_unusable_options_exit_2_before_any_work(tiny, tmp_path, capsys):
