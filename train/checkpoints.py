@@ -166,3 +166,10 @@ def init_from(encoder, path) -> tuple[str, str | None]:
     loaded = encoder_from_state(state, drop_layer4=drop, path=path)  # only its weights are copied
     encoder.load_state_dict(loaded.state_dict(), strict=True)
     return kind, recorded_padding(obj)[0]
+
+
+def remove_stale_tmp(run: Path) -> None:
+    """Temp files of a save that was killed before its rename (atomic_path removes them on an exception,
+    not on SIGKILL or a power cut; one run directory has one writer)."""
+    for p in Path(run).glob("*.tmp*"):
+        p.unlink(missing_ok=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 from spixwalk.common import stage_parser
 from spixwalk.preprocess import spconfig
 
-from . import runconfig, tracking
+from . import runconfig, tracking, workers
 from .clock import CLOCKS
 from .data import FRAME_TRANSFORMS
 from .model import NORMS, PADDINGS, PATCH_JITTERS
@@ -56,7 +56,8 @@ def _data_options(p) -> None:
                    "CUDA, loader on the CPU (there the batched ops cost the training process more than the workers)")
     g.add_argument("--label-cache-mb", type=float, default=256, help="per loader process: read a shard's label "
                    "maps once and keep them where the whole store's fit in this many MB (0: read per clip)")
-    g.add_argument("--mp-context", default=None, choices=["fork", "spawn", "forkserver"])
+    g.add_argument("--mp-context", default=None, choices=list(workers.START_METHODS),
+                   help="how loader workers start (default forkserver: fork hangs once the parent used OpenCV or zarr)")
 
 
 def _walk_options(p) -> None:
