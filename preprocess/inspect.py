@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,7 @@ import numpy as np
 from spixwalk.common import atomic_path, stage_parser
 
 from . import store
-from .lease import holder, is_stale, lease_path
+from .lease import describe, holder, is_stale, lease_path
 
 
 def status(root) -> list[dict]:
@@ -40,7 +41,12 @@ def status(root) -> list[dict]:
 
 
 def cmd_status(a) -> int:
+    if not Path(a.store).is_dir():
+        print(f"error: --store {a.store}: no such folder", file=sys.stderr)
+        return 2
     rows = status(a.store)
+    for lp in sorted(Path(a.store).glob("shard-[0-9]*.lease")):
+        print(f"lease {lp.name}: {describe(lp)}")
     if not rows:
         print(f"{a.store}: no shards")
         return 0

@@ -79,12 +79,19 @@ def process_shard(root, shard: int, rows: list[dict], alg: str, params: dict, cf
              "nseg_min": None, "nseg_max": None, "decode_s": 0.0, "label_s": 0.0, "seconds": 0.0}
     try:
         with Lease(root, shard) as lease:
+            store.remove_leftovers(store.shard_path(root, shard))
             guard = _Guard(lease, shard, progress)
             fm = _frames_step(root, shard, rows, stats, guard, fps, size, quality, timeout, retry_failed, redecode)
             lm = _labels_step(root, shard, alg, params, cfg, stats, guard, force, retry_failed)
     except (Busy, LeaseLost) as e:
         stats["busy"] = str(e)
         _log(f"BUSY shard {shard}: {e}; left alone")
+        return stats
+    except OSError as e:  # disk full, quota, I/O error: this shard stays incomplete, the others go on
+        reason = f"{type(e).__name__}: {e.strerror or e}" + (f" ({e.filename})" if e.filename else "")
+        stats["failed"] = [{"id": f"shard {shard}", "path": str(store.shard_path(root, shard)), "stage": "write",
+                            "reason": reason}]
+        _log(f"FAILED shard {shard}: writing the store: {reason}; shard left incomplete")
         return stats
     stats["failed"] = fm["failed"] + lm["failed"]
     stats["frames"], stats["nseg_min"], stats["nseg_max"] = lm["frames"], lm["nseg_min"], lm["nseg_max"]

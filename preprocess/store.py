@@ -64,6 +64,15 @@ def _write_marker(path: Path, payload: dict) -> None:
     write_atomic(path, json.dumps(payload, indent=1, sort_keys=True))
 
 
+def remove_leftovers(sp: Path) -> int:
+    """Temp files of writers killed mid-write (marker temps, zarr's *.partial); call under the shard's lease."""
+    n = 0
+    for p in [*Path(sp).glob("*.tmp-*"), *Path(sp).rglob("*.partial")]:
+        p.unlink(missing_ok=True)
+        n += 1
+    return n
+
+
 def _fsync_tree(path: Path) -> None:
     for dirpath, _, files in os.walk(path):
         for name in files:

