@@ -60,8 +60,10 @@ def _check_frames_options(a) -> None:
         raise ValueError(f"--size must be in 16..4096, got {a.size}")
     if not 1 <= a.quality <= 100:
         raise ValueError(f"--quality must be in 1..100, got {a.quality}")
-    if not a.timeout > 0:
-        raise ValueError(f"--timeout must be > 0, got {a.timeout:g}")
+    if not (a.timeout > 0 and a.timeout < 10**6):  # inf/nan would reach ffmpeg's timer as an OverflowError
+        raise ValueError(f"--timeout must be in (0, 1e6) s, got {a.timeout:g}")
+    if a.shard is not None and not all(k.strip().isdigit() for k in str(a.shard).split(",") if k != ""):
+        raise ValueError(f"--shard {a.shard}: not a shard number K or a comma list K1,K2")
     if a.jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {a.jobs}")
     if a.num_shards is not None and a.shards_per_task is not None:
@@ -91,8 +93,8 @@ def _check_frames_match(root: str, shards: list[int], fps: float, size: int) -> 
             continue
         m = store.frames_meta(sp)
         if m and (m["fps"], m["size"]) != (fps, size) and m["fps"] is not None:
-            raise ValueError(f"{sp} holds frames at --fps {m['fps']:g} --size {m['size']}, this run asks "
-                             f"--fps {fps:g} --size {size}: use those values, another --store, or --redecode")
+            raise ValueError(f"{sp} holds frames at --fps {m['fps']:.12g} --size {m['size']}, this run asks "
+                             f"--fps {fps:.12g} --size {size}: use those values, another --store, or --redecode")
 
 
 def validate(a):

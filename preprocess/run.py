@@ -22,10 +22,10 @@ def select_shards(all_shards: list[int], shard=None, shard_index=None, num_shard
     covers positions i*k .. i*k+k-1 of the manifest's shards, whichever tasks run. Past the end: [].
     """
     if shard is not None:
-        wanted = [int(s) for s in str(shard).split(",") if s != ""]
+        wanted = [int(s) for s in str(shard).split(",") if s.strip() != ""]
         missing = sorted(set(wanted) - set(all_shards))
         if missing:
-            raise ValueError(f"shard(s) {missing} not in the manifest (it has {all_shards[0]}..{all_shards[-1]})")
+            raise ValueError(f"--shard {shard}: shard(s) {missing} not in the manifest (it has {all_shards[0]}..{all_shards[-1]})")
         return wanted
     if shards_per_task is not None:
         if shards_per_task < 1 or shard_index is None or shard_index < 0:

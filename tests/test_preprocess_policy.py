@@ -104,6 +104,8 @@ def test_other_fps_or_size_on_existing_frames_is_refused(tmp_path):
     before = store_tree(st)
     res = preprocess("--manifest", m, "--store", st, "--fps", "4", "--alg", "fh")
     assert res.returncode == 2 and "holds frames at --fps 8 --size 256" in res.stderr
+    res = preprocess("--manifest", m, "--store", st, "--fps", "8.0000001")  # a difference the message shows
+    assert res.returncode == 2 and "holds frames at --fps 8 --size 256, this run asks --fps 8.0000001" in res.stderr
     assert store_tree(st) == before
     res = preprocess("--manifest", m, "--store", st, "--fps", "4", "--redecode")
     assert res.returncode == 0 and store.StoreReader(st).videos()[0].length == 8

@@ -177,3 +177,29 @@ def test_unreadable_clips_are_dropped_named_and_flagged(store, tmp_path, capfd):
     assert "s1v0" in out.out and "skipped clip" in out.out
     summary = json.loads((run / "summary.json").read_text())
     assert summary["dropped_clips"] > 0 and summary["steps"] == 4 and (run / "checkpoint.pt").exists()
+
+
+def test_unusable_numbers_and_checkpoints_exit_2_naming_them(store, tmp_path, capsys):
+    base = ["--store", str(store), *FAST]
+
+    def err(*extra, run=tmp_path / "r"):
+        capsys.readouterr()
+        rc = main(base + ["--run", str(run), *extra])
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and len(lines) == 1, (rc, lines)
+        return lines[0]
+
+    assert "--steps 0" in err("--steps", "0")
+    assert "--steps -5" in err("--steps", "-5")
+    assert "--epochs 0" in err("--epochs", "0")
+    assert "--lr nan" in err("--lr", "nan")
+    assert "--workers -1" in err("--workers", "-1")
+    assert not (tmp_path / "r").exists()
+    (tmp_path / "file").write_text("")
+    assert "--run" in err("--steps", "1", run=tmp_path / "file")
+    no_optimizer = {k: 0 for k in ("model", "scheduler", "step", "config", "rng")}
+    for bad in ([1, 2], no_optimizer, torchvision.models.resnet18().state_dict()):
+        run = tmp_path / f"bad{len(bad)}"
+        run.mkdir()
+        torch.save(bad, run / "checkpoint.pt")
+        assert "not a spixwalk training checkpoint" in err("--steps", "1", run=run)
