@@ -70,6 +70,7 @@ class Trainer:
         elif a.init_from:
             _init_from(self.net, a.init_from)
         self.step = self.resumed.step
+        self.stalled = None  # why the loader workers gave no batch in time (workers.Stalled), once they did not
         # a rerun of a finished run (its steps, or its --budget: a larger one resumes) changes nothing:
         # no run directory writes, no tracker
         spent = self.resumed.device if resolve_clock(a.clock, device) == "device" else self.resumed.cpu
@@ -88,7 +89,7 @@ class Trainer:
         self.loader = torch.utils.data.DataLoader(
             ds, batch_size=a.batch, sampler=sampler, num_workers=a.workers, collate_fn=collate,
             pin_memory=device.type == "cuda", multiprocessing_context=workers.context(a.mp_context) if a.workers else None,
-            worker_init_fn=workers.worker_init if a.workers else None, persistent_workers=False,
+            timeout=a.loader_timeout if a.workers else 0, persistent_workers=False,
             generator=torch.Generator().manual_seed(a.seed))  # own generator: keeps the global RNG for the model
         if rank == 0 and not self.already_finished:
             self.run.mkdir(parents=True, exist_ok=True)
@@ -154,8 +155,8 @@ def run_steps(tr: Trainer, stop: StopSignal, clock: Clock) -> tuple[float, int, 
         tr.checkpoint(0.0, clock)
         tr.snapshot("step0")
     it = iter(tr.loader)
-    faults.point("train.workers")
     try:
+        faults.point("train.workers")
         return _steps(tr, stop, clock, it, win, autocast, marks, step_marks)
     finally:
         workers.stop(it)
@@ -171,7 +172,13 @@ def _steps(tr, stop, clock, it, win, autocast, marks, step_marks) -> tuple[float
             why = "signal"
             break
         t0 = time.perf_counter()
-        batch = next(it)
+        try:
+            batch = workers.next_batch(it, a.loader_timeout if a.workers else 0)
+        except workers.Stalled as e:
+            if a.world > 1:  # the other ranks wait in a collective: end the process group
+                raise
+            tr.stalled, why = str(e), "stalled"
+            break
         wait = time.perf_counter() - t0
         clock.step_start()
         stats = train_step(tr.model, tr.opt, tr.sched, batch, a, device, autocast)
@@ -257,12 +264,13 @@ def _train(tr: Trainer, stop: StopSignal) -> dict:
               f"{tr.steps} steps (from {tr.step}), batch {a.batch} x {a.world} process(es) on {device}")
     clock = Clock(a.clock, device, tr.resumed.cpu, tr.resumed.device)
     seconds, done, why = run_steps(tr, stop, clock)
-    if done or why != "signal":
+    if done or why not in ("signal", "stalled"):
         tr.checkpoint(seconds, clock)
     tr.tracker.close()
-    if why == "signal":
+    if why in ("signal", "stalled"):
         _teardown(a)
-        return {"preempted": f"signal {stop.signum}", "step": tr.step, "saved": bool(done)}
+        stopped = {"preempted": f"signal {stop.signum}"} if why == "signal" else {"stalled": tr.stalled}
+        return {**stopped, "step": tr.step, "saved": bool(done)}
     summary = tr.log.summary(tr.cfg, seconds, done, a.batch * a.world) if rank == 0 else {}
     summary.update(steps=tr.step, stopped_by=why, train_seconds_total=round(tr.resumed.seconds + seconds, 2),
                    train_cpu_seconds_total=round(clock.cpu(), 2), train_device_seconds_total=round(clock.device(), 3),
@@ -286,11 +294,16 @@ def main(argv=None) -> int:
         print(f"[train] stopped by signal {e.args[0]} during set-up; nothing saved, rerun the same command",
               file=sys.stderr)
         return PREEMPTED
+    saved = "checkpoint saved" if summary.get("saved") else "no step ran, nothing saved"
     if summary.get("preempted"):
-        saved = "checkpoint saved" if summary["saved"] else "no step ran, nothing saved"
         print(f"[train] stopped by {summary['preempted']} at step {summary['step']}; {saved}, "
               "rerun the same command to resume", file=sys.stderr)
         return PREEMPTED
+    if summary.get("stalled"):
+        print(f"[train] error: {summary['stalled']} (a worker hangs, or reading the store is this slow); "
+              f"stopped at step {summary['step']}, {saved}; rerun to resume (--loader-timeout, --workers 0)",
+              file=sys.stderr)
+        return 1
     if summary.get("dropped_clips"):  # trained, but on fewer clips than asked: say so in the exit code
         print(f"[train] {summary['dropped_clips']} clip(s) failed to load and were left out (see lines above)",
               file=sys.stderr)

@@ -57,6 +57,8 @@ def _data_options(p) -> None:
                    "CUDA, loader on the CPU (there the batched ops cost the training process more than the workers)")
     g.add_argument("--label-cache-mb", type=float, default=256, help="per loader process: read a shard's label "
                    "maps once and keep them where the whole store's fit in this many MB (0: read per clip)")
+    g.add_argument("--loader-timeout", type=float, default=600.0, help="seconds to wait for one batch from the "
+                   "loader workers before stopping with a checkpoint and exit 1 (a hung worker; 0: wait forever)")
     g.add_argument("--mp-context", default=None, choices=list(workers.START_METHODS),
                    help="how loader workers start (default forkserver: fork hangs once the parent used OpenCV or zarr)")
 
@@ -178,6 +180,8 @@ def _check_counts(a) -> list[str]:
         bad.append(f"--epochs {a.epochs:g} must be a number > 0")
     if a.workers < 0:
         bad.append(f"--workers {a.workers} must be >= 0")
+    if not (math.isfinite(a.loader_timeout) and a.loader_timeout >= 0):
+        bad.append(f"--loader-timeout {a.loader_timeout} must be a number of seconds >= 0")
     for name, v in (("--lr", a.lr), ("--tau", a.tau), ("--budget", a.budget)):
         if not math.isfinite(v):
             bad.append(f"{name} {v} must be a finite number")
