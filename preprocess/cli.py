@@ -86,15 +86,33 @@ def _check_store(root: str) -> None:
         raise ValueError(f"--store {root}: {parent} is not a writable folder")
 
 
-def _check_frames_match(root: str, shards: list[int], fps: float, size: int) -> None:
-    """Frames already stored at another --fps/--size would be labelled under a config that lies."""
+def _check_frames_match(root: str, manifest: dict, shards: list[int], fps: float, size: int, quality: int) -> None:
+    """Frames already stored at another --fps/--size/--quality, or of other videos than the manifest lists
+    for their shard, would be labelled (and recorded) under a config that lies."""
     for sp in sorted(Path(root).glob("shard-[0-9]*")):
         if not sp.is_dir() or int(sp.name[6:]) not in shards:
             continue
         m = store.frames_meta(sp)
-        if m and (m["fps"], m["size"]) != (fps, size) and m["fps"] is not None:
+        if not m or m["fps"] is None:
+            continue
+        if (m["fps"], m["size"]) != (fps, size):
             raise ValueError(f"{sp} holds frames at --fps {m['fps']:.12g} --size {m['size']}, this run asks "
                              f"--fps {fps:.12g} --size {size}: use those values, another --store, or --redecode")
+        if m["quality"] is not None and m["quality"] != quality:
+            raise ValueError(f"{sp} holds frames at --quality {m['quality']}, this run asks --quality {quality}: "
+                             "use that value, another --store, or --redecode")
+        _check_members(sp, manifest[int(sp.name[6:])])
+
+
+def _check_members(sp: Path, rows: list[dict]) -> None:
+    fm = store.read_marker(sp / store.FRAMES_MARKER)
+    held = set(fm["ok"]) | {f["id"] for f in fm["failed"]}
+    listed = {r["id"] for r in rows}
+    if held != listed:
+        new, gone = sorted(listed - held), sorted(held - listed)
+        raise ValueError(f"{sp} holds other videos than the manifest lists for shard {sp.name[6:].lstrip('0') or 0} "
+                         f"(listed, not stored: {new[:3]}; stored, not listed: {gone[:3]}): a manifest rebuilt with "
+                         "other shards? use the manifest that built this store, another --store, or --redecode")
 
 
 def validate(a):
@@ -111,7 +129,7 @@ def validate(a):
         raise ValueError(f"{a.manifest}: empty manifest")
     shards = select_shards(list(manifest), a.shard, a.shard_index, a.num_shards, a.shards_per_task)
     keep = [s for s in manifest if not (a.redecode and s in shards)]
-    _check_frames_match(a.store, keep, a.fps, a.size)
+    _check_frames_match(a.store, manifest, keep, a.fps, a.size, a.quality)
     return params, manifest, shards
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 from dataclasses import dataclass
@@ -120,14 +121,14 @@ def _create(group, name, shape, dtype, inner, codecs, attrs):
 
 
 def frames_meta(sp: Path) -> dict | None:
-    """fps/size the frames of a shard were decoded at (from the marker, else the array metadata)."""
+    """fps/size/JPEG quality the frames of a complete shard were stored at (marker, else array metadata)."""
     m = read_marker(sp / FRAMES_MARKER)
     if m is None:
         return None
-    if "fps" in m and "size" in m:
-        return {"fps": m["fps"], "size": m["size"]}
     attrs = json.loads((sp / "frames" / "zarr.json").read_text()).get("attributes", {})
-    return {"fps": attrs.get("fps"), "size": attrs.get("size")}
+    q = re.fullmatch(r"jpeg q(\d+)", str(attrs.get("codec", "")))
+    return {"fps": m.get("fps", attrs.get("fps")), "size": m.get("size", attrs.get("size")),
+            "quality": int(q[1]) if q else None}
 
 
 class FramesWriter:
