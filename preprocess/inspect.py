@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spixwalk.common import atomic_path, stage_parser
+from spixwalk.common import atomic_path, check_out, stage_parser
 
 from . import store
 from .lease import describe, holder, is_stale, lease_path
@@ -89,6 +89,11 @@ def boundary_overlay(frames: np.ndarray, labels: np.ndarray) -> np.ndarray:
 def cmd_show(a) -> int:
     import cv2
 
+    try:
+        check_out(a.out)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     r = store.StoreReader(a.store)
     cfgs = r.configs()
     cfg = a.config or (cfgs[0] if cfgs else None)
