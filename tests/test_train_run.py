@@ -203,3 +203,18 @@ def test_unusable_numbers_and_checkpoints_exit_2_naming_them(store, tmp_path, ca
         run.mkdir()
         torch.save(bad, run / "checkpoint.pt")
         assert "not a spixwalk training checkpoint" in err("--steps", "1", run=run)
+
+
+def test_resuming_with_other_steps_records_the_plans_and_their_lr_drop(store, tmp_path, capsys):
+    run = tmp_path / "r"
+    args = ["--store", str(store), *FAST, "--run", str(run), "--lr-drop-at", "0.5", "--lr-gamma", "0.3"]
+    assert main(args + ["--steps", "2"]) == 0
+    assert "steps_history" not in json.loads((run / "config.json").read_text())
+    capsys.readouterr()
+    assert main(args + ["--steps", "6"]) == 0  # longer: the drop moves from step 1 to step 3
+    assert "resuming at step 2 a run planned for 2 steps, now 6: lr drop (x0.3) at step 1 -> 3" in capsys.readouterr().out
+    plans = [{"from_step": 0, "steps": 2, "lr_drop_step": 1}, {"from_step": 2, "steps": 6, "lr_drop_step": 3}]
+    assert json.loads((run / "config.json").read_text())["steps_history"] == plans
+    ck = params(run)
+    assert ck["config"]["steps_history"] == plans and ck["step"] == 6
+    assert ck["optimizer"]["param_groups"][0]["lr"] == pytest.approx(3e-4 * 0.3)  # past the new drop step

@@ -67,6 +67,7 @@ class Trainer:
         ckpt = checkpoints.read_for_resume(self.run, a.resume, self.cfg)
         if ckpt:
             self.resumed = checkpoints.restore(ckpt, self.net, self.opt, self.sched, rank)
+            self.cfg.update(steps_plan(checkpoints.config_of(ckpt), self.cfg, self.resumed.step, a, rank))
         elif a.init_from:
             _init_from(self.net, a.init_from)
         self.step = self.resumed.step
@@ -374,12 +375,31 @@ def setup_dist(a):
 
 def lr_factor(a, steps: int):
     """Linear warm-up, then CRW's single step decay at --lr-drop-at of the run."""
-    drop_step = int(a.lr_drop_at * steps) if a.lr_drop_at else None
+    drop_step = _drop_step(a, steps)
 
     def f(s: int) -> float:
         warm = min(1.0, (s + 1) / a.warmup) if a.warmup else 1.0
         return warm * (a.lr_gamma if drop_step is not None and s >= drop_step else 1.0)
     return f
+
+
+def steps_plan(old: dict, cfg: dict, at: int, a, rank: int) -> dict:
+    """A resume that changes the run's length (--steps, --epochs) continues from the checkpoint under the
+    new plan, so the lr drop (at --lr-drop-at of the run) moves: recorded in config.json as steps_history,
+    one entry per plan with the step it took over and its drop step, and said once."""
+    history = old.get("steps_history") or [{"from_step": 0, "steps": old.get("steps"),
+                                             "lr_drop_step": _drop_step(a, old.get("steps"))}]
+    if old.get("steps") in (None, cfg["steps"]):
+        return {"steps_history": old["steps_history"]} if old.get("steps_history") else {}
+    entry = {"from_step": at, "steps": cfg["steps"], "lr_drop_step": _drop_step(a, cfg["steps"])}
+    if rank == 0 and at < cfg["steps"]:
+        print(f"[train] resuming at step {at} a run planned for {old['steps']} steps, now {cfg['steps']}: "
+              f"lr drop (x{a.lr_gamma:g}) at step {history[-1]['lr_drop_step']} -> {entry['lr_drop_step']}")
+    return {"steps_history": history + [entry]}
+
+
+def _drop_step(a, steps) -> int | None:
+    return int(a.lr_drop_at * steps) if a.lr_drop_at and steps else None
 
 
 class Preempted(BaseException):
