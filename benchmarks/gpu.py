@@ -108,11 +108,15 @@ def timed_collate(items):
 
 
 def loader(ds, batch: int, workers: int, device, seed: int = 0):
+    """The trainer's loader set-up; its workers come from train.workers (this process ran the loader itself
+    before: a forked worker would hang)."""
+    from spixwalk.train import workers as loader_workers
     from spixwalk.train.data import StreamSampler
 
     return torch.utils.data.DataLoader(
         Timed(ds), batch_size=batch, sampler=StreamSampler(len(ds), seed), num_workers=workers,
         collate_fn=timed_collate, pin_memory=device.type == "cuda", persistent_workers=workers > 0,
+        multiprocessing_context=loader_workers.context() if workers else None, timeout=600 if workers else 0,
         prefetch_factor=PREFETCH if workers else None, generator=torch.Generator().manual_seed(seed))
 
 

@@ -5,7 +5,7 @@ import os
 import sys
 import time
 
-from spixwalk.common import show_defaults, stage_parser, write_atomic
+from spixwalk.common import check_out, show_defaults, stage_parser, write_atomic
 
 from . import manifest, sample, scan
 
@@ -14,6 +14,7 @@ def cmd_build(args) -> int:
     t0 = time.perf_counter()
     if args.shard_size <= 0:
         raise ValueError(f"--shard-size must be > 0, got {args.shard_size}")
+    check_out(args.out)
 
     def progress(n, dirs):
         print(f"scanning {args.videos}: {n} videos in {dirs} folders, {time.perf_counter() - t0:.0f} s",

@@ -14,25 +14,36 @@ from .scan import Entry
 
 
 def read(path) -> list[dict]:
-    """The rows of a manifest, checked: a malformed row raises ValueError naming the file and line."""
-    rows = []
+    """The rows of a manifest, checked: a malformed row or a repeated id raises ValueError naming the file
+    and line (one id names one video: the store indexes videos by id)."""
+    rows, first = [], {}
     with open(path) as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
-                if not isinstance(row, dict):
-                    raise ValueError("not a JSON object")
-                missing = [k for k in ("id", "path", "shard") if k not in row]
-                if missing:
-                    raise ValueError(f"missing {', '.join(missing)}")
-                if isinstance(row["shard"], bool) or not isinstance(row["shard"], int) or row["shard"] < 0:
-                    raise ValueError(f"shard must be an integer >= 0, got {row['shard']!r}")
+                row = _checked(json.loads(line))
+                if row["id"] in first:
+                    raise ValueError(f"id {row['id']!r} repeats line {first[row['id']]}")
             except ValueError as e:  # json.JSONDecodeError is a ValueError
                 raise ValueError(f"{path}:{n}: malformed manifest row: {e}") from None
+            first[row["id"]] = n
             rows.append(row)
     return rows
+
+
+def _checked(row) -> dict:
+    if not isinstance(row, dict):
+        raise ValueError("not a JSON object")
+    missing = [k for k in ("id", "path", "shard") if k not in row]
+    if missing:
+        raise ValueError(f"missing {', '.join(missing)}")
+    for k in ("id", "path"):
+        if not isinstance(row[k], str) or not row[k]:
+            raise ValueError(f"{k} must be a non-empty string, got {row[k]!r}")
+    if isinstance(row["shard"], bool) or not isinstance(row["shard"], int) or row["shard"] < 0:
+        raise ValueError(f"shard must be an integer >= 0, got {row['shard']!r}")
+    return row
 
 
 def by_shard(path) -> dict[int, list[dict]]:

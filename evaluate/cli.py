@@ -2,7 +2,7 @@
 import sys
 from pathlib import Path
 
-from spixwalk.common import resolve_device, show_defaults, stage_parser
+from spixwalk.common import check_out, resolve_device, show_defaults, stage_parser
 from spixwalk.train.model import PADDINGS
 
 from .davis_io import InputError
@@ -31,6 +31,7 @@ def cmd_davis(args) -> int:
     kind = "ckpt" if args.ckpt else ("rgb" if args.features == "rgb" else "random")
     try:
         device = resolve_device(args.device)
+        check_out(args.out, folder=True)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

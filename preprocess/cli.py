@@ -60,8 +60,10 @@ def _check_frames_options(a) -> None:
         raise ValueError(f"--size must be in 16..4096, got {a.size}")
     if not 1 <= a.quality <= 100:
         raise ValueError(f"--quality must be in 1..100, got {a.quality}")
-    if not a.timeout > 0:
-        raise ValueError(f"--timeout must be > 0, got {a.timeout:g}")
+    if not (a.timeout > 0 and a.timeout < 10**6):  # inf/nan would reach ffmpeg's timer as an OverflowError
+        raise ValueError(f"--timeout must be in (0, 1e6) s, got {a.timeout:g}")
+    if a.shard is not None and not all(k.strip().isdigit() for k in str(a.shard).split(",") if k != ""):
+        raise ValueError(f"--shard {a.shard}: not a shard number K or a comma list K1,K2")
     if a.jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {a.jobs}")
     if a.num_shards is not None and a.shards_per_task is not None:
@@ -84,16 +86,34 @@ def _check_store(root: str) -> None:
         raise ValueError(f"--store {root}: {parent} is not a writable folder")
 
 
-def _check_frames_match(root: str, shards: list[int], fps: float, size: int) -> None:
-    """Frames already stored at another --fps/--size would be labelled under a config that lies."""
+def _check_frames_match(root: str, manifest: dict, shards: list[int], fps: float, size: int, quality: int) -> None:
+    """Frames already stored at another --fps/--size/--quality, or of other videos than the manifest lists
+    for their shard, would be labelled (and recorded) under a config that lies."""
     for sp in sorted(Path(root).glob("shard-[0-9]*")):
         if not sp.is_dir() or int(sp.name[6:]) not in shards:
             continue
         store.check_layout(sp)
         m = store.frames_meta(sp)
-        if m and (m["fps"], m["size"]) != (fps, size) and m["fps"] is not None:
-            raise ValueError(f"{sp} holds frames at --fps {m['fps']:g} --size {m['size']}, this run asks "
-                             f"--fps {fps:g} --size {size}: use those values, another --store, or --redecode")
+        if not m or m["fps"] is None:
+            continue
+        if (m["fps"], m["size"]) != (fps, size):
+            raise ValueError(f"{sp} holds frames at --fps {m['fps']:.12g} --size {m['size']}, this run asks "
+                             f"--fps {fps:.12g} --size {size}: use those values, another --store, or --redecode")
+        if m["quality"] is not None and m["quality"] != quality:
+            raise ValueError(f"{sp} holds frames at --quality {m['quality']}, this run asks --quality {quality}: "
+                             "use that value, another --store, or --redecode")
+        _check_members(sp, manifest[int(sp.name[6:])])
+
+
+def _check_members(sp: Path, rows: list[dict]) -> None:
+    fm = store.frames_gen(sp)[1]
+    held = set(fm["ok"]) | {f["id"] for f in fm["failed"]}
+    listed = {r["id"] for r in rows}
+    if held != listed:
+        new, gone = sorted(listed - held), sorted(held - listed)
+        raise ValueError(f"{sp} holds other videos than the manifest lists for shard {sp.name[6:].lstrip('0') or 0} "
+                         f"(listed, not stored: {new[:3]}; stored, not listed: {gone[:3]}): a manifest rebuilt with "
+                         "other shards? use the manifest that built this store, another --store, or --redecode")
 
 
 def validate(a):
@@ -110,7 +130,7 @@ def validate(a):
         raise ValueError(f"{a.manifest}: empty manifest")
     shards = select_shards(list(manifest), a.shard, a.shard_index, a.num_shards, a.shards_per_task)
     keep = [s for s in manifest if not (a.redecode and s in shards)]
-    _check_frames_match(a.store, keep, a.fps, a.size)
+    _check_frames_match(a.store, manifest, keep, a.fps, a.size, a.quality)
     return params, manifest, shards
 
 

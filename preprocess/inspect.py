@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from spixwalk.common import atomic_path, stage_parser
+from spixwalk.common import atomic_path, check_out, stage_parser
 
 from . import generations, store
-from .lease import holder, is_stale, lease_path
+from .lease import describe, holder, is_stale, lease_path
 
 
 def status(root) -> list[dict]:
@@ -42,7 +43,12 @@ def status(root) -> list[dict]:
 
 
 def cmd_status(a) -> int:
+    if not Path(a.store).is_dir():
+        print(f"error: --store {a.store}: no such folder", file=sys.stderr)
+        return 2
     rows = status(a.store)
+    for lp in sorted(Path(a.store).glob("shard-[0-9]*.lease")):
+        print(f"lease {lp.name}: {describe(lp)}")
     if not rows:
         print(f"{a.store}: no shards")
         return 0
@@ -87,6 +93,11 @@ def boundary_overlay(frames: np.ndarray, labels: np.ndarray) -> np.ndarray:
 def cmd_show(a) -> int:
     import cv2
 
+    try:
+        check_out(a.out)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     r = store.StoreReader(a.store)
     cfgs = r.configs()
     cfg = a.config or (cfgs[0] if cfgs else None)

@@ -3,9 +3,12 @@
 STORE/shard-00007.lease holds {host, pid, token, since}; its mtime is the heartbeat, touched every
 HEARTBEAT_S by a thread of the holder. O_CREAT|O_EXCL is atomic on local filesystems and on NFSv3+ /
 Lustre / GPFS, so exactly one task creates it. A lease is stale when its heartbeat is older than
-STALE_S (the holder died or hangs; clocks of cluster nodes agree to seconds, not minutes) or when
-its holder is a dead pid on this host. Taking over a stale lease goes through a second exclusive
-file (the lease name + ".takeover"), so two tasks that both find it stale cannot both take it.
+STALE_S (the holder died or hangs; clocks of cluster nodes agree to seconds, not minutes), when its
+holder is a dead pid on this host (taken over at once), or when it cannot be read: leases appear whole
+(written to a temp name, then hard-linked into place, which fails if one exists), so an empty or
+partial one is a dead writer's. Taking over a stale lease goes through a second exclusive file of the
+same kind (the lease name + ".takeover"), so two tasks that both find it stale cannot both take it, and
+a guard left by a dead taker is stale at once.
 """
 from __future__ import annotations
 
@@ -34,8 +37,8 @@ def lease_path(root, shard: int) -> Path:
 def _read(path: Path) -> dict | None:
     try:
         return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None  # a lease being written is a few bytes and one write: treat as unreadable/busy
+    except (FileNotFoundError, ValueError):  # gone, or not JSON / not text
+        return None
 
 
 def _age(path: Path) -> float | None:
@@ -60,14 +63,57 @@ def is_stale(path: Path, stale_s: float = STALE_S) -> bool:
     if age is None:
         return False
     info = _read(path)
-    if info and info.get("host") == socket.gethostname() and not _pid_alive(int(info.get("pid", -1))):
-        return True
-    return age > stale_s
+    return not isinstance(info, dict) or _dead_here(info) or age > stale_s  # unreadable: never a live Lease's
+
+
+def _dead_here(info: dict) -> bool:
+    """The holder is a process of this host that no longer exists."""
+    try:
+        pid = int(info.get("pid", -1))
+    except (TypeError, ValueError):
+        return False
+    return info.get("host") == socket.gethostname() and not _pid_alive(pid)
+
+
+def _create_whole(path: Path, payload: bytes, token: str) -> bool:
+    """Create `path` holding `payload`, atomically and only if it does not exist (link(2) fails then)."""
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-{token[:8]}")
+    with open(tmp, "wb") as f:
+        f.write(payload)
+        f.flush()
+        os.fsync(f.fileno())
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        return False
+    except OSError:  # a filesystem without hard links: exclusive create, then one small write
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return True
 
 
 def holder(path: Path) -> str:
-    info = _read(path) or {}
+    info = _read(path)
+    info = info if isinstance(info, dict) else {}
     return f"{info.get('host', '?')}:{info.get('pid', '?')}"
+
+
+def describe(path: Path, stale_s: float = STALE_S) -> str:
+    """'host:pid, live' or 'host:pid, stale (why)': for `preprocess status`."""
+    if not is_stale(path, stale_s):
+        return f"{holder(path)}, live"
+    info = _read(path)
+    if not isinstance(info, dict):
+        return "unreadable, stale (taken over at once)"
+    if _dead_here(info):
+        return f"{holder(path)}, stale (pid dead; taken over at once)"
+    return f"{holder(path)}, stale (no heartbeat for {_age(path):.0f} s)"
 
 
 class Lease:
@@ -85,23 +131,13 @@ class Lease:
                            "since": time.time()}).encode()
 
     def _create(self) -> bool:
-        try:
-            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            return False
-        with os.fdopen(fd, "wb") as f:
-            f.write(self._payload())
-            f.flush()
-            os.fsync(f.fileno())
-        return True
+        return _create_whole(self.path, self._payload(), self.token)
 
     def _take_over(self) -> bool:
         guard = self.path.with_name(self.path.name + ".takeover")
         if is_stale(guard, self.stale_s):  # a task that died mid-takeover
             guard.unlink(missing_ok=True)
-        try:
-            os.close(os.open(guard, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
-        except FileExistsError:
+        if not _create_whole(guard, self._payload(), self.token):
             return False
         try:
             if not is_stale(self.path, self.stale_s):
@@ -115,6 +151,10 @@ class Lease:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if not (self._create() or (is_stale(self.path, self.stale_s) and self._take_over())):
             raise Busy(f"held by {holder(self.path)}")
+        for tmp in self.path.parent.glob(self.path.name + "*.tmp-*"):  # of writers that died before linking
+            age = _age(tmp)
+            if age is not None and age > self.heartbeat_s:  # a live writer links within microseconds
+                tmp.unlink(missing_ok=True)
         self._thread = threading.Thread(target=self._beat, daemon=True)
         self._thread.start()
 
@@ -125,7 +165,7 @@ class Lease:
 
     def held(self) -> bool:
         info = _read(self.path)
-        return bool(info) and info.get("token") == self.token
+        return isinstance(info, dict) and info.get("token") == self.token
 
     def release(self) -> None:
         self._stop.set()

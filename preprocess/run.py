@@ -22,10 +22,10 @@ def select_shards(all_shards: list[int], shard=None, shard_index=None, num_shard
     covers positions i*k .. i*k+k-1 of the manifest's shards, whichever tasks run. Past the end: [].
     """
     if shard is not None:
-        wanted = [int(s) for s in str(shard).split(",") if s != ""]
+        wanted = [int(s) for s in str(shard).split(",") if s.strip() != ""]
         missing = sorted(set(wanted) - set(all_shards))
         if missing:
-            raise ValueError(f"shard(s) {missing} not in the manifest (it has {all_shards[0]}..{all_shards[-1]})")
+            raise ValueError(f"--shard {shard}: shard(s) {missing} not in the manifest (it has {all_shards[0]}..{all_shards[-1]})")
         return wanted
     if shards_per_task is not None:
         if shards_per_task < 1 or shard_index is None or shard_index < 0:
@@ -79,6 +79,7 @@ def process_shard(root, shard: int, rows: list[dict], alg: str, params: dict, cf
              "nseg_min": None, "nseg_max": None, "decode_s": 0.0, "label_s": 0.0, "seconds": 0.0}
     try:
         with Lease(root, shard) as lease:
+            store.remove_leftovers(store.shard_path(root, shard))
             guard = _Guard(lease, shard, progress)
             try:
                 sp = store.shard_path(root, shard)
@@ -95,6 +96,12 @@ def process_shard(root, shard: int, rows: list[dict], alg: str, params: dict, cf
     except (Busy, LeaseLost) as e:
         stats["busy"] = str(e)
         _log(f"BUSY shard {shard}: {e}; left alone")
+        return stats
+    except OSError as e:  # disk full, quota, I/O error: this shard stays incomplete, the others go on
+        reason = f"{type(e).__name__}: {e.strerror or e}" + (f" ({e.filename})" if e.filename else "")
+        stats["failed"] = [{"id": f"shard {shard}", "path": str(store.shard_path(root, shard)), "stage": "write",
+                            "reason": reason}]
+        _log(f"FAILED shard {shard}: writing the store: {reason}; shard left incomplete")
         return stats
     stats["failed"] = fm["failed"] + lm["failed"]
     stats["frames"], stats["nseg_min"], stats["nseg_max"] = lm["frames"], lm["nseg_min"], lm["nseg_max"]

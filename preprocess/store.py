@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 from dataclasses import dataclass
@@ -122,6 +123,15 @@ def _copy_gen(src: Path, dst: Path, marker: str) -> None:
     shutil.copytree(src, dst, dirs_exist_ok=True, ignore=skip)
 
 
+def remove_leftovers(sp: Path) -> int:
+    """Temp files of writers killed mid-write (marker temps, zarr's *.partial); call under the shard's lease."""
+    n = 0
+    for p in [*Path(sp).rglob("*.tmp-*"), *Path(sp).rglob("*.partial")]:
+        p.unlink(missing_ok=True)
+        n += 1
+    return n
+
+
 def _fsync_tree(path: Path) -> None:
     for dirpath, _, files in os.walk(path):
         for name in files:
@@ -169,14 +179,14 @@ def _create(group, name, shape, dtype, inner, codecs, attrs):
 
 
 def frames_meta(sp: Path) -> dict | None:
-    """fps/size the committed frames of a shard were decoded at (from the marker, else the array metadata)."""
+    """fps/size/JPEG quality the committed frames of a shard were stored at (marker, else array metadata)."""
     fg = frames_gen(sp)
     if fg is None:
         return None
-    if "fps" in fg[1] and "size" in fg[1]:
-        return {"fps": fg[1]["fps"], "size": fg[1]["size"]}
     attrs = json.loads((fg[0] / "frames" / "zarr.json").read_text()).get("attributes", {})
-    return {"fps": attrs.get("fps"), "size": attrs.get("size")}
+    q = re.fullmatch(r"jpeg q(\d+)", str(attrs.get("codec", "")))
+    return {"fps": fg[1].get("fps", attrs.get("fps")), "size": fg[1].get("size", attrs.get("size")),
+            "quality": int(q[1]) if q else None}
 
 
 class FramesWriter:

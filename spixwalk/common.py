@@ -1,6 +1,7 @@
 """Low-level helpers every stage may import (data_manifest included: this module imports no stage).
 
 atomic_path / write_atomic   every file written under a temporary name and renamed into place
+check_out                    an output path that can be written, checked before any work
 replace_dir                  a finished folder swapped into place
 ffmpeg_exe                   the ffmpeg binary: a system one when present, else imageio-ffmpeg's
 Mp4Writer                    RGB frames piped to ffmpeg as a playable mp4 (libx264, else mpeg4; yuv420p)
@@ -70,6 +71,21 @@ def write_atomic(path, data: str | bytes) -> Path:
         else:
             tmp.write_text(data)
     return Path(path)
+
+
+def check_out(path, option: str = "--out", folder: bool = False) -> None:
+    """ValueError naming `option` unless `path` can be created as a file (or, `folder`, a folder): its first
+    existing ancestor must be a writable folder, and the path itself not the other kind."""
+    p = Path(os.path.abspath(path))
+    if p.exists() and p.is_dir() != folder:
+        raise ValueError(f"{option} {path}: exists and is {'not ' if folder else ''}a folder")
+    parent = p.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"{option} {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{option} {path}: {parent} is not writable")
 
 
 def replace_dir(tmp: Path, final: Path) -> None:

@@ -65,6 +65,7 @@ def test_two_runs_started_together_equal_one_run(corpus, tmp_path, delay):
     assert preprocess("--manifest", m, "--store", st).returncode == 0 and store_tree(st) == expected
 
 
+@pytest.mark.fault
 def test_stale_claims_are_taken_over(tmp_path):
     lp = lease_path(tmp_path, 0)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -145,3 +146,54 @@ def test_submit_script_sizes_the_array_and_keeps_a_given_one(corpus, tmp_path):
                                     capture_output=True, text=True)
     assert "sbatch --array=0-1 cluster/preprocess.slurm" in run().stdout
     assert "sbatch --array=1 cluster/preprocess.slurm" in run("--array=1").stdout
+
+
+def _small_files():  # every file this process (and its workers) write is cut at 20 KB: EFBIG, as a full disk
+    import resource
+    import signal
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+
+
+@pytest.mark.fault
+def test_write_errors_name_the_shard_and_spare_the_others(corpus, tmp_path):
+    m, expected = corpus
+    st = tmp_path / "s"
+    res = subprocess.run([sys.executable, "-m", "preprocess", "--manifest", str(m), "--store", str(st)], cwd=REPO,
+                         capture_output=True, text=True, preexec_fn=_small_files)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "Traceback" not in res.stdout + res.stderr
+    for shard in (0, 1):  # both attempted, each named once with its reason
+        lines = [l for l in res.stdout.splitlines() if l.startswith(f"FAILED shard {shard}:")]
+        assert len(lines) == 1 and "File too large" in lines[0], res.stdout
+    assert store.StoreReader(st).videos() == []  # nothing looks complete
+    killed = store.shard_path(st, 0) / "_done_frames.json.tmp-1-deadbeef"  # a marker write killed before its rename
+    killed.parent.mkdir(parents=True, exist_ok=True)
+    killed.write_text("{")
+    assert preprocess("--manifest", m, "--store", st).returncode == 0  # room again: the rerun completes
+    assert store_tree(st) == expected  # and leaves no leftover behind
+
+
+@pytest.mark.fault
+def test_dead_or_unreadable_claims_are_taken_over_at_once_and_listed(tmp_path):
+    lp = lease_path(tmp_path, 0)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    me = socket.gethostname()
+    lp.write_text(json.dumps({"host": me, "pid": dead.pid, "token": "x"}))
+    guard = lp.with_name(lp.name + ".takeover")
+    guard.write_text("")  # a taker killed inside its takeover: an empty guard beside a dead-pid lease
+    leftover = lp.with_name(lp.name + ".tmp-1-abc")
+    leftover.write_text("{}")
+    os.utime(leftover, (time.time() - 3600,) * 2)
+    status = preprocess("status", "--store", tmp_path).stdout
+    assert f"{me}:{dead.pid}, stale (pid dead" in status
+    with Lease(tmp_path, 0) as lease:  # no 120 s wait: the holder is provably gone
+        assert lease.held() and not guard.exists() and not leftover.exists()
+        assert f"{me}:{os.getpid()}, live" in preprocess("status", "--store", tmp_path).stdout
+    lp.write_text("")  # created, then killed before writing (older versions)
+    assert "unreadable, stale" in preprocess("status", "--store", tmp_path).stdout
+    with Lease(tmp_path, 0) as lease:
+        assert lease.held()
+    res = preprocess("status", "--store", tmp_path / "nowhere")
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "nowhere" in res.stderr

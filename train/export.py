@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from spixwalk.common import atomic_path, stage_parser
+from spixwalk.common import atomic_path, check_out, stage_parser
 
 from .weights import EXPORT_FORMAT, WeightsError, read, resnet_state
 
@@ -48,6 +48,7 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     src = Path(a.checkpoint) if a.checkpoint else Path(a.run) / "checkpoint.pt"
     try:
+        check_out(a.out)
         meta = export(src, Path(a.out))
     except (WeightsError, ValueError) as e:
         print(f"[export] error: {e}", file=sys.stderr)

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import torch
 
-from spixwalk.common import resolve_device
-from spixwalk.preprocess import spconfig
+from spixwalk.common import resolve_device, write_atomic
+from spixwalk.preprocess import faults, spconfig
 from spixwalk.preprocess.store import StoreReader
 from spixwalk.progress import Progress
 
-from . import checkpoints, device_aug, runconfig, tracking
+from . import checkpoints, device_aug, runconfig, tracking, workers
 from .checkpoints import ResumeError
 from .clock import Clock, resolve as resolve_clock
 from .data import Aug, ClipDataset, StreamSampler, clip_index, collate
@@ -32,7 +32,7 @@ from .options import BadInput, parse_args, validate
 from .stats import Window, stat_keys, summary_table
 from .walk import walk_loss
 
-PREEMPTED = 3  # exit code: stopped by SIGTERM/SIGUSR1 after saving a checkpoint; rerun the command to resume
+PREEMPTED = 3  # exit code: stopped by SIGTERM/SIGINT/SIGUSR1 (checkpoint saved if a step ran); rerun to resume
 SUMMARY = "summary.json"
 
 
@@ -67,9 +67,11 @@ class Trainer:
         ckpt = checkpoints.read_for_resume(self.run, a.resume, self.cfg)
         if ckpt:
             self.resumed = checkpoints.restore(ckpt, self.net, self.opt, self.sched, rank)
+            self.cfg.update(steps_plan(checkpoints.config_of(ckpt), self.cfg, self.resumed.step, a, rank))
         elif a.init_from:
             _init_from(self.net, a.init_from)
         self.step = self.resumed.step
+        self.stalled = None  # why the loader workers gave no batch in time (workers.Stalled), once they did not
         # a rerun of a finished run (its steps, or its --budget: a larger one resumes) changes nothing:
         # no run directory writes, no tracker
         spent = self.resumed.device if resolve_clock(a.clock, device) == "device" else self.resumed.cpu
@@ -87,12 +89,13 @@ class Trainer:
         sampler = StreamSampler(len(clips), a.seed, start=self.step * a.batch, rank=rank, world=a.world)
         self.loader = torch.utils.data.DataLoader(
             ds, batch_size=a.batch, sampler=sampler, num_workers=a.workers, collate_fn=collate,
-            pin_memory=device.type == "cuda", multiprocessing_context=a.mp_context if a.workers else None,
-            persistent_workers=False,
+            pin_memory=device.type == "cuda", multiprocessing_context=workers.context(a.mp_context) if a.workers else None,
+            timeout=a.loader_timeout if a.workers else 0, persistent_workers=False,
             generator=torch.Generator().manual_seed(a.seed))  # own generator: keeps the global RNG for the model
         if rank == 0 and not self.already_finished:
             self.run.mkdir(parents=True, exist_ok=True)
-            (self.run / "config.json").write_text(json.dumps(self.cfg, indent=1, sort_keys=True, default=str))
+            checkpoints.remove_stale_tmp(self.run)
+            write_atomic(self.run / "config.json", json.dumps(self.cfg, indent=1, sort_keys=True, default=str))
         self.tracker = tracking.Tracker(a, self.run, self.cfg, enabled=rank == 0 and not self.already_finished,
                                         start=self.step)
 
@@ -152,24 +155,44 @@ def run_steps(tr: Trainer, stop: StopSignal, clock: Clock) -> tuple[float, int, 
     if 0 in a.snapshot_step_list and tr.step == 0:
         tr.checkpoint(0.0, clock)
         tr.snapshot("step0")
-    seconds, done, why = 0.0, 0, "steps"
     it = iter(tr.loader)
+    try:
+        faults.point("train.workers")
+        return _steps(tr, stop, clock, it, win, autocast, marks, step_marks)
+    finally:
+        workers.stop(it)
+
+
+def _steps(tr, stop, clock, it, win, autocast, marks, step_marks) -> tuple[float, int, str]:
+    a, device = tr.a, tr.device
+    seconds, done, why = 0.0, 0, "steps"
     bar = Progress(tr.steps, "train", unit="step", initial=tr.step, enabled=tr.rank == 0)
     t_bar, clips_per_step = time.perf_counter(), a.batch * a.world
     while tr.step < tr.steps:
+        if stop.signum and a.world == 1 and not done:  # stopped while the workers started: nothing to save
+            why = "signal"
+            break
         t0 = time.perf_counter()
-        batch = next(it)
+        try:
+            batch = workers.next_batch(it, a.loader_timeout if a.workers else 0)
+        except workers.Stalled as e:
+            if a.world > 1:  # the other ranks wait in a collective: end the process group
+                raise
+            tr.stalled, why = str(e), "stalled"
+            break
         wait = time.perf_counter() - t0
         clock.step_start()
         stats = train_step(tr.model, tr.opt, tr.sched, batch, a, device, autocast)
         clock.step_end()
         tr.step += 1
         done += 1
+        faults.point("train.step")
         win.add(stats, batch, wait, a.batch)
         # host-side counts only: the loss reaches the bar at log rows, which sync anyway
         bar.note(**{"clips/s": f"{done * clips_per_step / (time.perf_counter() - t_bar):.1f}"})
         at_mark = tr.step in step_marks
-        if tr.step % a.log_every and tr.step % a.ckpt_every and tr.step < tr.steps and not at_mark:
+        stopping = bool(stop.signum) and a.world == 1  # one process: this step ends the window
+        if tr.step % a.log_every and tr.step % a.ckpt_every and tr.step < tr.steps and not (at_mark or stopping):
             bar.update()
             continue
         row, (n_stop, n_over, n_snap) = _log_row(tr, win, clock, stop, marks)
@@ -217,14 +240,21 @@ def _log_row(tr: Trainer, win: Window, clock: Clock, stop: StopSignal, marks: li
 
 def train(a) -> dict:
     """One run end to end: checks, process group, Trainer, steps, checkpoint, summary.json and table."""
-    validate(a)
-    rank, a.world, device = setup_dist(a)
-    if a.clock == "device" and device.type != "cuda":
-        raise BadInput(f"--clock device counts CUDA-busy seconds; this run is on {device}")
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    tr = Trainer(a, rank, device)
-    run = tr.run
+    with StopSignal() as stop:
+        faults.point("train.setup")
+        validate(a)
+        rank, a.world, device = setup_dist(a)
+        if a.clock == "device" and device.type != "cuda":
+            raise BadInput(f"--clock device counts CUDA-busy seconds; this run is on {device}")
+        if a.threads:
+            torch.set_num_threads(a.threads)
+        tr = Trainer(a, rank, device)
+        stop.training = True  # from here on a signal lets the step in progress finish, then checkpoints
+        return _train(tr, stop)
+
+
+def _train(tr: Trainer, stop: StopSignal) -> dict:
+    a, rank, run, device = tr.a, tr.rank, tr.run, tr.device
     if tr.already_finished:
         if rank == 0:
             print(f"[train] {run} already finished at step {tr.step}; kept its checkpoint and {SUMMARY}")
@@ -234,13 +264,14 @@ def train(a) -> dict:
         print(f"[train] {tr.clips} clips, configs {tr.cfgs or '-'}, nodes {a.nodes}, preset {a.preset}, "
               f"{tr.steps} steps (from {tr.step}), batch {a.batch} x {a.world} process(es) on {device}")
     clock = Clock(a.clock, device, tr.resumed.cpu, tr.resumed.device)
-    with StopSignal() as stop:
-        seconds, done, why = run_steps(tr, stop, clock)
-    tr.checkpoint(seconds, clock)
+    seconds, done, why = run_steps(tr, stop, clock)
+    if done or why not in ("signal", "stalled"):
+        tr.checkpoint(seconds, clock)
     tr.tracker.close()
-    if why == "signal":
+    if why in ("signal", "stalled"):
         _teardown(a)
-        return {"preempted": f"signal {stop.signum}", "step": tr.step}
+        stopped = {"preempted": f"signal {stop.signum}"} if why == "signal" else {"stalled": tr.stalled}
+        return {**stopped, "step": tr.step, "saved": bool(done)}
     summary = tr.log.summary(tr.cfg, seconds, done, a.batch * a.world) if rank == 0 else {}
     summary.update(steps=tr.step, stopped_by=why, train_seconds_total=round(tr.resumed.seconds + seconds, 2),
                    train_cpu_seconds_total=round(clock.cpu(), 2), train_device_seconds_total=round(clock.device(), 3),
@@ -260,10 +291,20 @@ def main(argv=None) -> int:
     except (BadInput, ResumeError) as e:
         print(f"[train] error: {e}", file=sys.stderr)
         return 2
+    except Preempted as e:
+        print(f"[train] stopped by signal {e.args[0]} during set-up; nothing saved, rerun the same command",
+              file=sys.stderr)
+        return PREEMPTED
+    saved = "checkpoint saved" if summary.get("saved") else "no step ran, nothing saved"
     if summary.get("preempted"):
-        print(f"[train] stopped by {summary['preempted']} at step {summary['step']}; checkpoint saved, "
+        print(f"[train] stopped by {summary['preempted']} at step {summary['step']}; {saved}, "
               "rerun the same command to resume", file=sys.stderr)
         return PREEMPTED
+    if summary.get("stalled"):
+        print(f"[train] error: {summary['stalled']} (a worker hangs, or reading the store is this slow); "
+              f"stopped at step {summary['step']}, {saved}; rerun to resume (--loader-timeout, --workers 0)",
+              file=sys.stderr)
+        return 1
     if summary.get("dropped_clips"):  # trained, but on fewer clips than asked: say so in the exit code
         print(f"[train] {summary['dropped_clips']} clip(s) failed to load and were left out (see lines above)",
               file=sys.stderr)
@@ -334,7 +375,7 @@ def setup_dist(a):
 
 def lr_factor(a, steps: int):
     """Linear warm-up, then CRW's single step decay at --lr-drop-at of the run."""
-    drop_step = int(a.lr_drop_at * steps) if a.lr_drop_at else None
+    drop_step = _drop_step(a, steps)
 
     def f(s: int) -> float:
         warm = min(1.0, (s + 1) / a.warmup) if a.warmup else 1.0
@@ -342,22 +383,53 @@ def lr_factor(a, steps: int):
     return f
 
 
+def steps_plan(old: dict, cfg: dict, at: int, a, rank: int) -> dict:
+    """A resume that changes the run's length (--steps, --epochs) continues from the checkpoint under the
+    new plan, so the lr drop (at --lr-drop-at of the run) moves: recorded in config.json as steps_history,
+    one entry per plan with the step it took over and its drop step, and said once."""
+    history = old.get("steps_history") or [{"from_step": 0, "steps": old.get("steps"),
+                                             "lr_drop_step": _drop_step(a, old.get("steps"))}]
+    if old.get("steps") in (None, cfg["steps"]):
+        return {"steps_history": old["steps_history"]} if old.get("steps_history") else {}
+    entry = {"from_step": at, "steps": cfg["steps"], "lr_drop_step": _drop_step(a, cfg["steps"])}
+    if rank == 0 and at < cfg["steps"]:
+        print(f"[train] resuming at step {at} a run planned for {old['steps']} steps, now {cfg['steps']}: "
+              f"lr drop (x{a.lr_gamma:g}) at step {history[-1]['lr_drop_step']} -> {entry['lr_drop_step']}")
+    return {"steps_history": history + [entry]}
+
+
+def _drop_step(a, steps) -> int | None:
+    return int(a.lr_drop_at * steps) if a.lr_drop_at and steps else None
+
+
+class Preempted(BaseException):
+    """A stop signal during set-up: nothing trained, nothing saved (a BaseException: no `except Exception` eats it)."""
+
+
 class StopSignal:
-    """SIGTERM / SIGUSR1 (SLURM preemption) set a flag; the loop checkpoints at its next log row."""
+    """SIGTERM / SIGINT / SIGUSR1 (schedulers signal the process group; SLURM preemption; Ctrl-C).
+
+    During set-up they raise Preempted at once; once `training` is set they only set a flag, and the loop
+    checkpoints after the step in progress (DDP: at the next log row, where the ranks agree)."""
+
+    SIGNALS = ("SIGTERM", "SIGINT", "SIGUSR1")
 
     def __init__(self):
-        self.signum, self.old = 0, {}
+        self.signum, self.old, self.training = 0, {}, False
 
     def __enter__(self):
         import signal
         import threading
         if threading.current_thread() is threading.main_thread():
-            for s in (signal.SIGTERM, signal.SIGUSR1):
+            for name in self.SIGNALS:
+                s = getattr(signal, name)
                 self.old[s] = signal.signal(s, self._handle)
         return self
 
     def _handle(self, signum, frame):
         self.signum = signum
+        if not self.training:
+            raise Preempted(signum)
 
     def __exit__(self, *exc):
         import signal

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from spixwalk.common import stage_parser
 from spixwalk.preprocess import spconfig
 
-from . import runconfig, tracking
+from . import runconfig, tracking, workers
 from .clock import CLOCKS
 from .data import FRAME_TRANSFORMS
 from .model import NORMS, PADDINGS, PATCH_JITTERS
@@ -56,7 +57,10 @@ def _data_options(p) -> None:
                    "CUDA, loader on the CPU (there the batched ops cost the training process more than the workers)")
     g.add_argument("--label-cache-mb", type=float, default=256, help="per loader process: read a shard's label "
                    "maps once and keep them where the whole store's fit in this many MB (0: read per clip)")
-    g.add_argument("--mp-context", default=None, choices=["fork", "spawn", "forkserver"])
+    g.add_argument("--loader-timeout", type=float, default=600.0, help="seconds to wait for one batch from the "
+                   "loader workers before stopping with a checkpoint and exit 1 (a hung worker; 0: wait forever)")
+    g.add_argument("--mp-context", default=None, choices=list(workers.START_METHODS),
+                   help="how loader workers start (default forkserver: fork hangs once the parent used OpenCV or zarr)")
 
 
 def _walk_options(p) -> None:
@@ -146,6 +150,7 @@ def validate(a) -> None:
     for name, v in (("--batch", a.batch), ("--log-every", a.log_every), ("--ckpt-every", a.ckpt_every)):
         if v < 1:
             bad.append(f"{name} {v} must be >= 1")
+    bad += _check_counts(a)
     if a.tau <= 0 or a.lr <= 0 or a.clips_per_video < 0 or a.budget < 0 or a.warmup < 0:
         bad.append("--tau and --lr must be > 0, --clips-per-video, --budget and --warmup-steps >= 0")
     try:
@@ -163,6 +168,26 @@ def validate(a) -> None:
         raise BadInput("; ".join(bad))
     if not Path(a.store).is_dir():
         raise BadInput(f"store {a.store}: no such directory")
+
+
+def _check_counts(a) -> list[str]:
+    """Numbers argparse accepts but no run can use (nan passes every comparison: test finiteness), and a --run
+    that cannot be a run folder."""
+    bad = []
+    if a.epochs is None and a.steps < 1:
+        bad.append(f"--steps {a.steps} must be >= 1")
+    if a.epochs is not None and not (math.isfinite(a.epochs) and a.epochs > 0):
+        bad.append(f"--epochs {a.epochs:g} must be a number > 0")
+    if a.workers < 0:
+        bad.append(f"--workers {a.workers} must be >= 0")
+    if not (math.isfinite(a.loader_timeout) and a.loader_timeout >= 0):
+        bad.append(f"--loader-timeout {a.loader_timeout} must be a number of seconds >= 0")
+    for name, v in (("--lr", a.lr), ("--tau", a.tau), ("--budget", a.budget)):
+        if not math.isfinite(v):
+            bad.append(f"{name} {v} must be a finite number")
+    if Path(a.run).exists() and not Path(a.run).is_dir():
+        bad.append(f"--run {a.run}: exists and is not a folder")
+    return bad
 
 
 def _checkpoint_options(a) -> str | None:

@@ -31,6 +31,9 @@ ARCHS = {("basic", (2, 2, 2, 2)): "resnet18", ("basic", (3, 4, 6, 3)): "resnet34
 
 def read(path) -> object:
     path = Path(path)
+    if path.is_dir():
+        hint = f"; its checkpoint is {path / 'checkpoint.pt'}" if (path / "checkpoint.pt").is_file() else ""
+        raise WeightsError(f"{path}: a folder, not a checkpoint file{hint}")
     if not path.is_file():
         raise WeightsError(f"{path}: checkpoint not found")
     try:

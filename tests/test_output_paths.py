@@ -1,0 +1,41 @@
+"""Output and input paths that cannot work are refused before any work: exit 2, one line naming the option."""
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", *map(str, args)], cwd=REPO, capture_output=True, text=True)
+
+
+def one_line(res) -> str:
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1 and "Traceback" not in res.stderr, (res.returncode, res.stderr)
+    return lines[0]
+
+
+def test_out_under_a_regular_file_exits_2_naming_it(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    out = afile / "sub" / "x"
+    commands = {
+        "preprocess show": ["preprocess", "show", "--store", tmp_path / "s", "--video", "v", "--out", out],
+        "train export": ["train", "export", "--run", tmp_path / "r", "--out", out],
+        "data_manifest build": ["data_manifest", "build", "--videos", tmp_path, "--out", out],
+        "evaluate davis": ["evaluate", "davis", "--davis", tmp_path / "d", "--init", "random", "--out", out],
+    }
+    for name, args in commands.items():
+        line = one_line(run(*args))
+        assert f"--out {out}: {afile} is a file, not a folder" in line, (name, line)
+    assert list(tmp_path.iterdir()) == [afile]  # nothing created
+
+
+def test_ckpt_naming_a_folder_says_so(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "checkpoint.pt").write_bytes(b"")
+    line = one_line(run("evaluate", "davis", "--davis", tmp_path / "d", "--out", tmp_path / "o", "--ckpt", run_dir))
+    assert f"{run_dir}: a folder, not a checkpoint file; its checkpoint is {run_dir / 'checkpoint.pt'}" in line
+    assert not (tmp_path / "o").exists()
