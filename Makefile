@@ -52,7 +52,7 @@ DEMO_CPU ?= 150
 DEMO_RUNS = $(WORK)/runs/superpixels $(WORK)/runs/patches $(WORK)/runs/mixed
 EXTRA ?=
 # make study: J&F vs training seconds per node mode, trained on TRAIN_VIDEOS, scored on DAVIS16 (benchmarks/study.py);
-# empty STUDY_BUDGET / STUDY_POINTS take the recipe of STUDY_DEVICE (cpu: 2400 CPU s, 2 points, 2 modes at once; cuda: device-busy s)
+# empty STUDY_BUDGET / STUDY_POINTS take the recipe of STUDY_DEVICE (cpu: 2400 CPU s, 3 points; cuda: device-busy s)
 TRAIN_VIDEOS ?= ../shared/data/davis2016-train/videos
 DAVIS16 ?= ../shared/data/davis2016-val
 STUDY_DEVICE ?= cpu

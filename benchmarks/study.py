@@ -34,8 +34,8 @@ NODE_ARGS = {"patches": ["--nodes", "patches"], "superpixels": ["--nodes", "supe
 LABEL_ALGS = {"superpixels": "slic", "mixed": "slic", "random-cells": "random"}
 # The recipe per device; README "Learning-signal study" states the figure behind each choice.
 RECIPES = {
-    "cpu": {"budget": 2400, "points": 2, "img_size": 128, "batch": 4, "lr": 3e-4, "warmup_steps": 30,
-            "eval_scale": 0.5, "workers": 0, "log_every": 1, "jobs": 2, "threads": 1},
+    "cpu": {"budget": 2400, "points": 3, "img_size": 256, "batch": 4, "lr": 1e-4, "warmup_steps": 10,
+            "eval_scale": 0.5, "workers": 0, "log_every": 1, "jobs": 1, "threads": 2},
     "cuda": {"budget": 60, "points": 3, "img_size": 256, "batch": 32, "lr": 3e-4, "warmup_steps": 100,
              "eval_scale": 1.0, "workers": 8, "log_every": 20, "jobs": 1, "threads": 2},
 }
