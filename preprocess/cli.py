@@ -149,7 +149,11 @@ def cmd_run(a) -> int:
     config = {"config": cfg, "alg": a.alg, "params": params, "fps": a.fps, "size": a.size, "quality": a.quality,
               "manifest": os.path.abspath(a.manifest), "shards": list(manifest),
               "libraries": store.library_versions()}
-    write_run_config(root, cfg, config)
+    try:
+        write_run_config(root, cfg, config)  # the first write: a store that cannot be created fails here
+    except OSError as e:
+        print(f"error: --store {a.store}: cannot be written ({e.strerror or e})", file=sys.stderr)
+        return 2
     if not shards:
         print(f"{cfg}: no shards for this task (--shard-index {a.shard_index}); nothing to do")
         return 0

@@ -39,3 +39,19 @@ def test_ckpt_naming_a_folder_says_so(tmp_path):
     line = one_line(run("evaluate", "davis", "--davis", tmp_path / "d", "--out", tmp_path / "o", "--ckpt", run_dir))
     assert f"{run_dir}: a folder, not a checkpoint file; its checkpoint is {run_dir / 'checkpoint.pt'}" in line
     assert not (tmp_path / "o").exists()
+
+
+def test_init_from_naming_a_folder_says_so(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "checkpoint.pt").write_bytes(b"")
+    line = one_line(run("train", "--store", tmp_path / "s", "--run", tmp_path / "r", "--init-from", run_dir))
+    assert f"--init-from {run_dir}: a folder, not a weights file; its checkpoint is {run_dir / 'checkpoint.pt'}" in line
+    assert not (tmp_path / "r").exists()
+
+
+def test_store_that_cannot_be_created_exits_2_with_one_line(tmp_path):
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text('{"id": "a", "path": "/nonexistent.mp4", "shard": 0}\n')
+    line = one_line(run("preprocess", "--manifest", manifest, "--store", "/proc/spixwalk-x/s"))
+    assert line.startswith("error: --store /proc/spixwalk-x/s: cannot be written")

@@ -197,6 +197,10 @@ def _checkpoint_options(a) -> str | None:
     if a.keep_every and a.keep_every % max(a.ckpt_every, 1):
         return (f"--keep-every {a.keep_every} must be a multiple of --ckpt-every {a.ckpt_every} "
                 f"(only saved steps can be kept)")
+    if a.init_from and Path(a.init_from).is_dir():
+        ckpt = Path(a.init_from) / "checkpoint.pt"
+        return f"--init-from {a.init_from}: a folder, not a weights file" + (f"; its checkpoint is {ckpt}"
+                                                                              if ckpt.is_file() else "")
     if a.init_from and not Path(a.init_from).is_file():
         return f"--init-from {a.init_from}: no such file"
     return None
