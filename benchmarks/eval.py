@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks import add_quick, parse_with_quick, write_json
 from spixwalk.evaluate import metrics, synth
 from spixwalk.evaluate.davis_io import frame_paths, load_frame, load_mask, mask_path, save_indexed, sequence_list
 from spixwalk.evaluate.features import EncoderFeatures
@@ -237,21 +238,15 @@ def parse_args(argv=None):
     ap.add_argument("--results16", default=None, help="existing DAVIS-2016 results to score (else RGB baseline)")
     ap.add_argument("--skip", default="", help="comma list of parts to skip: prop,rss,metrics")
     ap.add_argument("--out", default=str(REPO / "bench-results" / "eval.json"))
-    ap.add_argument("--quick", action="store_true", help="smoke run, every figure from less work: "
-                    + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in QUICK.items()))
-    a = ap.parse_args(argv)
-    if a.quick:
-        vars(a).update(QUICK)
-    return a
+    add_quick(ap, QUICK)
+    return parse_with_quick(ap, QUICK, argv)
 
 
 def main(argv=None):
     a = parse_args(argv)
     log = lambda m: print(m, flush=True)  # noqa: E731
     res = measure(a, log)
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=1))
+    out = write_json(res, a.out)
     log("\nsummary")
     for k in SUMMARY:
         if k in res:

@@ -19,6 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from benchmarks import add_quick, parse_with_quick, write_json
 from spixwalk.evaluate.superpixel_metrics import boundary_recall, undersegmentation_error  # the project's one definition
 from spixwalk.preprocess import store
 from spixwalk.preprocess.decode import decode
@@ -273,19 +274,14 @@ def parse_args(argv=None):
     ap.add_argument("--copies", type=int, default=COPIES, help="copies of the sample videos in the end-to-end runs")
     ap.add_argument("--cost-frames", type=int, default=40, help="frames for the per-frame cost of each algorithm")
     ap.add_argument("--clip-reads", type=int, default=200, help="random clips read from the store and from HDF5")
-    ap.add_argument("--quick", action="store_true", help="smoke run, every figure from less work: "
-                    + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in QUICK.items()))
-    a = ap.parse_args(argv)
-    if a.quick:
-        vars(a).update(QUICK)
-    return a
+    add_quick(ap, QUICK)
+    return parse_with_quick(ap, QUICK, argv)
 
 
 def main(argv=None):
     a = parse_args(argv)
     res = measure(a)
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(res, indent=1))
+    write_json(res, a.out)
     print_table(res)
     print(f"-> {a.out}")
 

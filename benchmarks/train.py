@@ -27,6 +27,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from benchmarks import add_quick, write_json  # noqa: E402
 from spixwalk.preprocess.store import StoreReader  # noqa: E402
 from spixwalk.train.data import Aug, ClipDataset, clip_index, collate, colour_jitter, crop_box  # noqa: E402
 from spixwalk.train.model import NORMS, WalkNet  # noqa: E402
@@ -404,8 +405,7 @@ def parse_args(argv=None):
     p.add_argument("--skip-memory", action="store_true")
     p.add_argument("--no-verify", action="store_true", help="trust the line; skip the real steps at the predicted batch")
     p.add_argument("--loader-only", action="store_true", help="only the loader's per-clip costs (writes them alone)")
-    p.add_argument("--quick", action="store_true", help="smoke run, every figure from less work: "
-                   + ", ".join(f"{k}={v}" for k, v in QUICK.items()))
+    add_quick(p, QUICK)
     a = p.parse_args(argv)
     a.probe = (1, 2, 3)  # batch sizes whose peak RSS the largest-batch line goes through
     if a.quick:
@@ -415,14 +415,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     a = parse_args(argv)
-    _write(measure(a), a.out)
-
-
-def _write(res: dict, path) -> None:
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=1))
-    print(f"wrote {out}")
+    print(f"wrote {write_json(measure(a), a.out)}")
 
 
 if __name__ == "__main__":

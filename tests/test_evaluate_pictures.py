@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from davis_fixtures import truncated
 from spixwalk.common import Mp4Writer, ffmpeg_exe
 from spixwalk.evaluate.cli import main
 from spixwalk.evaluate.davis_io import PALETTE, load_frame, load_mask, mask_overlay, mask_path
@@ -54,16 +55,6 @@ def test_mp4_writer_failure_leaves_no_file(tmp_path):
     with pytest.raises(ValueError, match="no frames"):
         Mp4Writer(tmp_path / "w.mp4").close()
     assert list(tmp_path.iterdir()) == []
-
-
-def truncated(src, seq, n, dst):
-    """A DAVIS root holding the first n frames (and masks) of one real sequence, as symlinks."""
-    for sub, ext in (("JPEGImages", "jpg"), ("Annotations", "png")):
-        d = dst / sub / "480p" / seq
-        d.mkdir(parents=True)
-        for p in sorted((src / sub / "480p" / seq).glob(f"*.{ext}"))[:n]:
-            (d / p.name).symlink_to(p)
-    return dst
 
 
 @needs_data

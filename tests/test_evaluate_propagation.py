@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from davis_fixtures import truncated
 from spixwalk.evaluate import davis_run, metrics, synth
 from spixwalk.evaluate.cli import main
 from spixwalk.evaluate.davis_io import load_mask, mask_path, frame_paths, save_indexed
@@ -39,16 +40,6 @@ def test_local_topk_respects_radius():
     ys, xs = idx // w, idx % w
     qy, qx = torch.arange(h * w)[:, None] // w, torch.arange(h * w)[:, None] % w
     assert (((ys - qy) ** 2 + (xs - qx) ** 2).float().sqrt() < r).all()
-
-
-def truncated(src, seq, n, dst):
-    """A DAVIS root holding the first n frames (and masks) of one real sequence, as symlinks."""
-    for sub, ext in (("JPEGImages", "jpg"), ("Annotations", "png")):
-        d = dst / sub / "480p" / seq
-        d.mkdir(parents=True)
-        for p in sorted((src / sub / "480p" / seq).glob(f"*.{ext}"))[:n]:
-            (d / p.name).symlink_to(p)
-    return dst
 
 
 class GroundTruthFeatures:
