@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from benchmarks import study_report as report  # noqa: E402
+from spixwalk.train.options import PRECISIONS  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -35,9 +36,9 @@ LABEL_ALGS = {"superpixels": "slic", "mixed": "slic", "random-cells": "random"}
 # The recipe per device; README "Learning-signal study" states the figure behind each choice.
 RECIPES = {
     "cpu": {"budget": 2400, "points": 3, "img_size": 256, "batch": 4, "lr": 1e-4, "warmup_steps": 10,
-            "eval_scale": 0.5, "workers": 0, "log_every": 1, "jobs": 1, "threads": 2},
+            "eval_scale": 0.5, "workers": 0, "log_every": 1, "jobs": 1, "threads": 2, "precision": "bf16"},
     "cuda": {"budget": 60, "points": 3, "img_size": 256, "batch": 32, "lr": 3e-4, "warmup_steps": 100,
-             "eval_scale": 1.0, "workers": 8, "log_every": 20, "jobs": 1, "threads": 2},
+             "eval_scale": 1.0, "workers": 8, "log_every": 20, "jobs": 1, "threads": 2, "precision": "bf16"},
 }
 
 
@@ -63,6 +64,8 @@ def parse_args(argv=None):
     p.add_argument("--batch", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--warmup-steps", type=int)
+    p.add_argument("--precision", choices=PRECISIONS, help="train --precision (bf16: the encoder's forward under "
+                   "bf16 autocast, also on CPU)")
     p.add_argument("--eval-scale", type=float, help="scored frames and masks resized by this factor (1: 480p)")
     p.add_argument("--workers", type=int, help="loader workers (cpu: 0, so the loader's CPU counts in the budget)")
     p.add_argument("--log-every", type=int)
@@ -188,7 +191,7 @@ def train(a, store: Path, mode: str, work: Path, extra_steps: list[int]) -> Path
            "--batch", str(a.batch), "--lr", str(a.lr), "--warmup-steps", str(a.warmup_steps), "--seed", str(a.seed),
            "--steps", "100000000", "--budget", str(a.budgets[mode]), "--clock", "cpu" if a.device == "cpu" else "device",
            "--snapshot-at", ",".join(f"{m:g}" for m in marks(a, a.budgets[mode])), "--snapshot-steps", steps,
-           "--workers", str(a.workers), "--threads", str(a.threads), "--device", a.device,
+           "--workers", str(a.workers), "--threads", str(a.threads), "--device", a.device, "--precision", a.precision,
            "--log-every", str(a.log_every), "--ckpt-every", "100000000", "--run", str(run)], f"training {mode}")
     return run
 

@@ -218,3 +218,22 @@ def test_resuming_with_other_steps_records_the_plans_and_their_lr_drop(store, tm
     ck = params(run)
     assert ck["config"]["steps_history"] == plans and ck["step"] == 6
     assert ck["optimizer"]["param_groups"][0]["lr"] == pytest.approx(3e-4 * 0.3)  # past the new drop step
+
+
+def test_cpu_bf16_runs_the_forward_under_autocast_and_fp32_stays_the_default(store, tmp_path):
+    from types import SimpleNamespace
+
+    from spixwalk.train.options import uses_bf16
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert [uses_bf16(SimpleNamespace(precision=p), d) for p in ("auto", "bf16", "fp32") for d in (cpu, cuda)] == \
+        [False, True, True, True, False, False]
+    args = ["--store", str(store), "--nodes", "superpixels", *FAST, "--steps", "2", "--lr-drop-at", "0"]
+    losses = {}
+    for p in ("fp32", "bf16", "auto"):
+        assert main(args + ["--run", str(tmp_path / p), "--precision", p]) == 0
+        rows = [json.loads(line) for line in (tmp_path / p / "log.jsonl").read_text().splitlines()]
+        losses[p] = [r["loss"] for r in rows if "loss" in r]
+    assert losses["auto"] == losses["fp32"]  # auto is fp32 on the CPU: bit for bit the same run
+    assert losses["bf16"] != losses["fp32"]  # the forward really ran in bf16 ...
+    assert losses["bf16"] == pytest.approx(losses["fp32"], rel=0.02)  # ... and computes the same loss
+    assert json.loads((tmp_path / "bf16" / "config.json").read_text())["precision"] == "bf16"

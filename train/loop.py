@@ -28,7 +28,7 @@ from .clock import Clock, resolve as resolve_clock
 from .data import Aug, ClipDataset, StreamSampler, clip_index, collate
 from .log import RunLog
 from .model import WalkNet, n_patches, patch_grid
-from .options import BadInput, parse_args, validate
+from .options import BadInput, parse_args, uses_bf16, validate
 from .stats import Window, stat_keys, summary_table
 from .walk import walk_loss
 
@@ -146,7 +146,7 @@ def train_step(model, opt, sched, batch, a, device, autocast) -> dict | None:
 def run_steps(tr: Trainer, stop: StopSignal, clock: Clock) -> tuple[float, int, str]:
     """Train until the step count, the --budget or a stop signal: (wall seconds, steps, why stopped)."""
     a, device = tr.a, tr.device
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=uses_bf16(a, device))
     win = Window(stat_keys(a), device)
     win.busy0 = clock.busy()
     before = clock.now()
