@@ -335,8 +335,9 @@ def verdict(root: Path) -> int:
 
 def recipe_args(device: str) -> str:
     r = RECIPES[device]
-    return " ".join(f"--{k.replace('_', '-')} {r[k]:g}" for k in ("img_size", "batch", "lr", "warmup_steps", "workers",
+    nums = " ".join(f"--{k.replace('_', '-')} {r[k]:g}" for k in ("img_size", "batch", "lr", "warmup_steps", "workers",
                                                                    "log_every"))
+    return f"{nums} --precision {r['precision']}"
 
 
 def main(argv=None) -> int:
