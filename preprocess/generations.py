@@ -28,7 +28,7 @@ from pathlib import Path
 
 from spixwalk.common import fsync_dir, write_atomic
 
-from . import faults
+from spixwalk import faults
 from .lease import _pid_alive  # the lease's liveness test, one home for it
 
 NAME = re.compile(r"^(\d{6,})-([0-9a-f]{8})-(\d+)@(.+)$")

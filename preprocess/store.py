@@ -29,7 +29,7 @@ import zarr
 from zarr.codecs import BloscCodec, BytesCodec, ZstdCodec
 from zarr.registry import register_codec
 
-from . import faults
+from spixwalk import faults
 from . import generations as gens
 from .generations import read_marker  # noqa: F401  (re-exported: markers are read through the store)
 from .jpegcodec import NAME as JPEG_NAME

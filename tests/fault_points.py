@@ -1,10 +1,10 @@
-"""The test side of spixwalk.preprocess.faults: start a command with fault points, wait until one is reached."""
+"""The test side of spixwalk.faults: start a command with fault points, wait until one is reached."""
 import os
 import select
 import subprocess
 import sys
 
-from spixwalk.preprocess.faults import ENV
+from spixwalk.faults import ENV
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GUARD_S = 300  # only a hang guard: a healthy run reaches its point or exits long before

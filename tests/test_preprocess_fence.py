@@ -1,7 +1,7 @@
 """Fenced commits (issue 18, Build 1): a holder paused at any write point, its shard taken over by a real second
 run, then resumed, never makes the store claim data it does not hold, and the store ends equal to a clean run's.
 
-Each case stops run A with SIGSTOP exactly at one write point (preprocess.faults, armed by the environment),
+Each case stops run A with SIGSTOP exactly at one write point (spixwalk.faults, armed by the environment),
 ages its lease as 120 s without a heartbeat would (A's heartbeat thread is stopped with it), lets run B take
 the shard over, resumes A, and compares the store with a clean run's, array by array and marker by marker.
 """

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import torch
 
-from spixwalk.preprocess import faults
+from spixwalk import faults
 from spixwalk.preprocess.store import StoreReader, VideoRef
 
 from . import device_aug

@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 
 from spixwalk.common import resolve_device, write_atomic
-from spixwalk.preprocess import faults, spconfig
+from spixwalk import faults
+from spixwalk.preprocess import spconfig
 from spixwalk.preprocess.store import StoreReader
 from spixwalk.progress import Progress
 
