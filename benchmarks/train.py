@@ -95,7 +95,8 @@ def interleaved(f, g, reps: int) -> tuple[float, float]:
 # ---------------------------------------------------------------- 1 + 2: step and pooling
 
 
-def step_fn(net, batch, patch: bool):
+def step_fn(net, batch, patch: bool, bf16: bool = False):
+    """One training step's forward + backward; bf16: the forward under CPU autocast, as `train --precision bf16`."""
     flags = torch.full_like(batch["patch"], patch)
     weights, mask = batch["weights"], batch["mask"]
     if patch:  # the same frames as 49 CRW patches each (no weights, as the trainer's patch batches)
@@ -104,8 +105,9 @@ def step_fn(net, batch, patch: bool):
 
     def run():
         net.zero_grad(set_to_none=True)
-        q = net(batch["frames"], weights, flags)
-        walk_loss(q, mask)[0].backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            q = net(batch["frames"], weights, flags)
+        walk_loss(q.float(), mask)[0].backward()
     return run
 
 
@@ -317,9 +319,12 @@ def bench_step(batch: dict, reps: int) -> tuple[dict, float]:
     """One training step, superpixels vs patches on the same clips: (figures, superpixel step seconds)."""
     net = WalkNet().to(memory_format=torch.channels_last)
     t_sp, t_pt = interleaved(step_fn(net, batch, False), step_fn(net, batch, True), reps)
-    print(f"step: superpixels {t_sp:.2f} s, patches {t_pt:.2f} s, ratio {t_sp / t_pt:.3f}")
+    t_32, t_16 = interleaved(step_fn(net, batch, False), step_fn(net, batch, False, bf16=True), reps)
+    print(f"step: superpixels {t_sp:.2f} s, patches {t_pt:.2f} s, ratio {t_sp / t_pt:.3f}; superpixels under bf16 "
+          f"autocast {t_16:.2f} s vs fp32 {t_32:.2f} s, x{t_32 / t_16:.2f}")
     return {"step_seconds_superpixel": round(t_sp, 3), "step_seconds_patch": round(t_pt, 3),
             "step_ratio_superpixel_vs_patch": round(t_sp / t_pt, 3),
+            "step_seconds_superpixel_bf16": round(t_16, 3), "step_speedup_bf16_vs_fp32": round(t_32 / t_16, 2),
             "nodes_max_superpixel": int(batch["mask"].shape[2])}, t_sp
 
 
