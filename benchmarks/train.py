@@ -32,7 +32,8 @@ from spixwalk.preprocess.store import StoreReader  # noqa: E402
 from spixwalk.train.data import Aug, ClipDataset, clip_index, collate, colour_jitter, crop_box  # noqa: E402
 from spixwalk.train.model import NORMS, WalkNet  # noqa: E402
 from spixwalk.train.pool import pool, pool_naive, pool_onehot, pool_scatter  # noqa: E402
-from spixwalk.train.walk import walk_loss  # noqa: E402
+from spixwalk.train.loop import train_step  # noqa: E402
+from spixwalk.train.options import parse_args as train_options, uses_bf16  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CFG = "slic-n30-c30"
@@ -95,20 +96,17 @@ def interleaved(f, g, reps: int) -> tuple[float, float]:
 # ---------------------------------------------------------------- 1 + 2: step and pooling
 
 
-def step_fn(net, batch, patch: bool, bf16: bool = False):
-    """One training step's forward + backward; bf16: the forward under CPU autocast, as `train --precision bf16`."""
-    flags = torch.full_like(batch["patch"], patch)
-    weights, mask = batch["weights"], batch["mask"]
+def step_fn(net, batch, patch: bool, precision: str = "fp32"):
+    """One trainer step (`train_step`: forward, walk loss, backward, Adam) on `batch` as superpixel or as CRW
+    patch nodes, with the trainer's default options and `train --precision`."""
+    a, cpu = train_options(["--store", "-", "--run", "-", "--precision", precision]), torch.device("cpu")
+    batch = {**batch, "patch": torch.full_like(batch["patch"], patch)}
     if patch:  # the same frames as 49 CRW patches each (no weights, as the trainer's patch batches)
-        mask = torch.ones(*weights.shape[:2], 49, dtype=torch.bool)
-        weights = None
-
-    def run():
-        net.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            q = net(batch["frames"], weights, flags)
-        walk_loss(q.float(), mask)[0].backward()
-    return run
+        batch.update(mask=torch.ones(*batch["weights"].shape[:2], 49, dtype=torch.bool), weights=None)
+    opt = torch.optim.Adam(net.parameters(), lr=a.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=uses_bf16(a, cpu))
+    return lambda: train_step(net, opt, sched, batch, a, cpu, autocast)
 
 
 def pooling_fns(batch, feats_shape):
@@ -319,7 +317,7 @@ def bench_step(batch: dict, reps: int) -> tuple[dict, float]:
     """One training step, superpixels vs patches on the same clips: (figures, superpixel step seconds)."""
     net = WalkNet().to(memory_format=torch.channels_last)
     t_sp, t_pt = interleaved(step_fn(net, batch, False), step_fn(net, batch, True), reps)
-    t_32, t_16 = interleaved(step_fn(net, batch, False), step_fn(net, batch, False, bf16=True), reps)
+    t_32, t_16 = interleaved(step_fn(net, batch, False), step_fn(net, batch, False, precision="bf16"), reps)
     print(f"step: superpixels {t_sp:.2f} s, patches {t_pt:.2f} s, ratio {t_sp / t_pt:.3f}; superpixels under bf16 "
           f"autocast {t_16:.2f} s vs fp32 {t_32:.2f} s, x{t_32 / t_16:.2f}")
     return {"step_seconds_superpixel": round(t_sp, 3), "step_seconds_patch": round(t_pt, 3),
