@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from benchmarks import study_report as report  # noqa: E402
-from spixwalk.train.options import PRECISIONS  # noqa: E402
+from spixwalk.train.options import PRECISIONS, cpu_has_bf16  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -33,15 +33,6 @@ NODE_ARGS = {"patches": ["--nodes", "patches"], "superpixels": ["--nodes", "supe
              "mixed": ["--nodes", "mixed", "--label-config", "slic-n30-c30"],
              "random-cells": ["--nodes", "superpixels", "--label-config", "random-n30"]}
 LABEL_ALGS = {"superpixels": "slic", "mixed": "slic", "random-cells": "random"}
-
-
-def cpu_has_bf16() -> bool:
-    """Whether the CPU computes bf16 natively (AVX512-BF16 or AMX): only there does bf16 autocast pay."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 # The recipe per device; README "Learning-signal study" states the figure behind each choice.

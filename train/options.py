@@ -145,6 +145,15 @@ def uses_bf16(a, device) -> bool:
     return a.precision == "bf16" or (a.precision == "auto" and device.type == "cuda")
 
 
+def cpu_has_bf16() -> bool:
+    """Whether the CPU computes bf16 natively (AVX512-BF16 or AMX): only there does bf16 autocast pay."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def validate(a) -> None:
     """Every check that needs no store content and no process group: fail before any work."""
     bad = []
