@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from benchmarks import study_report as report  # noqa: E402
-from spixwalk.train.options import PRECISIONS, cpu_has_bf16  # noqa: E402
+from spixwalk.train.options import LR_SCHEDULES, PRECISIONS, cpu_has_bf16  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -37,10 +37,10 @@ LABEL_ALGS = {"superpixels": "slic", "mixed": "slic", "random-cells": "random"}
 
 # The recipe per device; README "Learning-signal study" states the figure behind each choice.
 RECIPES = {
-    "cpu": {"budget": 2400, "points": 3, "img_size": 256, "batch": 4, "lr": 1e-4, "warmup_steps": 10,
+    "cpu": {"budget": 2400, "points": 3, "img_size": 256, "batch": 4, "lr": 1e-4, "lr_schedule": "drop", "warmup_steps": 10,
             "eval_scale": 0.5, "workers": 0, "log_every": 1, "jobs": 2, "threads": 1,
             "precision": "bf16" if cpu_has_bf16() else "fp32"},
-    "cuda": {"budget": 60, "points": 3, "img_size": 256, "batch": 32, "lr": 3e-4, "warmup_steps": 100,
+    "cuda": {"budget": 60, "points": 3, "img_size": 256, "batch": 32, "lr": 3e-4, "lr_schedule": "drop", "warmup_steps": 100,
              "eval_scale": 1.0, "workers": 8, "log_every": 20, "jobs": 1, "threads": 2, "precision": "bf16"},
 }
 
@@ -66,6 +66,8 @@ def parse_args(argv=None):
     p.add_argument("--img-size", type=int)
     p.add_argument("--batch", type=int)
     p.add_argument("--lr", type=float)
+    p.add_argument("--lr-schedule", choices=LR_SCHEDULES, help="train --lr-schedule (cosine: to 0 over the mode's "
+                   "budget; drop: CRW's, whose drop at 80%% of --steps never falls inside a budget)")
     p.add_argument("--warmup-steps", type=int)
     p.add_argument("--precision", choices=PRECISIONS, help="train --precision (bf16: the encoder's forward under "
                    "bf16 autocast, also on CPU)")
@@ -191,7 +193,7 @@ def train(a, store: Path, mode: str, work: Path, extra_steps: list[int]) -> Path
     run = work / "runs" / mode
     steps = ",".join(str(s) for s in [0, *extra_steps])
     stage(["train", "--store", str(store), "--preset", a.preset, *NODE_ARGS[mode], "--img-size", str(a.img_size),
-           "--batch", str(a.batch), "--lr", str(a.lr), "--warmup-steps", str(a.warmup_steps), "--seed", str(a.seed),
+           "--batch", str(a.batch), "--lr", str(a.lr), "--lr-schedule", a.lr_schedule, "--warmup-steps", str(a.warmup_steps), "--seed", str(a.seed),
            "--steps", "100000000", "--budget", str(a.budgets[mode]), "--clock", "cpu" if a.device == "cpu" else "device",
            "--snapshot-at", ",".join(f"{m:g}" for m in marks(a, a.budgets[mode])), "--snapshot-steps", steps,
            "--workers", str(a.workers), "--threads", str(a.threads), "--device", a.device, "--precision", a.precision,
@@ -284,7 +286,7 @@ def run_study(a, work: Path) -> str:
     print(f"[study] {len(a.scored_list)} scored sequences; modes {','.join(a.mode_list)}; budget {a.budget:g} s "
           f"({a.device}) at {marks(a)}; {a.jobs} at once", flush=True)
     rgb = row_of(a, score(a, scored, work, "rgb", ["--features", "rgb"]), "raw RGB features", "-", "-", None, "-")
-    recipe = (f"preset {a.preset}, {a.img_size} px, batch {a.batch}, lr {a.lr:g}, warm-up {a.warmup_steps} steps, "
+    recipe = (f"preset {a.preset}, {a.img_size} px, batch {a.batch}, lr {a.lr:g} ({a.lr_schedule}), warm-up {a.warmup_steps} steps, "
               f"{a.precision}, {a.budget:g} {'CPU' if a.device == 'cpu' else 'device'} s per mode, "
               f"scored at x{a.eval_scale:g}")
     done, text = {}, ""
@@ -341,7 +343,7 @@ def recipe_args(device: str) -> str:
     r = RECIPES[device]
     nums = " ".join(f"--{k.replace('_', '-')} {r[k]:g}" for k in ("img_size", "batch", "lr", "warmup_steps", "workers",
                                                                    "log_every"))
-    return f"{nums} --precision {r['precision']}"
+    return f"{nums} --lr-schedule {r['lr_schedule']} --precision {r['precision']}"
 
 
 def main(argv=None) -> int:

@@ -102,6 +102,23 @@ def test_warmup_is_linear_then_constant_until_the_drop():
     assert {g(s) for s in range(20)} == {1.0}
 
 
+def test_cosine_schedule_follows_the_budget_spent_else_the_steps():
+    from types import SimpleNamespace
+
+    from spixwalk.train.loop import lr_factor
+    spent = [0.0]
+    a = SimpleNamespace(warmup=2, lr_drop_at=0.8, lr_gamma=0.3, lr_schedule="cosine", budget=100.0)
+    f = lr_factor(a, steps=10 ** 8, budget_spent=lambda: spent[0])
+    assert f(0) == 0.5  # warm-up still applies: 0.5 x cos(0)
+    values = []
+    for sec in (0.0, 25.0, 50.0, 75.0, 100.0, 150.0):
+        spent[0] = sec
+        values.append(round(f(1000), 6))  # the step count plays no part under a budget (no drop at 80%)
+    assert values == [1.0, 0.853553, 0.5, 0.146447, 0.0, 0.0]
+    g = lr_factor(SimpleNamespace(warmup=0, lr_drop_at=0.0, lr_gamma=0.3, lr_schedule="cosine", budget=0), steps=20)
+    assert [round(g(s), 6) for s in (0, 10, 20)] == [1.0, 0.5, 0.0]
+
+
 def test_sigterm_saves_a_checkpoint_and_the_rerun_resumes(store, tmp_path):
     run = tmp_path / "pre"
     cmd = [sys.executable, "-m", "train", "--store", str(store), "--run", str(run), "--log-every", "1", *FAST]

@@ -30,7 +30,8 @@ NAME = "checkpoint.pt"
 # options that change what a checkpoint means: resuming with different values is refused
 RUN_KEYS = ("label_configs", "clips", "nodes", "patch_prob", "clip_len", "clip_stride", "batch", "lr", "warmup", "tau",
             "edge_drop", "cycles", "seed", "img_size", "world", "preset", "padding", "norm", "patch_jitter",
-            "edge_drop_mode", "frame_transforms", "clips_per_video", "lr_drop_at", "lr_gamma")
+            "edge_drop_mode", "frame_transforms", "clips_per_video", "lr_drop_at", "lr_gamma", "lr_schedule")
+OLDER_DEFAULTS = {"lr_schedule": "drop"}  # run keys added later: what a checkpoint without them was trained with
 
 
 class ResumeError(Exception):
@@ -114,7 +115,8 @@ def read_for_resume(run: Path, resume: str, config: dict) -> dict | None:
         raise ResumeError(f"checkpoint {path}: unreadable ({type(e).__name__}: {e})")
     _check_is_training_checkpoint(ckpt, path)
     old = config_of(ckpt)
-    diff = {k: (old.get(k), config[k]) for k in RUN_KEYS if old.get(k) != config[k]}
+    diff = {k: (old.get(k, OLDER_DEFAULTS.get(k)), config[k]) for k in RUN_KEYS
+            if old.get(k, OLDER_DEFAULTS.get(k)) != config[k]}
     if diff:
         raise ResumeError(f"checkpoint {path} was trained with another config {diff} (old, new); "
                           "use a new --run or the same options")

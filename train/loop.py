@@ -63,7 +63,8 @@ class Trainer:
         self.cfg.pop("snapshots", None)
         self.cfg.pop("snapshot_step_list", None)
         self.net, self.opt = build_model(a, device)
-        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_factor(a, self.steps))
+        self.spent = 0.0  # --clock seconds at the last log row, resumed ones included (--lr-schedule cosine)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_factor(a, self.steps, lambda: self.spent))
         self.resumed = checkpoints.Progress()
         ckpt = checkpoints.read_for_resume(self.run, a.resume, self.cfg)
         if ckpt:
@@ -76,6 +77,7 @@ class Trainer:
         # a rerun of a finished run (its steps, or its --budget: a larger one resumes) changes nothing:
         # no run directory writes, no tracker
         spent = self.resumed.device if resolve_clock(a.clock, device) == "device" else self.resumed.cpu
+        self.spent = spent
         self.already_finished = bool(ckpt) and (self.run / SUMMARY).exists() and (
             self.resumed.finished or self.step >= self.steps or bool(a.budget) and spent >= a.budget)
         self.model = torch.nn.parallel.DistributedDataParallel(
@@ -228,6 +230,7 @@ def _log_row(tr: Trainer, win: Window, clock: Clock, stop: StopSignal, marks: li
     row, flags = win.row(tr.step, a.world, [float(bool(stop.signum)), over, snap], busy)
     if "loss" in row and not math.isfinite(row["loss"]):
         raise RuntimeError(f"steps {tr.step - win.n + 1}-{tr.step}: non-finite loss {row['loss']}")
+    tr.spent = now
     row.update(epoch=round(tr.step / tr.per_epoch, 4), lr=tr.sched.get_last_lr()[0], cpu_seconds=round(clock.cpu(), 2),
                clock_seconds=round(now, 3))
     if clock.cuda:
@@ -374,12 +377,17 @@ def setup_dist(a):
     return rank, world, device
 
 
-def lr_factor(a, steps: int):
-    """Linear warm-up, then CRW's single step decay at --lr-drop-at of the run."""
+def lr_factor(a, steps: int, budget_spent=lambda: 0.0):
+    """Linear warm-up, then CRW's single step decay at --lr-drop-at of the run, or (--lr-schedule cosine) a
+    half cosine from --lr to 0 over the --budget (budget_spent(): clock seconds at the last log row) or, without
+    a budget, over the steps."""
     drop_step = _drop_step(a, steps)
 
     def f(s: int) -> float:
         warm = min(1.0, (s + 1) / a.warmup) if a.warmup else 1.0
+        if getattr(a, "lr_schedule", "drop") == "cosine":
+            done = budget_spent() / a.budget if a.budget else s / steps
+            return warm * 0.5 * (1.0 + math.cos(math.pi * min(1.0, done)))
         return warm * (a.lr_gamma if drop_step is not None and s >= drop_step else 1.0)
     return f
 

@@ -92,6 +92,10 @@ def _optimisation_options(p) -> None:
     g.add_argument("--lr-drop-at", type=float, help="fraction of the steps after which lr is multiplied by "
                    "--lr-gamma (CRW: 0.8); 0: constant")
     g.add_argument("--lr-gamma", type=float)
+    g.add_argument("--lr-schedule", default="drop", choices=LR_SCHEDULES, help="drop: CRW's step decay "
+                   "(--lr-drop-at, --lr-gamma); cosine: a half cosine from --lr to 0 over the --budget (clock seconds, "
+                   "read at each log row; a larger --budget on resume raises lr again) or, without one, over the "
+                   "steps; warm-up applies to both")
     g.add_argument("--warmup-steps", "--warmup", dest="warmup", type=int, default=0,
                    help="linear learning-rate warm-up over this many steps (lr x (s+1)/N), then constant until "
                    "--lr-drop-at")
@@ -138,6 +142,7 @@ def _run_options(p) -> None:
 
 
 PRECISIONS = ("auto", "bf16", "fp32")
+LR_SCHEDULES = ("drop", "cosine")
 
 
 def uses_bf16(a, device) -> bool:
