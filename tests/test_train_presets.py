@@ -96,9 +96,9 @@ def test_warmup_is_linear_then_constant_until_the_drop():
     from types import SimpleNamespace
 
     from spixwalk.train.loop import lr_factor
-    f = lr_factor(SimpleNamespace(warmup=4, lr_drop_at=0.5, lr_gamma=0.3), steps=20)
+    f = lr_factor(SimpleNamespace(warmup=4, lr_drop_at=0.5, lr_gamma=0.3, lr_schedule="drop"), steps=20)
     assert [round(f(s), 6) for s in (0, 1, 2, 3, 4, 9, 10, 19)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0, 0.3, 0.3]
-    g = lr_factor(SimpleNamespace(warmup=0, lr_drop_at=0.0, lr_gamma=0.3), steps=20)
+    g = lr_factor(SimpleNamespace(warmup=0, lr_drop_at=0.0, lr_gamma=0.3, lr_schedule="drop"), steps=20)
     assert {g(s) for s in range(20)} == {1.0}
 
 

@@ -227,10 +227,10 @@ def _log_row(tr: Trainer, win: Window, clock: Clock, stop: StopSignal, marks: li
     over = float(bool(a.budget) and now >= a.budget)
     snap = float(bool(marks) and now >= marks[0])
     busy = clock.busy() - win.busy0
-    row, flags = win.row(tr.step, a.world, [float(bool(stop.signum)), over, snap], busy)
+    row, flags = win.row(tr.step, a.world, [float(bool(stop.signum)), over, snap, now], busy)
     if "loss" in row and not math.isfinite(row["loss"]):
         raise RuntimeError(f"steps {tr.step - win.n + 1}-{tr.step}: non-finite loss {row['loss']}")
-    tr.spent = now
+    tr.spent = flags.pop() / a.world  # the ranks' mean clock: every rank steps with the same cosine lr
     row.update(epoch=round(tr.step / tr.per_epoch, 4), lr=tr.sched.get_last_lr()[0], cpu_seconds=round(clock.cpu(), 2),
                clock_seconds=round(now, 3))
     if clock.cuda:
@@ -385,7 +385,7 @@ def lr_factor(a, steps: int, budget_spent=lambda: 0.0):
 
     def f(s: int) -> float:
         warm = min(1.0, (s + 1) / a.warmup) if a.warmup else 1.0
-        if getattr(a, "lr_schedule", "drop") == "cosine":
+        if a.lr_schedule == "cosine":
             done = budget_spent() / a.budget if a.budget else s / steps
             return warm * 0.5 * (1.0 + math.cos(math.pi * min(1.0, done)))
         return warm * (a.lr_gamma if drop_step is not None and s >= drop_step else 1.0)
