@@ -37,11 +37,12 @@ LABEL_ALGS = {"superpixels": "slic", "mixed": "slic", "random-cells": "random"}
 
 # The recipe per device; README "Learning-signal study" states the figure behind each choice.
 RECIPES = {
-    "cpu": {"budget": 2400, "points": 3, "img_size": 256, "batch": 4, "lr": 1e-4, "lr_schedule": "drop", "warmup_steps": 10,
-            "eval_scale": 0.5, "workers": 0, "log_every": 1, "jobs": 2, "threads": 1,
+    "cpu": {"budget": 2400, "points": 3, "img_size": 256, "batch": 4, "lr": 3e-4, "lr_schedule": "cosine",
+            "warmup_steps": 10, "eval_scale": 0.5, "workers": 0, "log_every": 1, "jobs": 2, "threads": 1,
             "precision": "bf16" if cpu_has_bf16() else "fp32"},
-    "cuda": {"budget": 60, "points": 3, "img_size": 256, "batch": 32, "lr": 3e-4, "lr_schedule": "drop", "warmup_steps": 100,
-             "eval_scale": 1.0, "workers": 8, "log_every": 20, "jobs": 1, "threads": 2, "precision": "bf16"},
+    "cuda": {"budget": 60, "points": 3, "img_size": 256, "batch": 32, "lr": 3e-4, "lr_schedule": "drop",
+             "warmup_steps": 100, "eval_scale": 1.0, "workers": 8, "log_every": 20, "jobs": 1, "threads": 2,
+             "precision": "bf16"},
 }
 
 
@@ -193,7 +194,8 @@ def train(a, store: Path, mode: str, work: Path, extra_steps: list[int]) -> Path
     run = work / "runs" / mode
     steps = ",".join(str(s) for s in [0, *extra_steps])
     stage(["train", "--store", str(store), "--preset", a.preset, *NODE_ARGS[mode], "--img-size", str(a.img_size),
-           "--batch", str(a.batch), "--lr", str(a.lr), "--lr-schedule", a.lr_schedule, "--warmup-steps", str(a.warmup_steps), "--seed", str(a.seed),
+           "--batch", str(a.batch), "--lr", str(a.lr), "--lr-schedule", a.lr_schedule,
+           "--warmup-steps", str(a.warmup_steps), "--seed", str(a.seed),
            "--steps", "100000000", "--budget", str(a.budgets[mode]), "--clock", "cpu" if a.device == "cpu" else "device",
            "--snapshot-at", ",".join(f"{m:g}" for m in marks(a, a.budgets[mode])), "--snapshot-steps", steps,
            "--workers", str(a.workers), "--threads", str(a.threads), "--device", a.device, "--precision", a.precision,
@@ -286,7 +288,8 @@ def run_study(a, work: Path) -> str:
     print(f"[study] {len(a.scored_list)} scored sequences; modes {','.join(a.mode_list)}; budget {a.budget:g} s "
           f"({a.device}) at {marks(a)}; {a.jobs} at once", flush=True)
     rgb = row_of(a, score(a, scored, work, "rgb", ["--features", "rgb"]), "raw RGB features", "-", "-", None, "-")
-    recipe = (f"preset {a.preset}, {a.img_size} px, batch {a.batch}, lr {a.lr:g} ({a.lr_schedule}), warm-up {a.warmup_steps} steps, "
+    recipe = (f"preset {a.preset}, {a.img_size} px, batch {a.batch}, lr {a.lr:g} ({a.lr_schedule}), "
+              f"warm-up {a.warmup_steps} steps, "
               f"{a.precision}, {a.budget:g} {'CPU' if a.device == 'cpu' else 'device'} s per mode, "
               f"scored at x{a.eval_scale:g}")
     done, text = {}, ""
