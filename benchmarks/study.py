@@ -289,9 +289,8 @@ def run_study(a, work: Path) -> str:
           f"({a.device}) at {marks(a)}; {a.jobs} at once", flush=True)
     rgb = row_of(a, score(a, scored, work, "rgb", ["--features", "rgb"]), "raw RGB features", "-", "-", None, "-")
     recipe = (f"preset {a.preset}, {a.img_size} px, batch {a.batch}, lr {a.lr:g} ({a.lr_schedule}), "
-              f"warm-up {a.warmup_steps} steps, "
-              f"{a.precision}, {a.budget:g} {'CPU' if a.device == 'cpu' else 'device'} s per mode, "
-              f"scored at x{a.eval_scale:g}")
+              f"warm-up {a.warmup_steps} steps, {a.precision}, {a.budget:g} {'CPU' if a.device == 'cpu' else 'device'} "
+              f"s per mode, scored at x{a.eval_scale:g}")
     done, text = {}, ""
     patches_trained = threading.Event()
     if "patches" not in a.mode_list:
