@@ -45,27 +45,31 @@ RANDOM_PADDING ?= zeros
 SEQUENCES ?=
 SEQ_OPT = $(if $(SEQUENCES),--sequences $(SEQUENCES))
 FEATURES = $(if $(filter rgb,$(CKPT)),--features rgb,$(if $(filter random,$(CKPT)),--init random --padding $(RANDOM_PADDING),--ckpt $(CKPT)))
-# make demo: three short CPU trainings (superpixel, patch and mixed nodes) with the study's CPU recipe
-# (benchmarks/study.py RECIPES), each stopped after DEMO_CPU CPU seconds of its process and scored against
-# its own step 0 (the same initial weights for every mode)
+# make demo: three short CPU trainings (superpixel, patch and mixed nodes) with the study's recipes
+# (presets study-superpixels, study-patches-crw, study-mixed: spixwalk/train/recipes.py), each stopped after
+# DEMO_CPU CPU seconds of its process and scored against its own step 0 (the same initial weights for every mode)
 DEMO_CPU ?= 150
 DEMO_RUNS = $(WORK)/runs/superpixels $(WORK)/runs/patches $(WORK)/runs/mixed
 EXTRA ?=
-# make study: J&F vs training seconds per node mode, trained on TRAIN_VIDEOS, scored on DAVIS16 (benchmarks/study.py);
-# empty STUDY_BUDGET / STUDY_POINTS take the recipe of STUDY_DEVICE (cpu: 2400 CPU s, 3 points; cuda: device-busy s)
+# make study: the pre-registered protocol (docs/study-protocol.md; spixwalk/study): STUDY_ARMS x STUDY_CELLS x
+# STUDY_SEEDS, each run trained for STUDY_FLOPS training FLOPs on TRAIN_VIDEOS and scored on DAVIS16 (+ BADJA PCK).
+# make study-tune: the same grid for every arm on the tuning seeds (recipes are chosen there, then frozen).
 TRAIN_VIDEOS ?= ../shared/data/davis2016-train/videos
 DAVIS16 ?= ../shared/data/davis2016-val
-STUDY_DEVICE ?= cpu
-STUDY_MODES ?= superpixels,patches,random-cells
-STUDY_BUDGET ?=
-STUDY_POINTS ?=
+STUDY_ARMS ?= superpixels,patches-crw,grid-cells
+STUDY_CELLS ?= frozen
+STUDY_SEEDS ?= 10,11,12,13,14
+STUDY_FLOPS ?= 2.4e14
+STUDY_POINTS ?= 2
+STUDY_JOBS ?= 2
+STUDY_WORK ?= $(WORK)/study
 STUDY_ARGS ?=
 # idle OpenMP threads sleep instead of spinning: on small shared CPUs spinning made torch steps ~15x slower
 export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: help venv test fault-test demo sample manifest superpixels status show train eval-davis \
         davis-synth superpixel-benchmark report bench bench-preprocess bench-train bench-eval bench-gpu gpu-check gpu-study \
-        clean study
+        clean study study-tune
 
 help:
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -120,25 +124,30 @@ superpixel-benchmark: $(STAMP) ## the store's superpixel maps scored against DAV
 	  --jobs $(JOBS) --out $(WORK)/superpixel-benchmark $(EXTRA)
 
 demo: $(STAMP) ## every stage end to end on the embedded sample (DAVIS= YEAR= to evaluate on real DAVIS)
-	@start=$$(date +%s); set -e; recipe="$$($(PY) -m benchmarks.study --recipe-args cpu)"; \
+	@start=$$(date +%s); set -e; \
 	$(MAKE) --no-print-directory superpixels; \
-	for n in superpixels patches mixed; do \
-	  $(MAKE) --no-print-directory train NODES=$$n RUN=$(WORK)/runs/$$n STEPS=100000000 \
-	    EXTRA="$$recipe --cpu-budget $(DEMO_CPU) --snapshot-steps 0"; done; \
+	for n in superpixels patches mixed; do p=$$n; [ $$n = patches ] && p=patches-crw; \
+	  $(PY) -m train --store $(STORE) --preset study-$$p --run $(WORK)/runs/$$n --steps 100000000 \
+	    --cpu-budget $(DEMO_CPU) --snapshot-steps 0 --workers 0 $(EXTRA); done; \
 	$(MAKE) --no-print-directory eval-davis CKPT=$(WORK)/runs/superpixels/snapshot-step0.pt OUT=$(EVAL_ROOT)/step0 EXTRA=; \
 	for c in rgb $(DEMO_RUNS:%=%/checkpoint.pt); do \
 	  $(MAKE) --no-print-directory eval-davis CKPT=$$c EXTRA=; done; \
 	$(PY) -m evaluate report --runs $(DEMO_RUNS) --eval-root $(EVAL_ROOT) --out $(WORK)/report; \
-	$(PY) -m benchmarks.study --verdict $(EVAL_ROOT); \
+	$(PY) -m spixwalk.study --verdict $(EVAL_ROOT); \
 	echo "demo finished in $$(( $$(date +%s) - start )) s (set-up excluded)"
 
 report: $(STAMP) ## markdown report of runs: RUN="work/runs/a work/runs/b" (evaluations from EVAL_ROOT)
 	$(PY) -m evaluate report --runs $(RUN) --eval-root $(EVAL_ROOT) --out $(WORK)/report
 
-study: $(STAMP) ## learning signal: J&F vs training seconds per node mode with paired bootstrap intervals (TRAIN_VIDEOS= DAVIS16= STUDY_DEVICE= STUDY_BUDGET= STUDY_POINTS= STUDY_MODES=)
-	$(PY) -m benchmarks.study --train-videos $(TRAIN_VIDEOS) --davis $(DAVIS16) --scored all --modes $(STUDY_MODES) \
-	  --device $(STUDY_DEVICE) --work $(WORK)/study-$(STUDY_DEVICE) $(if $(STUDY_BUDGET),--budget $(STUDY_BUDGET)) \
-	  $(if $(STUDY_POINTS),--points $(STUDY_POINTS)) $(STUDY_ARGS)
+study: $(STAMP) ## the study: arms x seeds at equal training FLOPs, J&F (+PCK), hierarchical bootstrap (STUDY_ARMS= STUDY_CELLS= STUDY_SEEDS= STUDY_FLOPS= STUDY_WORK=)
+	$(PY) -m spixwalk.study --train-videos $(TRAIN_VIDEOS) --davis $(DAVIS16) --scored all --arms $(STUDY_ARMS) \
+	  --cells $(STUDY_CELLS) --seeds $(STUDY_SEEDS) --budget-flops $(STUDY_FLOPS) --points $(STUDY_POINTS) \
+	  --jobs $(STUDY_JOBS) --work $(STUDY_WORK) $(STUDY_ARGS)
+
+study-tune: $(STAMP) ## the tuning grid (every cell, tuning seeds 0,1) on the dev split, then --choose prints the cells to freeze
+	$(MAKE) --no-print-directory study STUDY_CELLS=all STUDY_SEEDS=0,1
+	$(PY) -m spixwalk.study --arms $(STUDY_ARMS) --cells all --seeds 0,1 --budget-flops $(STUDY_FLOPS) \
+	  --points $(STUDY_POINTS) --work $(STUDY_WORK) --choose
 
 bench: bench-preprocess bench-train bench-eval ## benchmarks: ratios ours vs reference, written to bench-results/*.json (EXTRA=--quick: a smoke run)
 
@@ -170,7 +179,7 @@ gpu-check: $(STAMP) ## issue 16's device run (< 10 min on one H200): make bench-
 	timeout 570 $(MAKE) --no-print-directory bench-gpu
 
 gpu-study: $(STAMP) ## the study on CUDA at 256 px (< 5 min): a device run of its own
-	timeout 280 $(MAKE) --no-print-directory study STUDY_DEVICE=cuda
+	timeout 280 $(MAKE) --no-print-directory study STUDY_ARGS="--device cuda"
 
 clean:
 	rm -rf $(WORK) bench-results

@@ -5,7 +5,10 @@ Pure Python on purpose (no OpenCV / Zarr imports): every stage imports it to par
 """
 from __future__ import annotations
 
-ALGORITHMS = ("slic", "fh", "lsc", "random")
+ALGORITHMS = ("slic", "fh", "lsc", "random", "grid", "randvid")
+# Controls, not superpixels: random Voronoi cells redrawn on every frame, a fixed regular grid (the same on every
+# frame), and random Voronoi cells drawn once per video (shapeless but temporally coherent).
+CONTROLS = ("random", "grid", "randvid")
 FRAME_SIZE = 256  # side of the stored frames the label maps are computed on (preprocess --size default)
 FRAME_RATE = 8.0  # frames per second sampled from each video (preprocess --fps default; videowalk frame_rate=8)
 SLIC_ITERATIONS = 4  # OpenCV SLIC iterations of the default configuration (its name omits them)
@@ -15,6 +18,8 @@ DEFAULTS = {
     # 2 iterations cost a quarter of 10; benchmarks/preprocess.py reports how many pixels agree
     "lsc": {"region_size": 47, "ratio": 0.5, "iterations": 2},
     "random": {"n_segments": 30},
+    "grid": {"n_segments": 25},
+    "randvid": {"n_segments": 25},
 }
 # parameter -> short letter in the configuration name, in name order
 NAME_KEYS = {
@@ -22,10 +27,13 @@ NAME_KEYS = {
     "fh": [("scale", "s"), ("sigma", "g"), ("min_size", "m")],
     "lsc": [("region_size", "r"), ("ratio", "a"), ("iterations", "i")],
     "random": [("n_segments", "n")],
+    "grid": [("n_segments", "n")],
+    "randvid": [("n_segments", "n")],
 }
 # (option, argparse dest, algorithm, parameter, type, help); the dest is what from_args() reads
 OPTIONS = [
-    ("--n-segments", "n_segments", "slic", "n_segments", int, "slic/random: target number of segments"),
+    ("--n-segments", "n_segments", "slic", "n_segments", int,
+     "slic/random/grid/randvid: target number of segments (grid: rows x cols closest to it)"),
     ("--compactness", "compactness", "slic", "compactness", float, "slic compactness"),
     ("--slic-impl", "slic_impl", "slic", "impl", str,
      "opencv: fast SLIC on a 2x downsampled frame; skimage: the reference"),
@@ -58,7 +66,7 @@ def params_from_args(alg: str, args) -> dict:
         raise ValueError(f"unknown algorithm {alg!r}; choose one of {', '.join(ALGORITHMS)}")
     params = dict(DEFAULTS[alg])
     for _, dest, a, key, _, _ in OPTIONS:
-        if a == alg or (alg == "random" and key == "n_segments" and a == "slic"):
+        if a == alg or (alg in CONTROLS and key == "n_segments" and a == "slic"):
             if key in params and hasattr(args, dest):
                 params[key] = getattr(args, dest)
     return params

@@ -28,7 +28,7 @@ def check_params(alg: str, size: int, **p) -> None:
     """Refuse a configuration before any work starts; the message is shown to the user as is."""
     if alg not in ALGORITHMS:
         raise ValueError(f"unknown algorithm {alg!r}; choose one of {', '.join(ALGORITHMS)}")
-    if alg in ("slic", "random") and p["n_segments"] <= 0:
+    if alg in ("slic", "random", "grid", "randvid") and p["n_segments"] <= 0:
         raise ValueError(f"{alg}: n_segments must be > 0 (got {p['n_segments']})")
     if alg == "slic" and p["compactness"] <= 0:
         raise ValueError(f"slic: compactness must be > 0 (got {p['compactness']})")
@@ -87,9 +87,30 @@ def random_cells(img, n_segments=30, rng=None):
     return cv2.resize(coarse, (w, h), interpolation=cv2.INTER_NEAREST)
 
 
+def grid_shape(n_segments: int) -> tuple[int, int]:
+    """(rows, cols) of the regular grid closest to n_segments cells, rows <= cols, cells near square."""
+    rows = max(1, int(round(np.sqrt(n_segments))))
+    return rows, max(rows, int(round(n_segments / rows)))
+
+
+def grid_cells(shape: tuple[int, int], n_segments: int) -> np.ndarray:
+    """Control: a fixed regular grid of about n_segments cells, the same for every frame of every video."""
+    h, w = shape
+    rows, cols = grid_shape(n_segments)
+    ys = np.arange(h) * rows // h
+    xs = np.arange(w) * cols // w
+    return (ys[:, None] * cols + xs[None, :]).astype(np.int16)
+
+
 def label_video(frames: np.ndarray, alg: str, params: dict, seed_key: str = ""):
     """Label maps (n, H, W) int16 and S per frame (n,) int16 for one video's frames."""
     p = {**DEFAULTS[alg], **params}
+    if alg in ("grid", "randvid"):  # one map for the whole video: nodes that never move
+        rng = np.random.default_rng(zlib.crc32(seed_key.encode()))
+        one = grid_cells(frames.shape[1:3], p["n_segments"]) if alg == "grid" else random_cells(
+            frames[0], p["n_segments"], rng)
+        lab, s = relabel(one)
+        return np.repeat(lab[None], len(frames), 0), np.full(len(frames), s, np.int16)
     rng = np.random.default_rng(zlib.crc32(seed_key.encode())) if alg == "random" else None
     out = np.empty(frames.shape[:3], np.int16)
     nseg = np.empty(len(frames), np.int16)

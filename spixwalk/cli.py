@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 
 EVAL_COMMANDS = ("davis", "metrics", "synth", "superpixels", "report")
-COMMANDS = ("manifest", "preprocess", "train", "eval", "metrics", "report")
+COMMANDS = ("manifest", "preprocess", "train", "eval", "metrics", "report", "study")
 USAGE = """usage: spixwalk COMMAND [options]   (each command has --help; spixwalk --version)
 
   manifest    list videos into a sharded manifest        (python -m data_manifest build|sample)
@@ -17,7 +17,8 @@ USAGE = """usage: spixwalk COMMAND [options]   (each command has --help; spixwal
   train       contrastive random walk training           (python -m train; `train export` an encoder)
   eval        DAVIS label propagation                     (python -m evaluate davis; or eval synth|superpixels)
   metrics     J&F as the official DAVIS toolkit           (python -m evaluate metrics)
-  report      tables and figures across runs              (python -m evaluate report)"""
+  report      tables and figures across runs              (python -m evaluate report)
+  study       arms x seeds at equal training FLOPs, compared  (python -m spixwalk.study)"""
 
 
 def version() -> str:
@@ -44,6 +45,8 @@ def dispatch(cmd: str, argv: list[str]) -> int:
         from spixwalk.preprocess.cli import main
     elif cmd == "train":
         from spixwalk.train.cli import main
+    elif cmd == "study":
+        from spixwalk.study.cli import main
     else:
         from spixwalk.evaluate.cli import main
         if cmd in ("metrics", "report"):

@@ -1,20 +1,155 @@
-"""`make study`: options checked before any work, the paired bootstrap on known answers, a tiny end-to-end
-study through the real stages on generated clips, and the demo's plain verdict line."""
+"""`spixwalk study`: the FLOP budget against a hand count, the control arms' label maps, the hierarchical
+bootstrap on known answers, one recipe file read by every entry point, seeds shared across arms, options
+checked before any work, and a tiny end-to-end study through the real stages."""
 import csv
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
-from benchmarks import study_report
-from benchmarks.study import main
-from spixwalk.evaluate.synth import generate
-from spixwalk.evaluate.davis_io import write_listing
 from preprocess_fixtures import lavfi_videos
+from spixwalk.evaluate.davis_io import write_listing
+from spixwalk.evaluate.synth import generate
+from spixwalk.preprocess.superpixels import grid_shape, label_video
+from spixwalk.study import plan, report
+from spixwalk.study.bootstrap import hierarchical, paired
+from spixwalk.study.cli import main
+from spixwalk.train import recipes
+from spixwalk.train.flops import clip_flops, clip_inputs
+from spixwalk.train.model import WalkNet, patch_grid
+from spixwalk.train.options import parse_args
 
-DAVIS16 = Path(__file__).resolve().parents[2] / "shared" / "data" / "davis2016-val"
+
+# ---------------------------------------------------------------- FLOPs
+
+
+def hand_count(nodes: str, size: int, T: int, M: int, cycles: str) -> int:
+    """FLOPs from the layers' shapes (2 per multiply-add): each conv/linear forward once, backward twice (input
+    and weight gradients) except the first conv, whose input needs no gradient; pooling's matmul forward and
+    its features' gradient; every walk matmul forward and both operands' gradients."""
+    net = WalkNet(*patch_grid(size), padding="reflect", norm="cifar", patch_jitter="crw").train()
+    frames, weights, is_patch, _ = clip_inputs(nodes, size, T, M)
+    layers = []
+
+    def hook(m, inp, out):
+        k = m.kernel_size[0] * m.kernel_size[1] * m.in_channels // m.groups if isinstance(m, torch.nn.Conv2d) \
+            else m.in_features
+        layers.append((m is net.encoder.conv1, 2 * out.numel() * k))
+    for m in net.modules():
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+            m.register_forward_hook(hook)
+    with torch.no_grad():
+        net(frames, weights, is_patch)
+    total = sum(f * (2 if first else 3) for first, f in layers)
+    n = 49 if nodes == "patches" else M
+    if nodes != "patches":
+        total += 2 * (2 * T * M * (size // 8) ** 2 * 512)  # pooling: forward + the features' gradient
+    mm = 2 * n * n * 128  # one affinity matmul (n x 128 by 128 x n)
+    walk = 2 * n ** 3  # one product of two transition matrices
+    ks = range(1, T) if cycles == "all" else range(2, T)
+    total += 3 * (2 * (T - 1) * mm)  # forward and backward affinities, forward + 2 gradients each
+    total += 3 * walk * ((T - 2) + sum(ks))  # walk prefixes t=0..k, then k steps back per cycle
+    return total
+
+
+@pytest.mark.parametrize("nodes,cycles", [("superpixels", "all"), ("patches", "crw"), ("superpixels", "crw")])
+def test_flop_count_matches_a_hand_count(nodes, cycles):
+    assert clip_flops(nodes, img_size=64, clip_len=4, n_nodes=9, cycles=cycles) == hand_count(nodes, 64, 4, 9, cycles)
+
+
+def test_budget_buys_each_arm_its_steps_and_patches_cost_more():
+    sp, pa = clip_flops("superpixels", img_size=64), clip_flops("patches", img_size=64)
+    assert pa > 2 * sp  # 49 overlapping crops of a quarter side: about 3x the encoder's pixels
+    marks = plan.marks(8e12, 3)
+    assert marks == [2e12, 4e12, 8e12]
+    assert plan.steps_at(marks, int(1e12)) == [2, 4, 8] and plan.steps_at([1.0], 10) == [1]
+
+
+# ---------------------------------------------------------------- control arms
+
+
+def test_grid_cells_are_the_same_regular_grid_on_every_frame_of_every_video():
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 255, (3, 64, 64, 3), dtype=np.uint8)
+    b = rng.integers(0, 255, (2, 64, 64, 3), dtype=np.uint8)
+    la, na = label_video(a, "grid", {"n_segments": 25}, "v1")
+    lb, _ = label_video(b, "grid", {"n_segments": 25}, "v2")
+    assert grid_shape(25) == (5, 5) and (na == 25).all()
+    assert (la == la[0]).all() and (lb[0] == la[0]).all()
+    assert len(np.unique(la[0])) == 25
+    assert len(np.unique(la[0][:13, :13])) == 1 and la[0][0, 0] != la[0][0, 63]
+
+
+def test_random_cells_are_drawn_once_per_video():
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 255, (4, 64, 64, 3), dtype=np.uint8)
+    la, na = label_video(a, "randvid", {"n_segments": 25}, "video-a")
+    lb, _ = label_video(a, "randvid", {"n_segments": 25}, "video-b")
+    again, _ = label_video(a[:2], "randvid", {"n_segments": 25}, "video-a")  # a video labelled in pieces
+    assert (la == la[0]).all() and not (la[0] == lb[0]).all() and (again[0] == la[0]).all()
+    assert 15 <= na[0] <= 25 and la.max() == na[0] - 1
+    per_frame, _ = label_video(a, "random", {"n_segments": 25}, "video-a")
+    assert not (per_frame[0] == per_frame[1]).all()  # the old control redraws every frame
+
+
+# ---------------------------------------------------------------- bootstrap
+
+
+def test_hierarchical_bootstrap_of_a_constant_difference_is_exact():
+    assert hierarchical(np.full((5, 14), 0.03)) == pytest.approx((0.03, 0.03, 0.03))
+
+
+def test_hierarchical_bootstrap_holds_the_seed_to_seed_spread():
+    """Seeds that disagree widen the interval; a sequence-only bootstrap of one seed would not see it."""
+    rng = np.random.default_rng(0)
+    seq = rng.normal(0, 0.01, 14)
+    spread = np.array([-0.06, -0.02, 0.0, 0.02, 0.06])[:, None] + seq  # seed effects dominate
+    mean, lo, hi = hierarchical(spread)
+    assert mean == pytest.approx(spread.mean()) and lo < -0.02 and hi > 0.02
+    one_seed = hierarchical(spread[2:3])
+    assert one_seed[2] - one_seed[1] < 0.02
+
+
+def test_hierarchical_bootstrap_matches_the_normal_theory_of_seed_means():
+    rng = np.random.default_rng(1)
+    d = rng.normal(0.05, 0.1, size=(200, 1)) + rng.normal(0, 0.01, size=(200, 6))
+    mean, lo, hi = hierarchical(d)
+    half = 1.96 * d.mean(1).std() / np.sqrt(len(d))
+    assert lo == pytest.approx(mean - half, abs=0.15 * half) and hi == pytest.approx(mean + half, abs=0.15 * half)
+
+
+def test_paired_keeps_only_what_both_arms_scored():
+    a = {0: {"x": 0.5, "y": 0.6}, 1: {"x": 0.4, "y": 0.3}, 2: {"x": 0.1, "y": 0.1}}
+    b = {0: {"x": 0.4, "y": 0.5, "z": 0.9}, 1: {"x": 0.4, "y": 0.2}}
+    assert paired(a, b) == pytest.approx(np.array([[0.1, 0.1], [0.0, 0.1]]))
+
+
+# ---------------------------------------------------------------- recipes and seeds
+
+
+def test_train_preset_is_the_recipe_file(tmp_path):
+    for arm in recipes.ARMS:
+        a = parse_args(["--store", str(tmp_path), "--run", str(tmp_path / "r"), "--preset", f"study-{arm}"])
+        r = recipes.recipe(arm)
+        assert {k: getattr(a, k) for k in r} == r, arm
+        a = parse_args(["--store", str(tmp_path), "--run", str(tmp_path / "r"), "--preset", f"study-{arm}",
+                        "--lr", "5e-5"])
+        assert a.lr == 5e-5  # an explicit option still wins
+    assert parse_args(["--store", "s", "--run", "r", "--preset", "study-patches-crw"]).cycles == "crw"
+    assert parse_args(["--store", "s", "--run", "r", "--preset", "study-superpixels"]).cycles == "all"
+
+
+def test_make_study_runs_the_package_study():
+    import subprocess
+    out = subprocess.run(["make", "-n", "study"], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[1]).stdout
+    assert "spixwalk.study" in out and "benchmarks.study" not in out
+
+
+# ---------------------------------------------------------------- end to end
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +157,7 @@ def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("study")
     videos = root / "videos"
     lavfi_videos(videos, 2, seconds=2.0)
-    names = generate(root / "davis", n_sequences=3, n_frames=5, height=64, width=96, n_objects=1)
+    names = generate(root / "davis", n_sequences=2, n_frames=4, height=64, width=96, n_objects=1)
     for png in (root / "davis" / "Annotations").rglob("*.png"):  # DAVIS-2016 masks: mode L, 255 = the object
         Image.fromarray(np.where(np.array(Image.open(png)) == 1, 255, 0).astype(np.uint8), "L").save(png)
     write_listing(root / "davis", 2016, "val", names)
@@ -32,13 +167,14 @@ def tiny(tmp_path_factory):
 def _args(tiny, work, *extra):
     videos, davis = tiny
     return ["--train-videos", str(videos), "--davis", str(davis), "--work", str(work), "--img-size", "64",
-            "--batch", "2", "--threads", "1", "--jobs", "2", "--eval-scale", "1", *extra]
+            "--batch", "2", "--threads", "1", "--jobs", "2", "--eval-scale", "1", "--keypoints", "none", *extra]
 
 
 def test_unusable_options_exit_2_before_any_work(tiny, tmp_path, capsys):
     work = tmp_path / "w"
-    for bad in (["--modes", "superpixels,nope"], ["--points", "0"], ["--budget", "-1"], ["--scored", "synth-00,zz"],
-                ["--eval-scale", "2"], ["--warmup-steps", "-3"], ["--mode-budget", "patches=0"], ["--train-videos", str(tmp_path / "nowhere")]):
+    for bad in (["--arms", "superpixels,nope"], ["--cells", "lr9"], ["--points", "0"], ["--budget-flops", "-1"],
+                ["--scored", "synth-00,zz"], ["--eval-scale", "2"], ["--seeds", "a,b"],
+                ["--train-videos", str(tmp_path / "nowhere")]):
         capsys.readouterr()
         assert main(_args(tiny, work, *bad)) == 2, bad
         err = capsys.readouterr().err.strip().splitlines()
@@ -56,53 +192,39 @@ def test_scored_sequences_must_not_be_training_video(tiny, tmp_path, capsys):
     assert "synth-01" in capsys.readouterr().err and not (tmp_path / "w").exists()
 
 
-def test_bootstrap_of_a_constant_difference_is_exact():
-    a = np.linspace(0.2, 0.8, 14)
-    assert study_report.bootstrap_diff(a + 0.05, a) == pytest.approx((0.05, 0.05, 0.05))
-
-
-def test_bootstrap_interval_matches_the_normal_theory_on_many_pairs():
-    rng = np.random.default_rng(1)
-    d = rng.normal(0.03, 0.1, size=400)
-    mean, lo, hi = study_report.bootstrap_diff(d, np.zeros_like(d))
-    half = 1.96 * d.std() / np.sqrt(d.size)
-    assert mean == pytest.approx(d.mean())
-    assert lo == pytest.approx(d.mean() - half, abs=0.15 * half) and hi == pytest.approx(d.mean() + half, abs=0.15 * half)
-
-
-def test_bootstrap_is_paired():
-    """A common per-sequence offset cancels: pairing is what makes a small difference visible."""
-    rng = np.random.default_rng(2)
-    base = rng.uniform(0.1, 0.9, size=14)
-    mean, lo, hi = study_report.bootstrap_diff(base + 0.02 + rng.normal(0, 0.002, 14), base)
-    assert lo > 0.015 and hi < 0.025 and mean == pytest.approx(0.02, abs=0.002)
-
-
-def test_tiny_study_end_to_end_and_rerun_reuses(tiny, tmp_path):
+def test_tiny_study_end_to_end_seeds_shared_and_rerun_reuses(tiny, tmp_path):
     work = tmp_path / "w"
-    args = _args(tiny, work, "--modes", "superpixels,patches", "--points", "2", "--budget", "3")
+    sp = clip_flops("superpixels", img_size=64) * 2
+    args = _args(tiny, work, "--arms", "superpixels,grid-cells", "--seeds", "3,4", "--points", "1",
+                 "--budget-flops", str(sp))
     assert main(args) == 0
     rows = list(csv.DictReader(open(work / "study.csv")))
-    assert {"method", "nodes", "seconds", "steps", "clips_seen", "J&F-Mean", "J-Mean", "F-Mean"} <= set(rows[0])
-    by = {(r["nodes"], r["point"]): r for r in rows}
-    for mode in ("superpixels", "patches"):
-        assert by[(mode, "step0")]["steps"] == "0"
-        assert {p for n, p in by if n == mode} >= {"step0", "t1.5", "t3"}
-        assert float(by[(mode, "t3")]["seconds"]) >= 3 and int(by[(mode, "t3")]["steps"]) > 0
-    # both modes start from the same weights: one evaluation, the same score
-    assert by[("superpixels", "step0")]["J&F-Mean"] == by[("patches", "step0")]["J&F-Mean"]
-    clips = [p for n, p in by if n == "superpixels" and p.startswith("clips-")]
-    assert clips == [f"clips-{int(by[('patches', 't3')]['steps']) * 2}"]
-    per_seq = list(csv.DictReader(open(work / "study_per_sequence.csv")))
-    assert len(per_seq) == 3 * len(rows) and "J&F" in per_seq[0]
-    comps = {r["comparison"] for r in csv.DictReader(open(work / "study_comparisons.csv"))}
-    assert {"superpixels - patches, equal seconds", "superpixels - patches, equal clips seen",
-            "superpixels: trained - own step 0", "patches: trained - own step 0"} <= comps
-    assert (work / "study.png").stat().st_size > 0 and "equal training time" in (work / "study.md").read_text()
-    evals = sorted(p.name for p in (work / "eval").iterdir())
-    stamp = {p: (work / "eval" / p / "metrics-val.json").stat().st_mtime_ns for p in evals}
+    assert set(report.COLUMNS) <= set(rows[0])
+    by = {(r["arm"], r["seed"], r["point"]): r for r in rows}
+    assert set(by) == {(a, s, p) for a in ("superpixels", "grid-cells") for s in ("3", "4") for p in ("step0", "p1")}
+    for arm in ("superpixels", "grid-cells"):
+        assert [by[(arm, "3", p)]["steps"] for p in ("step0", "p1")] == ["0", "1"]
+        assert float(by[(arm, "3", "p1")]["flops"]) == sp and by[(arm, "3", "p1")]["precision"] == "fp32"
+    # seed k: every arm starts from the same weights (scored once) and reads clips in the same order
+    for seed in ("3", "4"):
+        assert by[("superpixels", seed, "step0")]["checkpoint"] != by[("grid-cells", seed, "step0")]["checkpoint"]
+        assert by[("superpixels", seed, "step0")]["J&F-Mean"] == by[("grid-cells", seed, "step0")]["J&F-Mean"]
+        w = [torch.load(by[(a, seed, "step0")]["checkpoint"], weights_only=False)["model"] for a in
+             ("superpixels", "grid-cells")]
+        assert all(torch.equal(w[0][k], w[1][k]) for k in w[0])
+        cfgs = [json.loads((Path(by[(a, seed, "p1")]["checkpoint"]).parent / "config.json").read_text())
+                for a in ("superpixels", "grid-cells")]
+        assert cfgs[0]["clips"] == cfgs[1]["clips"] and cfgs[0]["seed"] == cfgs[1]["seed"] == int(seed)
+    comps = list(csv.DictReader(open(work / "study_comparisons.csv")))
+    assert {"comparison", "primary", "difference", "low", "high"} <= set(comps[0])
+    assert {c["comparison"] for c in comps} >= {"superpixels - grid-cells @ p1", "superpixels - its step 0"}
+    assert all(c["seeds"] == "2" for c in comps)
+    md = (work / "study.md").read_text()
+    assert "primary comparison" in md and (work / "study.png").stat().st_size > 0
+    stamp = {p: p.stat().st_mtime_ns for p in (work / "eval").rglob("metrics-val.json")}
+    assert len(stamp) == 2 * 2 + 2  # 2 seeds x 2 arms, plus one shared step 0 per seed
     assert main(args) == 0  # rerun: trainings and scores reused
-    assert {p: (work / "eval" / p / "metrics-val.json").stat().st_mtime_ns for p in evals} == stamp
+    assert {p: p.stat().st_mtime_ns for p in (work / "eval").rglob("metrics-val.json")} == stamp
 
 
 def test_verdict_says_which_models_beat_their_step_0(tmp_path, capsys):

@@ -46,7 +46,7 @@ def _data_options(p) -> None:
                    "used with --clips-per-video 0")
     g.add_argument("--clips-per-video", type=int, help="clips drawn per video and epoch from every start "
                    "(CRW: 5, possibly overlapping); 0: every clip at --clip-stride")
-    g.add_argument("--img-size", type=int, default=spconfig.FRAME_SIZE, help="side of the training crops (default: the stored frames')")
+    g.add_argument("--img-size", type=int, help="side of the training crops (preset: 256, the stored frames')")
     g.add_argument("--frame-transforms", help=f"comma list of {'/'.join(FRAME_TRANSFORMS)}: per-frame random "
                    "resized crop, colour jitter, per-clip flip (CRW: crop)")
     g.add_argument("--workers", type=int, default=2, help="DataLoader workers per process")
@@ -67,7 +67,9 @@ def _walk_options(p) -> None:
     g = p.add_argument_group("preset", "unset options below take the preset's value (config.json records both)")
     g.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS),
                    help="crw: every choice as videowalk ships it (patch nodes); thesis: crw + superpixel nodes + "
-                   "cycles summed; legacy: spixwalk's defaults before presets (default: %(default)s)")
+                   "cycles summed; legacy: spixwalk's defaults before presets; study-<arm>: that study arm's recipe "
+                   "(train/recipes.py: its base preset, nodes, label configuration, batch, lr and schedule) "
+                   "(default: %(default)s)")
     g = p.add_argument_group("model and walk")
     g.add_argument("--nodes", choices=["superpixels", "patches", "mixed"])
     g.add_argument("--patch-prob", type=float, default=0.7, help="mixed: probability that a clip uses patches")
@@ -85,24 +87,24 @@ def _walk_options(p) -> None:
 
 def _optimisation_options(p) -> None:
     g = p.add_argument_group("optimisation")
-    g.add_argument("--batch", type=int, default=8, help="clips per step and process")
-    g.add_argument("--steps", type=int, default=200)
+    g.add_argument("--batch", type=int, help="clips per step and process (preset)")
+    g.add_argument("--steps", type=int, help="optimisation steps of the run (preset)")
     g.add_argument("--epochs", type=float, default=None, help="train this many epochs instead of --steps")
     g.add_argument("--lr", type=float)
     g.add_argument("--lr-drop-at", type=float, help="fraction of the steps after which lr is multiplied by "
                    "--lr-gamma (CRW: 0.8); 0: constant")
     g.add_argument("--lr-gamma", type=float)
-    g.add_argument("--lr-schedule", default="drop", choices=LR_SCHEDULES, help="drop: CRW's step decay "
+    g.add_argument("--lr-schedule", choices=LR_SCHEDULES, help="drop: CRW's step decay "
                    "(--lr-drop-at, --lr-gamma); cosine: a half cosine from --lr to 0 over the --budget (clock seconds, "
                    "read at each log row; a larger --budget on resume raises lr again) or, without one, over the "
                    "steps; warm-up applies to both")
-    g.add_argument("--warmup-steps", "--warmup", dest="warmup", type=int, default=0,
+    g.add_argument("--warmup-steps", "--warmup", dest="warmup", type=int,
                    help="linear learning-rate warm-up over this many steps (lr x (s+1)/N), then constant until "
                    "--lr-drop-at")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     g.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
-    g.add_argument("--precision", default="auto", choices=PRECISIONS, help="the encoder's forward under bf16 "
+    g.add_argument("--precision", choices=PRECISIONS, help="the encoder's forward under bf16 "
                    "autocast (weights, walk loss and optimiser stay fp32): auto: bf16 on CUDA, fp32 on CPU; bf16 "
                    "also on CPU (about 2x the steps per CPU second where the CPU has AVX512-BF16 or AMX)")
     g.add_argument("--compile", action="store_true", help="torch.compile the encoder (in place: checkpoints "

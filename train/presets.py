@@ -6,11 +6,16 @@ crw: videowalk's README command (`--model-type scratch --frame-transforms crop -
 thesis: the thesis's choices where they differ from CRW (every cycle length summed, as its text
 states after eq. 3.5; superpixel nodes) on top of crw.
 legacy: spixwalk's defaults before the presets, to reproduce older runs.
+study-<arm>: an arm of the study (train/recipes.py) on its base preset, with the recipe chosen for it.
 Explicit options override the preset; config.json records the preset and every resolved value.
 """
+from .recipes import presets as _study_presets
+
 CRW = {"nodes": "patches", "cycles": "crw", "edge_drop_mode": "crw", "edge_drop": 0.1, "tau": 0.05,
        "padding": "reflect", "frame_transforms": "crop", "norm": "cifar", "patch_jitter": "crw",
-       "clips_per_video": 5, "clip_len": 4, "lr": 1e-4, "lr_drop_at": 0.8, "lr_gamma": 0.3}
+       "clips_per_video": 5, "clip_len": 4, "lr": 1e-4, "lr_drop_at": 0.8, "lr_gamma": 0.3,
+       # not CRW's own (batch 20 on GPUs, image 256, 25 epochs): what a plain `python -m train` / `make train` does
+       "batch": 8, "steps": 200, "img_size": 256, "lr_schedule": "drop", "warmup": 0, "precision": "auto"}
 PRESETS = {
     "crw": CRW,
     "thesis": {**CRW, "cycles": "all", "nodes": "superpixels"},
@@ -18,6 +23,7 @@ PRESETS = {
                "frame_transforms": "crop,cj,flip", "norm": "imagenet", "patch_jitter": "clamp",
                "clips_per_video": 0, "lr_drop_at": 0.0},
 }
+PRESETS.update(_study_presets(PRESETS))
 DEFAULT_PRESET = "thesis"
 
 

@@ -1,0 +1,141 @@
+"""The study's outputs: study.csv (one row per scored snapshot), study_comparisons.csv, study.png, study.md.
+
+Comparisons are paired: the same seed's runs of two arms (same initial weights, same clip order) at the
+same FLOP budget, scored on the same sequences; intervals from the hierarchical bootstrap (seeds, then
+sequences). The verdict sentence is produced here from the primary comparison's interval, whichever way
+it falls.
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from spixwalk.train import recipes
+
+from .bootstrap import hierarchical, paired
+
+COLUMNS = ["arm", "cell", "seed", "point", "budget_flops", "flops", "steps", "clips_seen", "seconds", "loader_wait",
+           "device", "precision", "threads", "torch", "J&F-Mean", "J-Mean", "F-Mean", "PCK", "checkpoint"]
+# (a, b, what it isolates); the first is the primary comparison, named before the runs
+COMPARISONS = [
+    ("superpixels", "patches-crw", "superpixels vs CRW as shipped (the question)"),
+    ("superpixels", "grid-cells", "node shape, at equal cost (both encode the frame once)"),
+    ("grid-cells", "patches-crw", "encoding the frame once vs 49 overlapping crops, shapeless nodes"),
+    ("superpixels", "random-cells", "object shape vs shapeless cells that keep their place in a video"),
+    ("superpixels", "patches-thesis", "superpixels vs patches under the same (thesis) loss"),
+    ("patches-thesis", "patches-crw", "the thesis loss vs CRW's, on patches"),
+]
+
+
+def per_sequence(metrics: dict) -> dict[str, float]:
+    """{sequence: J&F} from `evaluate metrics` JSON, a sequence's objects averaged."""
+    seqs: dict[str, list] = {}
+    for o in metrics["per_object"]:
+        seqs.setdefault(o["sequence"], []).append((o["J-Mean"] + o["F-Mean"]) / 2)
+    return {s: float(np.mean(v)) for s, v in seqs.items()}
+
+
+def write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, columns, extrasaction="ignore", lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+
+
+def _scores(rows: list[dict], arm: str, point: str, metric: str = "per_seq") -> dict:
+    return {r["seed"]: r[metric] for r in rows if r["arm"] == arm and r["point"] == point and r.get(metric)}
+
+
+def comparisons(rows: list[dict], final: str) -> list[dict]:
+    """Every comparison both arms ran, at every budget point; plus each arm at `final` against its step 0."""
+    out = []
+    points = sorted({r["point"] for r in rows if r["point"] != "step0"})
+    for a, b, what in COMPARISONS:
+        for p in points:
+            out += _compare(rows, (a, p), (b, p), f"{a} - {b}", what, primary=(a, b) == recipes.PRIMARY and p == final)
+    for arm in dict.fromkeys(r["arm"] for r in rows):
+        out += _compare(rows, (arm, final), (arm, "step0"), f"{arm} - its step 0", "learning at all", False)
+    return out
+
+
+def _compare(rows, x, y, name, what, primary) -> list[dict]:
+    found = []
+    for metric, label in (("per_seq", "J&F"), ("pck_seq", "PCK")):
+        d = paired(_scores(rows, *x, metric), _scores(rows, *y, metric))
+        if d.size == 0:
+            continue
+        mean, lo, hi = hierarchical(d)
+        found.append({"comparison": f"{name} @ {x[1]}" if x[1] == y[1] else name, "primary": primary and label == "J&F",
+                      "metric": label, "point": x[1], "what": what, "seeds": d.shape[0], "sequences": d.shape[1],
+                      "difference": round(100 * mean, 2), "low": round(100 * lo, 2), "high": round(100 * hi, 2)})
+    return found
+
+
+def verdict(comps: list[dict], budget: float) -> str:
+    """The answer in one sentence, from the primary comparison's interval."""
+    p = next((c for c in comps if c["primary"]), None)
+    if p is None:
+        return "The primary comparison (superpixels - CRW patches at the final budget) has not been scored yet."
+    cite = f"{p['difference']:+.1f} J&F points [{p['low']:+.1f}, {p['high']:+.1f}]"
+    head = (f"At equal training FLOPs ({budget:.3g} per run), superpixels - CRW patches = {cite} "
+            f"({p['seeds']} seeds x {p['sequences']} sequences, 95% hierarchical bootstrap)")
+    if p["low"] > 0:
+        return f"{head}: superpixel nodes learn more per FLOP than CRW's patches here."
+    if p["high"] < 0:
+        return f"{head}: CRW's patches learn more per FLOP than superpixel nodes here."
+    return f"{head}: no difference can be told from run-to-run and sequence noise at this budget."
+
+
+def markdown(rows: list[dict], comps: list[dict], text: str, header: str) -> str:
+    lines = ["# Study: superpixel nodes vs CRW patches at equal training FLOPs", "", header, "", text, "",
+             "| comparison | metric | primary | seeds | sequences | difference (points) | 95% interval | isolates |",
+             "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {c['comparison']} | {c['metric']} | {'yes' if c['primary'] else ''} | {c['seeds']} | {c['sequences']} | "
+              f"{c['difference']:+.2f} | [{c['low']:+.2f}, {c['high']:+.2f}] | {c['what']} |" for c in comps]
+    lines += ["", "| arm | cell | seed | point | GFLOPs | steps | seconds | J&F | PCK |", "|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['arm']} | {r['cell']} | {r['seed']} | {r['point']} | {r['flops'] / 1e9:,.0f} | {r['steps']} | "
+              f"{r['seconds']:g} | {r['J&F-Mean']:.3f} | {r['PCK'] if r['PCK'] != '' else '-'} |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """J&F vs training FLOPs, every seed a thin line, the mean over seeds a thick one."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, arm in enumerate(dict.fromkeys(r["arm"] for r in rows)):
+        colour = f"C{i}"
+        mine = [r for r in rows if r["arm"] == arm]
+        for seed in sorted({r["seed"] for r in mine}):
+            pts = sorted((r["flops"], r["J&F-Mean"]) for r in mine if r["seed"] == seed)
+            ax.plot(*zip(*pts), color=colour, lw=0.7, alpha=0.5, marker=".")
+        by_flops: dict = {}
+        for r in mine:
+            by_flops.setdefault(r["budget_flops"], []).append(r["J&F-Mean"])
+        xs = sorted(by_flops)
+        ax.plot(xs, [np.mean(by_flops[x]) for x in xs], color=colour, lw=2.2, marker="o", label=arm)
+    ax.set(xlabel="training FLOPs (forward + backward, torch.utils.flop_counter)", ylabel="J&F-Mean",
+           title="J&F vs training FLOPs: every seed (thin), mean over seeds (thick)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_all(work: Path, rows: list[dict], final: str, budget: float, header: str) -> str:
+    """Every output file under WORK; returns the verdict sentence."""
+    write_csv(work / "study.csv", rows, COLUMNS)
+    write_csv(work / "study_per_sequence.csv",
+              [{**r, "sequence": s, "J&F": v} for r in rows for s, v in sorted(r["per_seq"].items())],
+              ["arm", "cell", "seed", "point", "flops", "sequence", "J&F"])
+    comps = comparisons(rows, final)
+    write_csv(work / "study_comparisons.csv", comps,
+              ["comparison", "primary", "metric", "point", "seeds", "sequences", "difference", "low", "high", "what"])
+    text = verdict(comps, budget)
+    if rows:
+        plot(rows, work / "study.png")
+    (work / "study.md").write_text(markdown(rows, comps, text, header))
+    return text
