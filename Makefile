@@ -59,7 +59,7 @@ DAVIS16 ?= ../shared/data/davis2016-val
 STUDY_ARMS ?= superpixels,patches-crw,grid-cells
 STUDY_CELLS ?= frozen
 STUDY_SEEDS ?= 10,11,12,13,14
-STUDY_FLOPS ?= 2.4e14
+STUDY_FLOPS ?= 1.2e14
 STUDY_POINTS ?= 2
 STUDY_JOBS ?= 2
 STUDY_WORK ?= $(WORK)/study
@@ -67,7 +67,7 @@ STUDY_ARGS ?=
 # idle OpenMP threads sleep instead of spinning: on small shared CPUs spinning made torch steps ~15x slower
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: help venv test fault-test demo sample manifest superpixels status show train eval-davis \
+.PHONY: help venv test quickstart fault-test demo sample manifest superpixels status show train eval-davis \
         davis-synth superpixel-benchmark report bench bench-preprocess bench-train bench-eval bench-gpu gpu-check gpu-study \
         clean study study-tune
 
@@ -85,6 +85,9 @@ venv: $(STAMP) ## create .venv and install the project (first use only)
 
 test: $(STAMP) ## run the test suite (fault cases included)
 	$(PY) -m pytest -q tests
+
+quickstart: $(STAMP) ## the README's quick start as written, on 2 generated videos and 1 real DAVIS sequence (a test)
+	$(PY) -m pytest -q tests/test_quickstart.py
 
 fault-test: $(STAMP) ## only the fault cases: group signals, dead/paused holders, write errors (pytest -m fault)
 	$(PY) -m pytest -q -m fault tests
@@ -144,9 +147,9 @@ study: $(STAMP) ## the study: arms x seeds at equal training FLOPs, J&F (+PCK), 
 	  --cells $(STUDY_CELLS) --seeds $(STUDY_SEEDS) --budget-flops $(STUDY_FLOPS) --points $(STUDY_POINTS) \
 	  --jobs $(STUDY_JOBS) --work $(STUDY_WORK) $(STUDY_ARGS)
 
-study-tune: $(STAMP) ## the tuning grid (every cell, tuning seeds 0,1) on the dev split, then --choose prints the cells to freeze
-	$(MAKE) --no-print-directory study STUDY_CELLS=all STUDY_SEEDS=0,1
-	$(PY) -m spixwalk.study --arms $(STUDY_ARMS) --cells all --seeds 0,1 --budget-flops $(STUDY_FLOPS) \
+study-tune: $(STAMP) ## the tuning grid (recipes.TUNING_CELLS, seeds 0,1) on the dev split, then --choose prints the cells to freeze
+	$(MAKE) --no-print-directory study STUDY_CELLS=tune STUDY_SEEDS=0,1
+	$(PY) -m spixwalk.study --arms $(STUDY_ARMS) --cells tune --seeds 0,1 --budget-flops $(STUDY_FLOPS) \
 	  --points $(STUDY_POINTS) --work $(STUDY_WORK) --choose
 
 bench: bench-preprocess bench-train bench-eval ## benchmarks: ratios ours vs reference, written to bench-results/*.json (EXTRA=--quick: a smoke run)

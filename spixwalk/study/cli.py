@@ -34,11 +34,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "../shared/data/badja/joint_annotations where present; 'none': J&F only)")
     p.add_argument("--arms", default=",".join(recipes.PRIMARY + ("grid-cells",)),
                    help=f"comma list of {','.join(recipes.ARMS)}")
-    p.add_argument("--cells", default="frozen", help=f"grid cells per arm: frozen (each arm's chosen recipe), all, "
-                   f"or a comma list of {','.join(recipes.GRID)} (tuning)")
+    p.add_argument("--cells", default="frozen", help=f"grid cells per arm: frozen (each arm's chosen recipe), tune "
+                   f"({','.join(recipes.TUNING_CELLS)}), all, or a comma list of {','.join(recipes.GRID)}")
     p.add_argument("--seeds", default="10,11,12,13,14", help="comma list; seed k gives every arm the same initial "
                    f"weights and clip order (tuning seeds: {','.join(map(str, recipes.TUNING_SEEDS))})")
-    p.add_argument("--budget-flops", type=float, default=2.4e14, help="training FLOPs per run (forward + backward)")
+    p.add_argument("--budget-flops", type=float, default=1.2e14, help="training FLOPs per run (forward + backward)")
     p.add_argument("--points", type=int, default=2, help="scored budgets per run, each twice the one before "
                    "(plus step 0)")
     p.add_argument("--eval-scale", type=float, default=0.5, help="DAVIS frames and masks scored at this scale")
@@ -61,7 +61,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def check(a) -> None:
     """Options and inputs, before any work (StudyError: exit 2)."""
     a.arm_list = [x for x in a.arms.split(",") if x]
-    a.cell_list = list(recipes.GRID) if a.cells == "all" else [x for x in a.cells.split(",") if x]
+    named = {"all": list(recipes.GRID), "tune": list(recipes.TUNING_CELLS)}
+    a.cell_list = named.get(a.cells) or [x for x in a.cells.split(",") if x]
     bad = [x for x in a.arm_list if x not in recipes.ARMS] + [
         x for x in a.cell_list if x not in recipes.GRID and x != "frozen"]
     if bad or not a.arm_list or not a.cell_list:

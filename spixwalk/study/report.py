@@ -88,8 +88,26 @@ def verdict(comps: list[dict], budget: float) -> str:
     return f"{head}: no difference can be told from run-to-run and sequence noise at this budget."
 
 
+def throughput(rows: list[dict]) -> list[str]:
+    """FLOPs turned into time on the device the rows ran on, side by side for the arms (from the trained rows)."""
+    lines = ["| arm | device | precision | threads | GFLOPs per step | seconds per step | GFLOP/s | loader wait |",
+             "|---|---|---|---|---|---|---|---|"]
+    for arm in dict.fromkeys(r["arm"] for r in rows):
+        done = [r for r in rows if r["arm"] == arm and int(r["steps"]) > 0 and float(r["seconds"]) > 0]
+        if not done:
+            continue
+        steps, secs, flops = (sum(float(r[k]) for r in done) for k in ("steps", "seconds", "flops"))
+        waits = [float(r["loader_wait"]) for r in done if r["loader_wait"] != ""]
+        r0 = done[0]
+        lines.append(f"| {arm} | {r0['device']} | {r0['precision']} | {r0['threads']} | {flops / steps / 1e9:,.0f} | "
+                     f"{secs / steps:.2f} | {flops / secs / 1e9:.1f} | "
+                     f"{f'{sum(waits) / len(waits):.1%}' if waits else '-'} |")
+    return lines if len(lines) > 2 else []
+
+
 def markdown(rows: list[dict], comps: list[dict], text: str, header: str) -> str:
     lines = ["# Study: superpixel nodes vs CRW patches at equal training FLOPs", "", header, "", text, "",
+             *throughput(rows), "",
              "| comparison | metric | primary | seeds | sequences | difference (points) | 95% interval | isolates |",
              "|---|---|---|---|---|---|---|---|"]
     lines += [f"| {c['comparison']} | {c['metric']} | {'yes' if c['primary'] else ''} | {c['seeds']} | {c['sequences']} | "

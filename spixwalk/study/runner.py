@@ -128,8 +128,20 @@ def encoder_hash(ckpt: dict) -> str:
     return h.hexdigest()[:16]
 
 
+_LOCKS: dict[str, threading.Lock] = {}
+_LOCKS_LOCK = threading.Lock()
+
+
 def score(kids: Children, a, snap: Path, key: str) -> dict:
-    """{'davis': metrics json, 'pck': pck rows or None} of one snapshot (cached under WORK/eval/<key>)."""
+    """{'davis': metrics json, 'pck': pck rows or None} of one snapshot (cached under WORK/eval/<key>); runs
+    that share weights (a seed's step 0) share one scoring: the second waits for the first and reads it."""
+    with _LOCKS_LOCK:
+        lock = _LOCKS.setdefault(key, threading.Lock())
+    with lock:
+        return _score(kids, a, snap, key)
+
+
+def _score(kids: Children, a, snap: Path, key: str) -> dict:
     out = a.work / "eval" / key
     davis = out / "davis"
     metrics = davis / "metrics-val.json"
