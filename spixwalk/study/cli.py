@@ -28,6 +28,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--train-videos", default=str(DATA / "davis2016-train" / "videos"),
                    help="folder of training videos (never scored)")
+    p.add_argument("--store", help="a store already holding the arms' label configurations (e.g. a device kit's): "
+                   "train on it instead of building one from --train-videos")
     p.add_argument("--davis", default=str(DATA / "davis2016-val"), help="DAVIS-2016 root whose sequences are scored")
     p.add_argument("--scored", default="all", help="comma list of scored sequences, or all (ImageSets/2016/val.txt)")
     p.add_argument("--keypoints", default=None, help="BADJA joint_annotations folder: also score PCK (default: "
@@ -98,6 +100,10 @@ def scored_sequences(a) -> list[str]:
     if unknown or not scored:
         raise StudyError(f"--scored: unknown sequences {unknown or '(none given)'} in {jpeg}")
     if a.report_only or a.choose:
+        return scored
+    if a.store:
+        if not Path(a.store).is_dir():
+            raise StudyError(f"--store {a.store}: no such folder")
         return scored
     videos = Path(a.train_videos)
     if not videos.is_dir() or not any(videos.iterdir()):
@@ -195,8 +201,10 @@ def study(a) -> str:
     kids.install()
     a.work.mkdir(parents=True, exist_ok=True)
     a.machine = plan.machine()
-    store = a.work / "store" if a.report_only or a.choose else runner.build_store(kids, a.train_videos, a.work,
-                                                                                 a.arm_list)
+    if a.store or a.report_only or a.choose:
+        store = Path(a.store) if a.store else a.work / "store"
+    else:
+        store = runner.build_store(kids, a.train_videos, a.work, a.arm_list)
     todo = plan.runs(a.arm_list, a.cell_list, a.seed_list)
     print(f"[study] {len(todo)} runs ({','.join(a.arm_list)} x {','.join(a.cell_list)} x seeds {a.seeds}), "
           f"{a.budget_flops:.3g} training FLOPs each, {len(a.scored_list)} scored sequences, {a.jobs} at once",
