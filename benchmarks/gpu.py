@@ -506,6 +506,8 @@ def parse_args(argv=None):
         a.device, a.img_size, a.max_batch, a.steps, a.workers = "cpu", 64, 2, 1, 0
         a.precision_steps, a.precision_batch, a.jobs, a.trainer_rows, a.trainer_log_every = 2, 2, 1, 2, 1
         a.compile = False  # inductor takes minutes per ResNet-18 step on a small CPU
+        if a.kit and not a.sequences:  # one carried sequence: 480p propagation on a CPU takes minutes per sequence
+            a.sequences = (Path(a.davis) / "ImageSets" / "2016" / "val.txt").read_text().split()[0]
     return a
 
 
