@@ -69,7 +69,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: help venv test quickstart fault-test demo sample manifest superpixels status show train eval-davis \
         davis-synth superpixel-benchmark report bench bench-preprocess bench-train bench-eval bench-gpu gpu-check gpu-study \
-        clean study study-tune
+        clean study study-tune device-kit device-rehearsal
 
 help:
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -174,12 +174,36 @@ bench-gpu: $(STAMP) ## one GPU: frames/s (thesis + crw presets, and python -m tr
 	    --compactness 30 --jobs $(JOBS); }
 	$(PY) -m benchmarks.gpu --store $(GPU_STORE) --davis $(DAVIS_GPU) --compile $(EXTRA)
 
-# The device checks, one prepared command each, each under the 10 minutes one device command may take.
-# bench-gpu's parts (thesis + crw train ~5 min with the batch searches and one --compile, trainer ~1.5 min,
-# precision and DAVIS ~1 min; estimates, part_seconds in gpu.json has the real ones) leave no room for the study
-# in the same 10 minutes: it is a check of its own.
-gpu-check: $(STAMP) ## issue 16's device run (< 10 min on one H200): make bench-gpu, gpu.json kept part by part if cut short
-	timeout 570 $(MAKE) --no-print-directory bench-gpu
+# The device run (issue 28): `make device-kit` here (with the registry) writes device-kit/ (<= 60 MiB: wheels, a
+# store, DAVIS sequences, command.txt); carry device-kit/ to the GPU node and run its one-line command there, the
+# image's python3, no venv, no network. gpu-check is that command, from a checkout that has the kit.
+KIT ?= device-kit
+REHEARSAL ?= $(WORK)/rehearsal
+REHEARSAL_PY ?= python3.11
+REHEARSAL_PKGS = $(TORCH_SPEC) numpy scipy scikit-image opencv-python-headless pillow matplotlib tqdm psutil h5py joblib
+device-kit: $(STAMP) ## the folder a bare, offline GPU node needs (wheels, store, DAVIS subset, command.txt); prints the command
+	$(PY) -m benchmarks.device_kit --out $(KIT) --jobs $(JOBS)
+
+gpu-check: ## the device command of $(KIT)/command.txt (< 8 min on one H100/H200; parts that would not fit are dropped)
+	@test -f $(KIT)/command.txt || { echo "gpu-check: no $(KIT)/command.txt; run make device-kit first" >&2; exit 2; }
+	timeout 570 bash -c "$$(cat $(KIT)/command.txt)"
+
+$(REHEARSAL)/venv/.installed:
+	$(REHEARSAL_PY) -m venv $(REHEARSAL)/venv
+	$(REHEARSAL)/venv/bin/pip install -q $(REHEARSAL_PKGS)
+	touch $@
+
+device-rehearsal: $(REHEARSAL)/venv/.installed ## the device command with --tiny on the CPU: a venv of the node image's packages only, the kit's wheels, a copy of the tree
+	@test -f $(KIT)/command.txt || { echo "device-rehearsal: no $(KIT)/command.txt; run make device-kit first" >&2; exit 2; }
+	rm -rf $(REHEARSAL)/tree $(REHEARSAL)/out /tmp/spixwalk-site
+	mkdir -p $(REHEARSAL)/tree $(REHEARSAL)/out
+	git ls-files -co --exclude-standard -z | xargs -0 cp --parents -t $(REHEARSAL)/tree
+	cp -r $(KIT) $(REHEARSAL)/tree/$(KIT)
+	$(PY) -m benchmarks.device_kit --wheels-only --out $(REHEARSAL)/tree/$(KIT) \
+	  --python-version $$($(REHEARSAL)/venv/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+	cd $(REHEARSAL)/tree && export PATH=$(abspath $(REHEARSAL))/venv/bin:$$PATH OUT=$(abspath $(REHEARSAL))/out && \
+	  time bash -c "$$(cat $(KIT)/command.txt) --tiny"
+	@ls $(REHEARSAL)/out
 
 gpu-study: $(STAMP) ## the study on CUDA at 256 px (< 5 min): a device run of its own
 	timeout 280 $(MAKE) --no-print-directory study STUDY_ARGS="--device cuda"

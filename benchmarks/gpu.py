@@ -41,6 +41,7 @@ from spixwalk.train.presets import PRESETS, apply_preset  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 CFG = "slic-n30-c30"
 T = 4
+LABEL_CACHE_MB = 256  # the trainer's --label-cache-mb default
 WAIT_TARGET = 0.05  # data-wait fraction the loader must stay under
 PREFETCH = 2  # batches each loader worker holds ready
 WAVES = 5  # loader waves timed at least: the wait depends on the phase of a shorter window
@@ -281,7 +282,7 @@ def bench_preset(reader, a, device) -> dict:
     return r
 
 
-def trainer_run(a, nodes: str, batch: int, run: Path) -> dict:
+def trainer_run(a, nodes: str, batch: int, run: Path, compile: bool = False) -> dict:
     """`python -m train` itself, in its own process: the first preset, `nodes`, `batch`, --workers and the store
     as here, --aug-on auto (device on CUDA), clips at every start (as the train part's). Frames/s and the data
     wait of its log rows but the first (workers starting, cuDNN autotuning), weighted by their seconds."""
@@ -294,32 +295,38 @@ def trainer_run(a, nodes: str, batch: int, run: Path) -> dict:
            "--nodes", nodes, "--label-config", CFG, "--clip-len", str(T), "--clips-per-video", "0",
            "--clip-stride", "1", "--img-size", str(a.img_size), "--batch", str(batch), "--workers", str(a.workers),
            "--steps", str(steps), "--log-every", str(a.trainer_log_every), "--ckpt-every", str(steps),
-           "--device", a.device, "--run", str(run)]
+           "--device", a.device, "--run", str(run)] + (["--compile"] if compile else [])
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(f"bench-gpu: {' '.join(cmd[1:])} failed:\n{done.stderr[-3000:]}")
     rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
     timed = rows[1:] or rows
     wall = sum(r["seconds"] for r in timed)
-    r = {"nodes": nodes, "batch": batch, "workers": a.workers, "steps": steps, "timed_rows": len(timed),
+    r = {"nodes": nodes, "compile": compile, "batch": batch, "workers": a.workers, "steps": steps, "timed_rows": len(timed),
          "frames_per_s": sum(r["clips_per_s"] * r["seconds"] for r in timed) * T / wall,
          "data_wait": sum(r["data_wait"] * r["seconds"] for r in timed) / wall, "command": " ".join(cmd[1:])}
-    log(f"python -m train, {nodes}: batch {batch}, {r['frames_per_s']:.0f} frames/s, data wait {r['data_wait']:.1%}")
+    log(f"python -m train, {nodes}{' --compile' if compile else ''}: batch {batch}, {r['frames_per_s']:.0f} frames/s, data wait {r['data_wait']:.1%}")
     return r
 
 
+TRAINER_BATCH = {"superpixels": 64, "patches": 32}  # clips per step where the batch part did not run first
+
+
 def bench_trainer(a, res: dict) -> dict:
-    """The trainer's own throughput per node mode at the train part's batch of the first preset (--trainer-batch
-    where that part did not run)."""
+    """The trainer's own throughput per node mode, without and with --compile (rows superpixels, patches,
+    superpixels+compile, patches+compile), at the batch part's bf16 batch if it ran, else --trainer-batch or
+    TRAINER_BATCH. The first log row (workers starting, cuDNN autotuning, compilation) is not timed."""
     if torch.cuda.is_available():
         torch.cuda.empty_cache()  # what this process's allocator caches is the trainer's to use
-    measured = res.get("train", {}).get(a.preset, {})
+    measured = res.get("batch", {})
     out = {}
-    for nodes in ("superpixels", "patches"):
-        batch = measured.get(nodes, {}).get("batch") or a.trainer_batch
-        if not batch:
-            raise SystemExit("bench-gpu: --parts trainer needs the train part before it, or --trainer-batch")
-        out[nodes] = trainer_run(a, nodes, batch, Path(a.out).parent / "gpu-trainer" / nodes)
+    for compile in ((False, True) if a.compile else (False,)):
+        for nodes in ("superpixels", "patches"):
+            batch = measured.get(nodes, {}).get("bf16") or a.trainer_batch or TRAINER_BATCH[nodes]
+            if a.tiny:
+                batch = a.max_batch
+            name = nodes + ("+compile" if compile else "")
+            out[name] = trainer_run(a, nodes, batch, Path(a.work) / "trainer" / name, compile)
     return out
 
 
@@ -327,6 +334,10 @@ def precision_run(reader, a, device, dtype) -> tuple[list, float]:
     ds = dataset(reader, "superpixels", a, seed=1)
     m = Model(a, device, seed=1)
     it = iter(loader(ds, a.precision_batch, a.workers, device, seed=1))
+    warm = Model(a, device, seed=2)  # cuDNN autotuning and the allocator on another model: not timed
+    warm.step(to_device(next(iter(loader(ds, a.precision_batch, 0, device, seed=3))), device), dtype)
+    sync(device)
+    del warm
     losses, busy = [], 0.0
     for _ in range(a.precision_steps):
         b = to_device(next(it), device)
@@ -440,9 +451,18 @@ def parse_args(argv=None):
     p.add_argument("--year", type=int, default=2016)
     p.add_argument("--sequences", default="", help="comma list (default: the set's list)")
     p.add_argument("--cpu-results", help="the CPU path's PNGs for the same encoder (random init, seed 0)")
-    p.add_argument("--parts", default="train,trainer,precision,davis",
-                   help="comma list of train, trainer (python -m train itself, at the train part's batches), "
-                   "precision, davis, compare (--pred-dir vs --cpu-results only), run in this order")
+    p.add_argument("--parts", default=",".join(DEFAULT_PARTS),
+                   help="comma list, run in this order, most valuable first: trainer (python -m train itself, "
+                   "superpixels and patches, without and with --compile), study (the study's GPU protocol), batch "
+                   "(largest bf16/fp16 batch per node type), precision (bf16 vs fp32), davis (propagation time); also "
+                   "train (frames/s of both presets fed and alone), compare (--pred-dir vs --cpu-results only)")
+    p.add_argument("--kit", help="a `make device-kit` folder: its store, DAVIS sequences (year 2016)")
+    p.add_argument("--out-dir", help="write gpu.json and one <part>.json per part here (overrides --out)")
+    p.add_argument("--work", default="bench-results/gpu-work", help="trainer runs and scratch files")
+    p.add_argument("--budget-s", type=float, default=480.0, help="seconds for the whole command, start-up "
+                   "included: a part whose estimate exceeds the time left is dropped, not started")
+    p.add_argument("--startup-s", type=float, default=30.0, help="seconds the command spent before this "
+                   "process (wheel install, interpreter start), counted against --budget-s")
     p.add_argument("--device", default="auto")
     p.add_argument("--memory-gb", type=float, default=32.0, help="allocator cap for the batch search (thesis: 32)")
     p.add_argument("--img-size", type=int, default=256)
@@ -455,17 +475,18 @@ def parse_args(argv=None):
     p.add_argument("--peak-tflops", type=float, default=None, help="dense bf16 peak of the GPU (default: by name, "
                    f"{', '.join(f'{k} {v:g}' for k, v in BF16_PEAK.items())})")
     p.add_argument("--max-batch", type=int, default=1024, help="batch search limit (the batch itself on the CPU)")
-    p.add_argument("--resolution", type=int, default=8, help="batch search stops within this many clips")
+    p.add_argument("--resolution", type=int, default=16, help="batch search stops within this many clips")
     p.add_argument("--steps", type=int, default=20, help="timed training steps per node mode")
     p.add_argument("--workers", type=int, default=max(1, min(14, (os.cpu_count() or 2) - 2)))
     p.add_argument("--trainer-rows", type=int, default=6, help="trainer part: log rows per node mode (the first "
                    "is not timed)")
     p.add_argument("--trainer-log-every", type=int, default=10, help="trainer part: steps per log row")
-    p.add_argument("--trainer-batch", type=int, default=0, help="trainer part: clips per step where the train "
-                   "part did not run first (0: the train part's batch)")
-    p.add_argument("--precision-steps", type=int, default=100)
+    p.add_argument("--trainer-batch", type=int, default=0, help="trainer part: clips per step where the batch "
+                   "part did not run first (0: superpixels 64, patches 32)")
+    p.add_argument("--precision-steps", type=int, default=40)
     p.add_argument("--precision-batch", type=int, default=32)
     p.add_argument("--max-frames", type=int, default=0, help="DAVIS frames per sequence (0: all)")
+    p.add_argument("--study-s", type=float, default=120.0, help="study part: device seconds it may train")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes for the metrics")
     p.add_argument("--out", default="bench-results/gpu.json")
     p.add_argument("--pred-dir", default="bench-results/gpu-davis", help="where the device's PNGs go")
@@ -474,12 +495,19 @@ def parse_args(argv=None):
     unknown = set(a.parts.split(",")) - set(PARTS)
     if unknown:
         p.error(f"--parts: unknown {sorted(unknown)}; choose from {', '.join(PARTS)}")
+    if a.kit:
+        a.store, a.davis, a.year = str(Path(a.kit) / "store"), str(Path(a.kit) / "davis"), 2016
+    if a.out_dir:
+        a.out = str(Path(a.out_dir) / "gpu.json")
     a.preset = a.presets.split(",")[0]
     apply_preset(a)  # the first preset's network, augmentation and walk options (its nodes and clip_len go unused:
     # both node modes are measured, on clips of T frames)
     if a.tiny:
         a.device, a.img_size, a.max_batch, a.steps, a.workers = "cpu", 64, 2, 1, 0
         a.precision_steps, a.precision_batch, a.jobs, a.trainer_rows, a.trainer_log_every = 2, 2, 1, 2, 1
+        a.compile = False  # inductor takes minutes per ResNet-18 step on a small CPU
+        if a.kit and not a.sequences:  # one carried sequence: 480p propagation on a CPU takes minutes per sequence
+            a.sequences = (Path(a.davis) / "ImageSets" / "2016" / "val.txt").read_text().split()[0]
     return a
 
 
@@ -528,7 +556,7 @@ def part_train(a, device, res: dict, save) -> dict:
     """Each preset in turn, saved as it finishes (the part takes the longest)."""
     from spixwalk.preprocess.store import StoreReader  # zarr is needed for the store's parts only
 
-    reader, presets = StoreReader(a.store), a.presets.split(",")
+    reader, presets = StoreReader(a.store, label_cache_mb=LABEL_CACHE_MB), a.presets.split(",")
     out = res["train"] = {}
     for p in presets:
         # --compile for the first preset only: each compilation costs tens of seconds, one figure is the target
@@ -544,7 +572,7 @@ def part_trainer(a, device, res: dict, save) -> dict:
 def part_precision(a, device, res: dict, save) -> dict:
     from spixwalk.preprocess.store import StoreReader
 
-    return bench_precision(StoreReader(a.store), a, device)
+    return bench_precision(StoreReader(a.store, label_cache_mb=LABEL_CACHE_MB), a, device)
 
 
 def part_davis(a, device, res: dict, save) -> dict:
@@ -563,23 +591,91 @@ def part_compare(a, device, res: dict, save) -> dict:
     return compare_cpu(a, sequence_list(a.davis, a.year, "val", a.sequences.split(",") if a.sequences else None))
 
 
+def part_batch(a, device, res: dict, save) -> dict:
+    """Largest bf16 and fp16 batch per node type under --memory-gb, the first preset's network."""
+    from spixwalk.preprocess.store import StoreReader
+    from spixwalk.train.data import collate
+
+    reader, out = StoreReader(a.store, label_cache_mb=LABEL_CACHE_MB), {}
+    for nodes in ("superpixels", "patches"):
+        ds = dataset(reader, nodes, a)
+        probe = collate([ds[(0, i)] for i in range(min(8, len(ds)))])
+        out[nodes] = search_batches(Model(a, device), probe, a)
+    out["ratio_bf16"] = out["superpixels"]["bf16"] / max(out["patches"]["bf16"], 1)
+    out["ratio_fp16"] = out["superpixels"]["fp16"] / max(out["patches"]["fp16"], 1)
+    return out
+
+
+STUDY_HOOK = "spixwalk.study"  # the study's device_protocol() runs here
+
+
+def part_study(a, device, res: dict, save) -> dict:
+    """The study's GPU protocol (superpixels and CRW patches, 2 seeds each, a fixed FLOP budget, scored on the
+    kit's DAVIS sequences) through the package's study module where it exists; until then a named TODO."""
+    import importlib
+    import importlib.util
+
+    if importlib.util.find_spec(STUDY_HOOK) is None or not hasattr(importlib.import_module(STUDY_HOOK),
+                                                                   "device_protocol"):
+        log(f"study: TODO(study-in-package): no {STUDY_HOOK}.device_protocol in this checkout; part skipped")
+        return {"todo": f"{STUDY_HOOK}.device_protocol(store, davis, sequences, work, seconds, tiny) not in this checkout"}
+    from spixwalk.evaluate.davis_io import sequence_list
+
+    seqs = sequence_list(a.davis, a.year, "val", a.sequences.split(",") if a.sequences else None)
+    return importlib.import_module(STUDY_HOOK).device_protocol(
+        store=a.store, davis=a.davis, sequences=seqs, work=str(Path(a.work) / "study"), seconds=a.study_s, tiny=a.tiny)
+
+
 # each part: (options, device, the results so far, save) -> its dict, res[part]
-PARTS = {"train": part_train, "trainer": part_trainer, "precision": part_precision, "davis": part_davis,
-         "compare": part_compare}
+PARTS = {"train": part_train, "trainer": part_trainer, "study": part_study, "batch": part_batch,
+         "precision": part_precision, "davis": part_davis, "compare": part_compare}
+DEFAULT_PARTS = ("trainer", "study", "batch", "precision", "davis")
+
+
+def estimate_s(part: str, a) -> float:
+    """Seconds a part is expected to take on one H100/H200 (start-up of each trainer process, ~90 s per
+    compilation, the batch search's probes), or on the CPU with --tiny; gpu.json's part_seconds has the real ones."""
+    if a.tiny:
+        return {"trainer": 60.0, "study": 5.0, "batch": 20.0, "precision": 20.0, "davis": 30.0}.get(part, 60.0)
+    steps = a.trainer_rows * a.trainer_log_every
+    per_run = 30.0 + steps * 0.1
+    return {"trainer": 2 * per_run + (2 * (per_run + 90.0) if a.compile else 0.0),
+            "study": a.study_s + 30.0 if importlib_has(STUDY_HOOK) else 1.0,
+            "batch": 60.0, "precision": 20.0 + a.precision_steps * 0.2, "davis": 45.0,
+            "train": 300.0, "compare": 20.0}[part]
+
+
+def importlib_has(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
 
 
 def measure(a, save=lambda res: None) -> dict:
     """Each part of --parts in turn, its seconds in part_seconds; `save` gets the results after each part, so a
-    run stopped by a timeout keeps every part it finished."""
+    run stopped by a timeout keeps every part it finished. A part whose estimate exceeds what is left of
+    --budget-s is dropped (listed in `dropped`), never started and cut off."""
     from spixwalk.common import resolve_device
 
+    t_start = time.perf_counter() - a.startup_s
+    parts = a.parts.split(",")
+    est = {p: estimate_s(p, a) for p in parts}
+    log(f"estimated run time: {a.startup_s + sum(est.values()):.0f} s of a {a.budget_s:.0f} s budget "
+        f"(start-up {a.startup_s:.0f}, " + ", ".join(f"{p} {v:.0f}" for p, v in est.items()) + ")")
     device = resolve_device(a.device)
     res = setup(a, device)
-    for part in a.parts.split(","):
+    res["estimate_s"] = est
+    for part in parts:
+        left = a.budget_s - (time.perf_counter() - t_start)
+        if est[part] > left:
+            log(f"{part}: dropped (estimate {est[part]:.0f} s, {left:.0f} s left)")
+            res.setdefault("dropped", []).append(part)
+            save(res)
+            continue
         t0 = time.perf_counter()
         res[part] = PARTS[part](a, device, res, save)
         res.setdefault("part_seconds", {})[part] = round(time.perf_counter() - t0, 1)
-        save(res)
+        save(res, part)
     return res
 
 
@@ -591,6 +687,11 @@ def print_table(r: dict) -> None:
             _print_train(f"{preset}/{n}", tr[n], r)
         print(f"{preset}: largest batch superpixels / patches: bf16 {tr['batch_ratio_bf16']:.2f}, fp16 "
               f"{tr['batch_ratio_fp16']:.2f} (thesis, 32 GB V100: 52/36 = 1.44)")
+    if "batch" in r:
+        b = r["batch"]
+        print(f"largest batch (cap {r['memory_gb']:g} GB) superpixels / patches: bf16 {b['superpixels']['bf16']} / "
+              f"{b['patches']['bf16']} = {b['ratio_bf16']:.2f}, fp16 {b['superpixels']['fp16']} / {b['patches']['fp16']}"
+              f" = {b['ratio_fp16']:.2f} (thesis, 32 GB V100: 52/36 = 1.44)")
     for n, t in r.get("trainer", {}).items():
         print(f"python -m train {n:<12} batch {t['batch']:>5}, {t['workers']} workers: {t['frames_per_s']:>7.0f} frames/s, "
               f"data wait {t['data_wait']:6.1%} (log rows 2-{t['timed_rows'] + 1} of {t['steps']} steps)")
@@ -628,7 +729,11 @@ def main(argv=None) -> int:
     a = parse_args(argv)
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    res = measure(a, save=lambda r: out.write_text(json.dumps(r, indent=1, default=float)))
+    def save(r, part=None):
+        out.write_text(json.dumps(r, indent=1, default=float))
+        if part and a.out_dir:
+            (out.parent / f"{part}.json").write_text(json.dumps(r[part], indent=1, default=float))
+    res = measure(a, save)
     print_table(res)
     _print_compare(res)
     print("seconds per part: " + ", ".join(f"{k} {v:.0f}" for k, v in res.get("part_seconds", {}).items()))

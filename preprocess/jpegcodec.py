@@ -13,6 +13,21 @@ from zarr.abc.codec import ArrayBytesCodec
 NAME = "spixwalk.jpeg"
 
 
+def decode(data: np.ndarray) -> np.ndarray:
+    """JPEG bytes -> uint8 (H, W, 3) RGB or (H, W): imagecodecs where installed, else OpenCV's decoder (both
+    libjpeg-turbo; a bare GPU node has OpenCV but not imagecodecs, whose wheel is 26 MB)."""
+    try:
+        import imagecodecs
+    except ImportError:
+        import cv2
+
+        img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        if img is None:
+            raise ValueError("OpenCV could not decode a JPEG chunk")
+        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB) if img.ndim == 3 else img
+    return imagecodecs.jpeg8_decode(data)
+
+
 @dataclass(frozen=True)
 class JpegCodec(ArrayBytesCodec):
     """Array -> JPEG bytes for uint8 (1, H, W, 3) or (1, H, W) chunks (imagecodecs' libjpeg-turbo)."""
@@ -28,9 +43,7 @@ class JpegCodec(ArrayBytesCodec):
         return {"name": NAME, "configuration": {"quality": self.quality}}
 
     def _decode_sync(self, chunk_bytes, chunk_spec):
-        import imagecodecs
-
-        img = imagecodecs.jpeg8_decode(chunk_bytes.as_numpy_array())
+        img = decode(chunk_bytes.as_numpy_array())
         return chunk_spec.prototype.nd_buffer.from_ndarray_like(img.reshape(chunk_spec.shape))
 
     def _encode_sync(self, chunk_array, chunk_spec):

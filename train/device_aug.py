@@ -1,6 +1,6 @@
 """The clip augmentation of train/data.py, batched on the model's device (`--aug-on device`).
 
-Loader workers only read: stored uint8 frames, int16 label maps and the clip's random parameters
+Loader workers only read: stored uint8 frames, label maps (uint8 where the ids fit) and the clip's random parameters
 (crop boxes, flip, jitter factors: `data.draw_params`, the same generator and draw order as the loader
 path). Here, for the whole batch at once and on any device: crop + bilinear resize of the frames, colour
 jitter, flip, centre-aligned nearest gather of the label maps, relabel to 0..S-1 and the overlap
@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from . import transfer
 from .model import n_patches
 
 GRAY = (0.299, 0.587, 0.114)
@@ -73,18 +74,21 @@ def resize_nearest(labels, boxes, size: int, flip):
 def colour_jitter(frames, factors):
     """data.colour_jitter for a batch: frames uint8 (N, h, w, 3), factors (N, 3) float64 (b, c, s).
 
-    x' = A x + B gray(x) + C as cv2.transform computes it on uint8: 10-bit fixed-point coefficients."""
+    x' = A x + B gray(x) + C as cv2.transform computes it on uint8: 10-bit fixed-point coefficients. The
+    fixed-point sums are integers below 2^24 (255 x 3 coefficients below 2^11, plus the offset), so float32
+    holds them exactly: float arithmetic on every device (CUDA has no int64 matmul), the same bytes as the
+    integer arithmetic. Elementwise products, not a matmul, so TF32 never rounds them."""
     gray = torch.tensor(GRAY, dtype=torch.float64, device=frames.device)
     b, c, s = factors.double().unbind(1)
     mean = b * (frames.double().mean((1, 2)) @ gray)  # cv2.mean: exact sums in double
     A, B, C = s * c * b, (1 - s) * c * b, (1 - c) * mean
     eye = torch.eye(3, dtype=torch.float64, device=frames.device)
     m = (A[:, None, None] * eye + B[:, None, None] * gray[None, None, :]).float()  # (N, 3, 3), float32 as cv2
-    mi = torch.round(m.double() * 1024).long()
-    ti = torch.round(C.float().double() * 1024).long() + 512
-    x = frames.long()
-    out = (torch.einsum("nhwc,ndc->nhwd", x, mi) + ti[:, None, None, None]) >> 10
-    return out.clamp(0, 255).to(torch.uint8)
+    mi = torch.round(m.double() * 1024).float()[:, None, None]  # (N, 1, 1, 3 out, 3 in)
+    ti = (torch.round(C.float().double() * 1024) + 512).float()[:, None, None, None]
+    x = frames.float()
+    out = x[..., None, 0] * mi[..., 0] + x[..., None, 1] * mi[..., 1] + x[..., None, 2] * mi[..., 2] + ti
+    return torch.floor(out / 1024).clamp(0, 255).to(torch.uint8)
 
 
 def relabel(labels, n_in: int):
@@ -110,34 +114,47 @@ def overlap_weights(labels, M: int, stride: int = 8):
     return counts / counts.sum(2, keepdim=True).clamp_min(1)
 
 
+def label_dtype(n_in: int) -> torch.dtype:
+    """uint8 on the wire where every id fits (the label cache holds uint8 too), else int16 as stored."""
+    return torch.uint8 if n_in <= 256 else torch.int16
+
+
 def collate_raw(items: list) -> dict:
-    """Stack what the workers read (ClipDataset.on_device); `prepare` finishes the batch on the device."""
+    """Stack what the workers read (ClipDataset.on_device); `prepare` finishes the batch on the device.
+
+    Labels travel as uint8 where the batch's ids allow; a batch of patch clips only carries none."""
     B = len(items)
     T, H, W = items[0]["frames"].shape[:3]
     if any(it["frames"].shape[1:3] != (H, W) for it in items):
         raise ValueError("--aug-on device stacks stored frames: every shard must have the same frame size "
                          "(use --aug-on loader for a store of mixed sizes)")
-    labels = torch.zeros(B, T, H, W, dtype=torch.int16)
-    for b, it in enumerate(items):
-        if it["labels"] is not None:
-            labels[b] = it["labels"]
+    n_in = max(it["n_in"] for it in items)
+    labels = None
+    if any(it["labels"] is not None for it in items):
+        labels = torch.zeros(B, T, H, W, dtype=label_dtype(n_in))
+        for b, it in enumerate(items):
+            if it["labels"] is not None:
+                labels[b] = it["labels"]  # ids < n_in: the cast keeps them
     jit = [it["jitter"] for it in items]
     return {"frames": torch.stack([it["frames"] for it in items]), "labels": labels,
             "boxes": torch.from_numpy(np.stack([it["boxes"] for it in items])),
             "flip": torch.tensor([it["flip"] for it in items]),
             "jitter": torch.from_numpy(np.stack(jit)) if jit[0] is not None else None,
-            "patch": torch.tensor([it["patch"] for it in items]), "n_in": max(it["n_in"] for it in items),
+            "patch": torch.tensor([it["patch"] for it in items]), "n_in": n_in,
             **{k: items[0][k] for k in ("size", "stride", "nodes")}}
 
 
 def prepare(raw: dict, device) -> dict:
-    """A collate_raw batch -> the trainer's batch (frames uint8 (B, T, 3, s, s), weights or None, mask, patch)."""
+    """A collate_raw batch -> the trainer's batch (frames uint8 (B, T, 3, s, s), weights or None, mask, patch).
+
+    No host sync: the copies go on a side stream (train/transfer.py), every shape and branch comes from host
+    values; `patch` stays the host tensor (the model splits the batch by it without reading the device)."""
     B, T = raw["frames"].shape[:2]
-    size, patch = raw["size"], raw["patch"].to(device, non_blocking=True)
-    boxes = raw["boxes"].to(device, non_blocking=True).flatten(0, 1)
-    flip = raw["flip"].to(device, non_blocking=True).repeat_interleave(T)
-    frames = raw["frames"].to(device, non_blocking=True).flatten(0, 1)
-    jitter = raw["jitter"].to(device, non_blocking=True).flatten(0, 1) if raw["jitter"] is not None else None
+    size = raw["size"]
+    d = transfer.to_device({k: raw[k] for k in ("frames", "boxes", "flip", "jitter", "labels", "patch")}, device)
+    boxes, frames = d["boxes"].flatten(0, 1), d["frames"].flatten(0, 1)
+    flip = d["flip"].repeat_interleave(T)
+    jitter = d["jitter"].flatten(0, 1) if d["jitter"] is not None else None
     out = []
     for k in range(0, B * T, CHUNK):
         sl = slice(k, k + CHUNK)
@@ -147,13 +164,12 @@ def prepare(raw: dict, device) -> dict:
     n_patch = n_patches(size)
     if bool(raw["patch"].all()):  # host tensor: no device sync
         mask = torch.ones(B, T, n_patch, dtype=torch.bool, device=device)
-        return {"frames": frames, "weights": None, "mask": mask, "patch": patch, "dropped": raw.get("dropped", 0)}
+        return {"frames": frames, "weights": None, "mask": mask, "patch": raw["patch"], "dropped": raw.get("dropped", 0)}
     M = max(raw["nodes"], raw["n_in"], n_patch if bool(raw["patch"].any()) else 0)
-    labels = raw["labels"].to(device, non_blocking=True).flatten(0, 1)
-    labels, count = relabel(resize_nearest(labels, boxes, size, flip), raw["n_in"])
-    sp = ~patch.repeat_interleave(T)
+    labels, count = relabel(resize_nearest(d["labels"].flatten(0, 1), boxes, size, flip), raw["n_in"])
+    sp = ~d["patch"].repeat_interleave(T)
     weights = overlap_weights(labels, M, raw["stride"]) * sp[:, None, None]
     count = torch.where(sp, count, n_patch)
     mask = torch.arange(M, device=device)[None] < count[:, None]
-    return {"frames": frames, "weights": weights.view(B, T, M, -1), "mask": mask.view(B, T, M), "patch": patch,
+    return {"frames": frames, "weights": weights.view(B, T, M, -1), "mask": mask.view(B, T, M), "patch": raw["patch"],
             "dropped": raw.get("dropped", 0)}

@@ -134,9 +134,9 @@ def train_step(model, opt, sched, batch, a, device, autocast) -> dict | None:
         batch = device_aug.prepare(batch, device)
     frames = batch["frames"].to(device, non_blocking=True)
     weights = batch["weights"].to(device, non_blocking=True) if batch["weights"] is not None else None
-    mask, patch = batch["mask"].to(device), batch["patch"].to(device)
-    with autocast:
-        q = model(frames, weights, patch)
+    mask = batch["mask"].to(device)
+    with autocast:  # node types as host bools: splitting the batch reads nothing back from the device
+        q = model(frames, weights, tuple(batch["patch"].tolist()))
     loss, xents, accs = walk_loss(q.float(), mask, a.tau, a.edge_drop, a.cycles, drop_mode=a.edge_drop_mode)
     opt.zero_grad(set_to_none=True)
     loss.backward()

@@ -15,6 +15,7 @@ import torchvision
 from torchvision.ops import roi_align
 
 from .pool import pool
+from .reflect import keep_layout
 
 
 def _unstride(layer: nn.Sequential) -> None:
@@ -43,6 +44,7 @@ class Encoder(nn.Module):
         for m in net.modules():  # the max-pool keeps its implicit -inf padding, as in CRW
             if isinstance(m, nn.Conv2d) and sum(m.padding) > 0:
                 m.padding_mode = padding
+                keep_layout(m)  # reflect: the pad keeps channels_last (train/reflect.py)
         self.padding = padding
         self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
         self.layer1, self.layer2, self.layer3 = net.layer1, net.layer2, net.layer3
@@ -90,20 +92,17 @@ def _jitter_wh(n_frames: int, n: int, patch: int, mode: str, device) -> tuple[to
     crw: like torchvision, a box larger than the window is redrawn (10 tries, then the whole window);
     clamp: one draw, each side clamped to the window (more boxes span a full side).
     """
-    def draw():
+    if mode == "clamp":
         area = torch.empty(n_frames, n, device=device).uniform_(0.7, 0.9) * patch * patch
         ratio = torch.exp(torch.empty(n_frames, n, device=device).uniform_(math.log(3 / 4), math.log(4 / 3)))
-        return torch.sqrt(area * ratio), torch.sqrt(area / ratio)
-    w, h = draw()
-    if mode == "clamp":
-        return w.clamp(max=patch), h.clamp(max=patch)
+        return torch.sqrt(area * ratio).clamp(max=patch), torch.sqrt(area / ratio).clamp(max=patch)
+    # all 10 tries drawn at once and the first that fits taken: no host sync to ask whether every box fits
+    area = torch.empty(10, n_frames, n, device=device).uniform_(0.7, 0.9) * patch * patch
+    ratio = torch.exp(torch.empty(10, n_frames, n, device=device).uniform_(math.log(3 / 4), math.log(4 / 3)))
+    w, h = torch.sqrt(area * ratio), torch.sqrt(area / ratio)
     ok = (w <= patch) & (h <= patch)
-    for _ in range(9):
-        if ok.all():
-            break
-        w2, h2 = draw()
-        w, h = torch.where(ok, w, w2), torch.where(ok, h, h2)
-        ok = (w <= patch) & (h <= patch)
+    first = ok.int().argmax(0, keepdim=True)  # the first fitting try (0 where none fits: replaced below)
+    w, h, ok = w.gather(0, first)[0], h.gather(0, first)[0], ok.any(0)
     full = torch.full_like(w, float(patch))
     return torch.where(ok, w, full), torch.where(ok, h, full)
 
@@ -125,6 +124,11 @@ def patch_boxes(n_frames: int, size: int = 256, patch: int = 64, stride: int = 3
     else:
         w = h = torch.full((n_frames, n), float(patch), device=device)
     return list(torch.stack([x0, y0, x0 + w, y0 + h], -1).unbind(0))
+
+
+def _on(t: torch.Tensor, device) -> torch.Tensor:
+    """A small host tensor on `device` without a sync: a copy from pageable memory waits for the stream."""
+    return t.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else t
 
 
 class WalkNet(nn.Module):
@@ -160,22 +164,29 @@ class WalkNet(nn.Module):
         feats = self.encoder(crops.contiguous(memory_format=torch.channels_last)).mean((2, 3))
         return feats.view(len(x), -1, feats.shape[-1])
 
-    def forward(self, frames: torch.Tensor, weights: torch.Tensor | None, is_patch: torch.Tensor) -> torch.Tensor:
+    def forward(self, frames: torch.Tensor, weights: torch.Tensor | None, is_patch) -> torch.Tensor:
         """frames uint8 (B, T, 3, H, W), weights (B, T, M, cells), is_patch (B,) -> nodes (B, T, M, 128).
 
-        weights None: a batch of patch clips only (M = the patch grid's nodes)."""
+        weights None: a batch of patch clips only (M = the patch grid's nodes). is_patch: a host (CPU) tensor
+        or a sequence of bools, so that splitting the batch by node type needs no device sync (a device
+        tensor is read back once, a sync)."""
         B, T = frames.shape[:2]
         M = weights.shape[2] if weights is not None else ((frames.shape[-1] - self.patch) // self.patch_stride + 1) ** 2
+        flags = [bool(v) for v in (is_patch.tolist() if torch.is_tensor(is_patch) else is_patch)]
         feats = None
-        for sel, build in ((~is_patch, "sp"), (is_patch, "patch")):
-            idx = sel.nonzero().flatten()
-            if len(idx) == 0:
+        for build, rows in (("sp", [i for i, p in enumerate(flags) if not p]), ("patch", [i for i, p in enumerate(flags) if p])):
+            if not rows:
                 continue
-            x = frames[idx].flatten(0, 1)
-            f = self.superpixel_nodes(x, weights[idx].flatten(0, 1)) if build == "sp" else self.patch_nodes(x)
+            whole = len(rows) == B  # one node type: no gather, no scatter
+            idx = None if whole else _on(torch.tensor(rows), frames.device)
+            x = (frames if whole else frames[idx]).flatten(0, 1)
+            w = None if build == "patch" else (weights if whole else weights[idx]).flatten(0, 1)
+            f = self.superpixel_nodes(x, w) if build == "sp" else self.patch_nodes(x)
             if f.shape[1] > M:  # F.pad with a negative width would silently drop nodes
                 raise ValueError(f"{f.shape[1]} {build} nodes per frame but the batch was padded to {M}")
-            f = F.pad(f, (0, 0, 0, M - f.shape[1])).view(len(idx), T, M, -1)
+            f = F.pad(f, (0, 0, 0, M - f.shape[1])).view(len(rows), T, M, -1)
+            if whole:
+                return self.head(f)
             if feats is None:
                 feats = f.new_zeros(B, T, M, f.shape[-1])
             feats = feats.index_copy(0, idx, f)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from pathlib import Path
 
 from spixwalk.common import stage_parser
@@ -29,7 +30,19 @@ def parse_args(argv=None) -> argparse.Namespace:
         options(p)
     a = runconfig.parse(p, argv)
     apply_preset(a)
+    if a.workers is None:
+        a.workers = default_workers()
     return a
+
+
+def default_workers() -> int:
+    """Loader workers from the CPUs this process may use: all but two (the training process and its launch
+    thread), at least 2, at most 14 (past that the workers contend for memory bandwidth, not CPU)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS
+        cpus = os.cpu_count() or 2
+    return max(2, min(14, cpus - 2))
 
 
 def _data_options(p) -> None:
@@ -49,7 +62,8 @@ def _data_options(p) -> None:
     g.add_argument("--img-size", type=int, help="side of the training crops (preset: 256, the stored frames')")
     g.add_argument("--frame-transforms", help=f"comma list of {'/'.join(FRAME_TRANSFORMS)}: per-frame random "
                    "resized crop, colour jitter, per-clip flip (CRW: crop)")
-    g.add_argument("--workers", type=int, default=2, help="DataLoader workers per process")
+    g.add_argument("--workers", type=int, default=None, help="DataLoader workers per process (default: the "
+                   "process's CPUs less 2 for the training process, at least 2, at most 14)")
     g.add_argument("--aug-on", default="auto", choices=["auto", "device", "loader"],
                    help="device: workers only read frames, label maps and the clip's random draws; crop, resize, "
                    "jitter, flip, relabel and pooling weights run batched on the model's device (train/device_aug.py); "
