@@ -33,7 +33,11 @@ STEPS ?= 100
 LR ?= 1e-4
 RUN ?= $(WORK)/runs/$(NODES)
 DAVIS ?= $(WORK)/davis-synth
-YEAR ?= 2017
+# YEAR= 2016|2017; empty: read from the DAVIS root (its ImageSets, else its masks)
+YEAR ?=
+YEAR_OPT = $(if $(YEAR),--year $(YEAR))
+# EVAL_SCALE= frames and masks read resized by this factor (e.g. 0.5: the study's half-size DAVIS)
+EVAL_SCALE ?= 1
 # CKPT: a checkpoint, or the baselines `rgb` (raw RGB features) and `random` (random-init encoder)
 CKPT ?= $(RUN)/checkpoint.pt
 EVAL_ROOT ?= $(WORK)/eval/$(notdir $(patsubst %/,%,$(DAVIS)))
@@ -116,14 +120,14 @@ train: $(STAMP) ## train the walk: STORE= ALG= NODES=superpixels|patches|mixed B
 davis-synth: $(STAMP) ## generate the embedded synthetic DAVIS-format set
 	@test -d $(WORK)/davis-synth || $(PY) -m evaluate synth --out $(WORK)/davis-synth
 
-eval-davis: $(STAMP) ## label propagation + J&F: DAVIS= YEAR= CKPT= OUT= SEQUENCES=
+eval-davis: $(STAMP) ## label propagation, then its J&F table: DAVIS= YEAR= CKPT= OUT= SEQUENCES= EVAL_SCALE=
 	@if [ "$(DAVIS)" = "$(WORK)/davis-synth" ]; then $(MAKE) --no-print-directory davis-synth; fi
-	$(PY) -m evaluate davis --davis $(DAVIS) --year $(YEAR) --set val $(SEQ_OPT) $(FEATURES) --out $(OUT) $(EXTRA)
-	$(PY) -m evaluate metrics --davis $(DAVIS) --year $(YEAR) --set val $(SEQ_OPT) --results $(OUT)
+	$(PY) -m evaluate davis --davis $(DAVIS) $(YEAR_OPT) --set val $(SEQ_OPT) $(FEATURES) --out $(OUT) \
+	  --eval-scale $(EVAL_SCALE) $(EXTRA)
 
 superpixel-benchmark: $(STAMP) ## the store's superpixel maps scored against DAVIS masks (thesis tables 4.1-4.3): DAVIS= YEAR= JOBS= SWEEP= EXTRA="--every 3"
 	@if [ "$(DAVIS)" = "$(WORK)/davis-synth" ]; then $(MAKE) --no-print-directory davis-synth; fi
-	$(PY) -m evaluate superpixels --davis $(DAVIS) --year $(YEAR) $(if $(filter 1,$(SWEEP)),--sweep,--alg $(ALG) $(SP_OPTS)) \
+	$(PY) -m evaluate superpixels --davis $(DAVIS) $(YEAR_OPT) $(if $(filter 1,$(SWEEP)),--sweep,--alg $(ALG) $(SP_OPTS)) \
 	  --jobs $(JOBS) --out $(WORK)/superpixel-benchmark $(EXTRA)
 
 demo: $(STAMP) ## every stage end to end on the embedded sample (DAVIS= YEAR= to evaluate on real DAVIS)

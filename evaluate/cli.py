@@ -5,20 +5,40 @@ from pathlib import Path
 from spixwalk.common import check_out, resolve_device, show_defaults, stage_parser
 from spixwalk.train.model import PADDINGS
 
-from .davis_io import InputError
+from .davis_io import YEARS, InputError, resolve_year
 from .propagate import DEFAULTS
 
 
 def _common(p, results_flag=None):
     p.add_argument("--davis", required=True, help="DAVIS root (JPEGImages/, Annotations/, ImageSets/)")
-    p.add_argument("--year", type=int, choices=[2016, 2017], default=2017,
-                   help="2016: mode-L masks, 255 = object; 2017: palette masks, 255 = void")
+    p.add_argument("--year", type=int, choices=YEARS, default=None,
+                   help="2016: mode-L masks, 255 = object; 2017: palette masks, 255 = void (default: the year the "
+                   "root's ImageSets lists, else the kind of its masks)")
     p.add_argument("--set", default="val", help="ImageSets/<year>/<set>.txt lists the sequences")
     p.add_argument("--sequences", default=None, help="comma-separated subset of sequences")
 
 
+def _scale_option(p, default) -> None:
+    p.add_argument("--eval-scale", type=float, default=default, metavar="S",
+                   help="read frames (area averaging) and masks (nearest neighbour) resized by S: predictions and "
+                   "scores at that size, recorded in the outputs" + (" (default: the scale `evaluate davis` "
+                   "propagated the results at, else 1)" if default is None else ""))
+
+
 def _seqs(args):
     return [s for s in args.sequences.split(",") if s] if args.sequences else None
+
+
+def _checked_root(args, sequences=None) -> list[str]:
+    """Year (inferred where not given) and sequences of --davis, checked before any model or frame is loaded;
+    InputError (exit 2) for an unusable combination."""
+    if args.eval_scale is not None and not args.eval_scale > 0:
+        raise InputError(f"--eval-scale {args.eval_scale:g}: must be above 0")
+    given = args.year
+    args.year, names = resolve_year(args.davis, args.year, args.set, sequences or _seqs(args))
+    if given is None:
+        print(f"DAVIS-{args.year} root {args.davis} ({len(names)} sequence(s))")
+    return names
 
 
 def cmd_davis(args) -> int:
@@ -35,7 +55,7 @@ def cmd_davis(args) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    # InputError: exit 2 before any output
+    names = _checked_root(args)  # InputError: exit 2 before the model loads
     featurize = features.make(kind, ckpt=args.ckpt, seed=args.seed, device=device, padding=args.padding)
     _note_padding(args, featurize)
     prop = dict(n_context=args.context, radius=args.radius, topk=args.topk, tau=args.tau)
@@ -44,9 +64,23 @@ def cmd_davis(args) -> int:
               "features_kind": kind, "padding": featurize.padding, "propagation": prop}
     summary = davis_run.propagate_dataset(args.davis, args.year, args.out, featurize, args.set, _seqs(args), prop,
                       overlays=not args.no_overlays, config=config, max_frames=args.max_frames,
-                      video_fps=args.video_fps if args.video else 0)
+                      video_fps=args.video_fps if args.video else 0, scale=args.eval_scale)
     davis_run.print_summary(summary)
-    return 0 if summary["complete"] else 1
+    return 0 if summary["complete"] and _scores(args, names) else 1
+
+
+def _scores(args, names) -> bool:
+    """`evaluate davis` ends with the J&F table, as `metrics` prints it; True unless a sequence failed it."""
+    from . import metrics
+
+    if args.no_metrics or args.max_frames:
+        why = "--no-metrics" if args.no_metrics else "--max-frames (scoring needs every frame)"
+        print(f"no J&F: {why}; `metrics --results {args.out}` scores the folder")
+        return True
+    print()
+    res = metrics.score_and_write(args.davis, args.year, args.out, args.set, names, scale=args.eval_scale)
+    print(f"wrote {', '.join(res['written'].values())}")
+    return res["complete"]
 
 
 def _note_padding(args, featurize) -> None:
@@ -62,13 +96,17 @@ def _note_padding(args, featurize) -> None:
 def cmd_metrics(args) -> int:
     from . import metrics
 
+    if args.eval_scale is None:
+        args.eval_scale = metrics.propagated_scale(args.results) or 1.0
     seqs = _seqs(args)
     if seqs is None and not args.all_sequences:
         seqs = metrics.propagated(args.results)
         if seqs:
             print(f"scoring the {len(seqs)} sequence(s) {args.results}/propagation.json lists "
                   f"(--all-sequences: every sequence of --set)", file=sys.stderr)
-    res = metrics.score_and_write(args.davis, args.year, args.results, args.set, seqs, jobs=args.jobs)
+    _checked_root(args, seqs)
+    res = metrics.score_and_write(args.davis, args.year, args.results, args.set, seqs, jobs=args.jobs,
+                                  scale=args.eval_scale)
     print(f"wrote {', '.join(res['written'].values())}")
     return 0 if res["complete"] else 1
 
@@ -85,6 +123,8 @@ def cmd_synth(args) -> int:
 def cmd_superpixels(args) -> int:
     from . import superpixel_benchmark
 
+    args.eval_scale = None
+    _checked_root(args)
     return superpixel_benchmark.main(args)
 
 
@@ -97,13 +137,16 @@ def cmd_report(args) -> int:
     path = report.write_report(args.runs, args.eval_root, args.out)
     print(report.text(report.timing_table(args.runs)))
     print()
-    print(report.text(report.scores_table(report.method_rows(args.runs, args.eval_root))))
+    rows = report.method_rows(args.runs, args.eval_root)
+    print(f"DAVIS {report.scored_line(rows)}")
+    print(report.text(report.scores_table(rows)))
     print(f"\nwrote {path}")
     return 0
 
 
 def _davis_parser(sub) -> None:
-    p = sub.add_parser("davis", help="CRW label propagation: first-frame mask -> indexed PNGs for every frame")
+    p = sub.add_parser("davis", help="CRW label propagation: first-frame mask -> indexed PNGs for every frame, "
+                       "then their J&F")
     _common(p)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--ckpt", help="spixwalk or videowalk (CRW, e.g. its pretrained.pth) checkpoint, or a "
@@ -124,11 +167,14 @@ def _davis_parser(sub) -> None:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda or cuda:N")
     p.add_argument("--no-overlays", action="store_true", help="skip the overlay PNGs")
-    p.add_argument("--video", action="store_true", help="OUT/<seq>/side-by-side.mp4: ground truth | prediction "
-                   "as filled masks, and its middle frame as side-by-side.png (the still `report` embeds)")
+    p.add_argument("--video", action="store_true", help="OUT/<seq>/side-by-side/video.mp4: ground truth | "
+                   "prediction as filled masks, and its middle frame as still.png (the still `report` embeds)")
     p.add_argument("--video-fps", type=float, default=24.0, help="frame rate of --video (DAVIS is filmed at 24)")
     p.add_argument("--max-frames", type=int, default=0,
                    help="only the first N frames of each sequence (quick looks; metrics need every frame)")
+    _scale_option(p, 1.0)
+    p.add_argument("--no-metrics", action="store_true", help="propagate only, no J&F table (sets whose later "
+                   "frames have no masks)")
     p.set_defaults(func=cmd_davis)
 
 
@@ -139,6 +185,7 @@ def _other_parsers(sub) -> None:
     p.add_argument("--jobs", type=int, default=1, help="sequences scored in parallel (processes)")
     p.add_argument("--all-sequences", action="store_true", help="score every sequence of --set, not only those "
                    "the results folder's propagation.json lists")
+    _scale_option(p, None)
     p.set_defaults(func=cmd_metrics)
 
     p = sub.add_parser("synth", help="synthetic DAVIS-2017-format set with exact masks")
@@ -153,7 +200,6 @@ def _other_parsers(sub) -> None:
 
     p = sub.add_parser("superpixels", help="superpixel maps scored against DAVIS masks (thesis tables 4.1-4.3)")
     _common(p)
-    p.set_defaults(year=2016)
     from .superpixel_benchmark import add_arguments
     add_arguments(p)
     p.set_defaults(func=cmd_superpixels)

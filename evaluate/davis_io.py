@@ -7,10 +7,12 @@ raises InputError with one line that names the file or sequence and the reason.
 """
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image
 
 VOID = 255
+YEARS = (2016, 2017)
 
 
 class InputError(Exception):
@@ -130,17 +132,31 @@ def sequence_frames(root, seq, year, every_frame=True, resolution="480p") -> lis
     return frames
 
 
-def load_frame(path) -> np.ndarray:
-    """RGB uint8 (H, W, 3)."""
+def scaled_size(hw, scale: float) -> tuple[int, int]:
+    """(H, W) of an image of size hw read at --eval-scale `scale`."""
+    return max(1, round(hw[0] * scale)), max(1, round(hw[1] * scale))
+
+
+def _resized(arr: np.ndarray, scale: float, interpolation) -> np.ndarray:
+    if scale == 1:
+        return arr
+    h, w = scaled_size(arr.shape[:2], scale)
+    return cv2.resize(arr, (w, h), interpolation=interpolation)
+
+
+def load_frame(path, scale: float = 1.0) -> np.ndarray:
+    """RGB uint8 (H, W, 3), resized by `scale` (area averaging) where it is not 1."""
     try:
         with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
+            arr = np.asarray(im.convert("RGB"))
     except (OSError, ValueError) as e:
         raise InputError(f"{path}: unreadable frame ({e})") from None
+    return _resized(arr, scale, cv2.INTER_AREA)
 
 
-def load_mask(path, year) -> np.ndarray:
-    """Label map uint8 (H, W): 0 background, k object k, 255 void (2017 only).
+def load_mask(path, year, scale: float = 1.0) -> np.ndarray:
+    """Label map uint8 (H, W): 0 background, k object k, 255 void (2017 only), resized by `scale`
+    (nearest neighbour: labels are never blended) where it is not 1.
 
     2016 masks (mode L, 255 = object) become 0/1 by `> 0` as the official DAVIS-2016 reader does, so a
     0/1 mask scores as its 0/255 twin; more than one non-zero value is refused. A 2017 mask must be
@@ -163,10 +179,68 @@ def load_mask(path, year) -> np.ndarray:
         if len(values) > 2 or (len(values) == 2 and values[0] != 0):
             raise InputError(f"{path}: DAVIS-2016 mask must hold 0 and one object value (255), got values "
                              f"{values[:6].tolist()}{'...' if len(values) > 6 else ''}")
-        return (arr > 0).astype(np.uint8)  # the official DAVIS-2016 reader: annot > 0
+        # the official DAVIS-2016 reader: annot > 0
+        return _resized((arr > 0).astype(np.uint8), scale, cv2.INTER_NEAREST)
     if mode != "P":
         raise InputError(f"{path}: DAVIS-2017 mask must be an indexed (palette) PNG, got mode {mode}")
-    return arr.astype(np.uint8)
+    return _resized(arr.astype(np.uint8), scale, cv2.INTER_NEAREST)
+
+
+def listed_years(root) -> list[int]:
+    """The DAVIS years whose sequence lists the root holds (ImageSets/2016, ImageSets/2017)."""
+    return [y for y in YEARS if (Path(root) / "ImageSets" / str(y)).is_dir()]
+
+
+def _first_mask(root, seq) -> tuple[Path | None, str | None]:
+    """The first annotation of a sequence and its PIL mode (None, None where there is none to read)."""
+    folder = Path(root) / "Annotations" / "480p" / seq
+    first = min(folder.glob("*.png"), default=None) if folder.is_dir() else None
+    if first is None:
+        return None, None
+    try:
+        with Image.open(first) as im:
+            return first, im.mode
+    except (OSError, ValueError):
+        return None, None  # the sequence's own checks name the unreadable file
+
+
+def _readable_as(path: Path, mode: str, year: int) -> bool:
+    if mode not in ("P", "L", "1"):
+        return True  # neither year's kind: the sequence's own checks name the mode
+    if year == 2017:
+        return mode == "P"
+    try:
+        load_mask(path, 2016)  # an indexed mask holding one object reads as a 2016 mask too
+        return True
+    except InputError:
+        return mode != "P"  # a grey mask with bad values: its own sequence fails, naming the values
+
+
+def resolve_year(root, year: int | None, subset: str = "val", sequences=None) -> tuple[int, list[str]]:
+    """(year, sequences) of a DAVIS root, checked before any work. Without `year`: the one year the root's
+    ImageSets lists, else the kind of its first mask (indexed: 2017, grey: 2016). A year the root's ImageSets
+    does not list is checked against the first mask: one it cannot be read as (2017 on grey masks, 2016 on
+    indexed masks of several objects) raises one InputError naming the year to pass. (A year the root lists is
+    trusted: a damaged mask fails its own sequence.)"""
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"{root}: DAVIS root not found")
+    years = listed_years(root)
+    listed = ", ".join(f"ImageSets/{y}" for y in years) or "no ImageSets"
+    probe = list(sequences) if sequences else None
+    if year is None and len(years) == 1:
+        year = years[0]
+    if year is not None and int(year) in years:
+        return int(year), sequence_list(root, year, subset, probe)
+    names = probe or sequence_list(root, years[0] if years else 2017, subset)
+    path, mode = _first_mask(root, names[0])
+    if year is None:
+        year = 2016 if mode in ("L", "1") else 2017
+    elif path is not None and not _readable_as(path, mode, int(year)):
+        kind = "indexed (palette) masks, as DAVIS-2017 has" if mode == "P" else f"mode-{mode} masks, as DAVIS-2016 has"
+        raise InputError(f"--year {year}: {root} holds {kind} ({names[0]}/{path.name}; the root has {listed}); "
+                         f"pass --year {2017 if mode == 'P' else 2016} or leave --year out")
+    return int(year), sequence_list(root, year, subset, probe)
 
 
 def load_result(path) -> np.ndarray:

@@ -48,12 +48,12 @@ def hard_labels(soft: torch.Tensor, ids: np.ndarray, size) -> np.ndarray:
 PREFETCH = 4  # JPEGs decoded ahead of the encoder, in threads (PIL releases the GIL while decoding)
 
 
-def decoded(paths: list, ahead: int = PREFETCH):
-    """The frames of paths in order, each decoded `ahead` frames before it is needed."""
+def decoded(paths: list, ahead: int = PREFETCH, scale: float = 1.0):
+    """The frames of paths in order (resized by scale), each decoded `ahead` frames before it is needed."""
     with ThreadPoolExecutor(ahead) as pool:
         pending = deque()
         for p in paths:
-            pending.append((p, pool.submit(load_frame, p)))
+            pending.append((p, pool.submit(load_frame, p, scale)))
             if len(pending) > ahead:
                 path, job = pending.popleft()
                 yield path, job.result()
@@ -146,11 +146,12 @@ class _Sink:
         return False
 
 
-def _propagate(davis, seq, frames, featurize, prop_kwargs, year, sink: _Sink, tick) -> tuple[int, float]:
-    """Propagate the first mask through frames into sink, tick() once per frame. Returns (objects,
-    propagation seconds)."""
-    first_mask = load_mask(mask_path(davis, seq, frames[0].stem), year)
-    stream = decoded(frames)
+def _propagate(davis, seq, frames, featurize, prop_kwargs, year, sink: _Sink, tick,
+               scale: float = 1.0) -> tuple[int, float]:
+    """Propagate the first mask through frames (read at `scale`) into sink, tick() once per frame. Returns
+    (objects, propagation seconds)."""
+    first_mask = load_mask(mask_path(davis, seq, frames[0].stem), year, scale)
+    stream = decoded(frames, scale=scale)
     _, img = next(stream)
     size = img.shape[:2]
     if first_mask.shape != size:
@@ -176,9 +177,10 @@ def _propagate(davis, seq, frames, featurize, prop_kwargs, year, sink: _Sink, ti
 
 
 def propagate_sequence(davis, year, seq, featurize, out: Path, prop_kwargs=None, overlays=True, max_frames=0,
-                       tick=lambda: None, video_fps: float = 0) -> dict:
-    """Propagate one sequence into out/<seq>/ (written under a temporary name, renamed when complete);
-    tick() is called once per frame done; video_fps > 0 adds the side-by-side mp4 and still."""
+                       tick=lambda: None, video_fps: float = 0, scale: float = 1.0) -> dict:
+    """Propagate one sequence, its frames and masks read at `scale`, into out/<seq>/ (written under a temporary
+    name, renamed when complete); tick() is called once per frame done; video_fps > 0 adds the side-by-side mp4
+    and still."""
     frames = sequence_frames(davis, seq, year, every_frame=False)
     if max_frames:
         frames = frames[:max_frames]
@@ -187,9 +189,9 @@ def propagate_sequence(davis, year, seq, featurize, out: Path, prop_kwargs=None,
     (tmp / "overlay").mkdir(parents=True)
     try:
         t0 = time.perf_counter()
-        video = SideBySide(davis, year, seq, tmp, len(frames), video_fps) if video_fps else None
+        video = SideBySide(davis, year, seq, tmp, len(frames), video_fps, scale) if video_fps else None
         with _Sink(tmp, overlays, video) as sink:
-            n_obj, t_prop = _propagate(davis, seq, frames, featurize, prop_kwargs, year, sink, tick)
+            n_obj, t_prop = _propagate(davis, seq, frames, featurize, prop_kwargs, year, sink, tick, scale)
         seconds = time.perf_counter() - t0
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -202,7 +204,7 @@ def propagate_sequence(davis, year, seq, featurize, out: Path, prop_kwargs=None,
 
 
 def propagate_dataset(davis, year, out, featurize, subset="val", sequences=None, prop_kwargs=None, overlays=True,
-        config=None, progress=True, max_frames=0, video_fps: float = 0) -> dict:
+        config=None, progress=True, max_frames=0, video_fps: float = 0, scale: float = 1.0) -> dict:
     names = sequence_list(davis, year, subset, sequences)  # InputError before anything is written
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -217,12 +219,12 @@ def propagate_dataset(davis, year, out, featurize, subset="val", sequences=None,
             start = bar.n
             try:
                 stats.append(propagate_sequence(davis, year, seq, featurize, out, prop_kwargs, overlays, max_frames,
-                                                tick=bar.update, video_fps=video_fps))
+                                                tick=bar.update, video_fps=video_fps, scale=scale))
             except InputError as e:
                 print(f"error: {e}", file=sys.stderr)
                 failures.append({"sequence": seq, "reason": str(e)})
             bar.set(start + counts[seq])  # a failed sequence's frames count as passed
-    summary = {"sequences": stats, "failures": failures, "complete": not failures}
+    summary = {"sequences": stats, "failures": failures, "complete": not failures, "eval_scale": scale}
     (out / "propagation.json").write_text(json.dumps(summary, indent=1))
     return summary
 

@@ -92,14 +92,15 @@ def statistics(values) -> tuple[float, float, float]:
     return float(mean), float(recall), float(decay)
 
 
-def score_sequence(davis, year, results, seq, tick=lambda: None) -> list[dict]:
-    """Per-object J and F statistics of one sequence (objects numbered from 1); tick() once per scored frame."""
+def score_sequence(davis, year, results, seq, tick=lambda: None, scale: float = 1.0) -> list[dict]:
+    """Per-object J and F statistics of one sequence (objects numbered from 1), the ground truth read at
+    `scale`; tick() once per scored frame."""
     frames = sequence_frames(davis, seq, year, every_frame=True)
     ids = [p.stem for p in frames]
     check_results(results, seq, ids)
     if len(ids) < 3:
         raise InputError(f"{seq}: {len(ids)} frames; semi-supervised scoring excludes the first and last, nothing left")
-    first = load_mask(mask_path(davis, seq, ids[0]), year)
+    first = load_mask(mask_path(davis, seq, ids[0]), year, scale)
     first = np.where(first == 255, 0, first)
     n_obj = int(first.max())
     if n_obj == 0:
@@ -107,11 +108,12 @@ def score_sequence(davis, year, results, seq, tick=lambda: None) -> list[dict]:
     J = np.zeros((n_obj, len(ids) - 2))
     F = np.zeros((n_obj, len(ids) - 2))
     for t, fid in enumerate(ids[1:-1]):
-        gt = load_mask(mask_path(davis, seq, fid), year)
+        gt = load_mask(mask_path(davis, seq, fid), year, scale)
         gt = np.where(gt == 255, 0, gt)
         res = load_result(Path(results) / seq / f"{fid}.png")
         if res.shape != gt.shape:
-            raise InputError(f"{Path(results) / seq / fid}.png: size {res.shape} differs from ground truth {gt.shape}")
+            raise InputError(f"{Path(results) / seq / fid}.png: size {res.shape} differs from ground truth {gt.shape}"
+                             f" (read at --eval-scale {scale:g})")
         if int(res.max()) > n_obj:
             raise InputError(f"{Path(results) / seq / fid}.png: object id {int(res.max())} above the {n_obj} "
                              f"objects of the first ground-truth frame")
@@ -138,39 +140,48 @@ def global_results(objects: list[dict]) -> dict:
     return {"J&F-Mean": (g["J-Mean"] + g["F-Mean"]) / 2.0, **g}
 
 
-def _scored(davis, year, results, seq, tick=lambda: None) -> tuple[list, str | None]:
+def _scored(davis, year, results, seq, tick=lambda: None, scale: float = 1.0) -> tuple[list, str | None]:
     try:
-        return score_sequence(davis, year, results, seq, tick), None
+        return score_sequence(davis, year, results, seq, tick, scale), None
     except InputError as e:
         return [], str(e)
 
 
-def _scored_all(davis, year, results, names, jobs, tick):
+def _scored_all(davis, year, results, names, jobs, tick, scale):
     """(rows, failure) per sequence in order: in this process with a tick per frame, or `jobs` processes."""
     if jobs == 1:
-        return (_scored(davis, year, results, s, tick) for s in names)
+        return (_scored(davis, year, results, s, tick, scale) for s in names)
     from joblib import Parallel, delayed
 
-    return Parallel(n_jobs=jobs, return_as="generator")(delayed(_scored)(davis, year, results, s) for s in names)
+    return Parallel(n_jobs=jobs, return_as="generator")(delayed(_scored)(davis, year, results, s, scale=scale)
+                                                        for s in names)
 
 
-def evaluate(davis, year, results, subset="val", sequences=None, progress=True, jobs=1) -> dict:
-    """Score a results folder, `jobs` sequences at a time. Returns {'global', 'per_object', 'failures',
-    'complete', ...}."""
+def evaluate(davis, year, results, subset="val", sequences=None, progress=True, jobs=1, scale: float = 1.0) -> dict:
+    """Score a results folder, `jobs` sequences at a time, against the ground truth read at `scale`. Returns
+    {'global', 'per_object', 'failures', 'complete', ...}."""
     names = sequence_list(davis, year, subset, sequences)
     counts = [max(count_frames(davis, s) - 2, 0) for s in names]  # the first and last frames are not scored
     objects, failures = [], []
     with Progress(sum(counts), "metrics", unit="frame", enabled=progress) as bar:
-        scored = _scored_all(davis, year, results, names, jobs, bar.update)
+        scored = _scored_all(davis, year, results, names, jobs, bar.update, scale)
         for i, (seq, (rows, why)) in enumerate(zip(names, scored)):
             objects += rows
             if why:
                 print(f"error: {why}", file=sys.stderr)
                 failures.append({"sequence": seq, "reason": why})
             bar.set(sum(counts[:i + 1]))  # whole sequences from worker processes; a failure's frames passed
-    return {"davis": str(davis), "year": int(year), "set": subset, "results": str(results),
-            "sequences": names, "complete": not failures, "global": global_results(objects),
+    return {"davis": str(davis), "year": int(year), "set": subset, "results": str(results), "eval_scale": scale,
+            "sequences": names, "listed": _listed(davis, year, subset), "complete": not failures, "global": global_results(objects),
             "per_object": objects, "failures": failures}
+
+
+def _listed(davis, year, subset) -> int | None:
+    """How many sequences ImageSets/<year>/<subset>.txt lists (None without it): the set a subset is cut from."""
+    try:
+        return len(sequence_list(davis, year, subset))
+    except InputError:
+        return None
 
 
 def _fmt(x: float) -> str:
@@ -186,7 +197,8 @@ def _csv(path: Path, head: list, rows) -> None:
 
 def write(res: dict, results) -> dict:
     """Toolkit CSVs, and per-object-results with every measure of each object (J&F included), only when
-    every sequence scored, so a partial run never looks complete; the JSON always."""
+    every sequence scored, so a partial run never looks complete; the JSON always. Scores at an --eval-scale
+    other than 1 say so in a last column of the global CSV (at 1 its columns are the toolkit's)."""
     out = Path(results)
     subset = res["set"]
     paths = {"json": out / f"metrics-{subset}.json"}
@@ -194,7 +206,9 @@ def write(res: dict, results) -> dict:
             "per_object_csv": f"per-object_results-{subset}.csv"}
     if res["complete"]:
         paths.update({k: out / name for k, name in csvs.items()})
-        _csv(paths["global_csv"], MEASURES, [[_fmt(res["global"][m]) for m in MEASURES]])
+        scale = res.get("eval_scale", 1.0)
+        extra = ([["Eval-Scale"], [f"{scale:g}"]] if scale != 1 else [[], []])
+        _csv(paths["global_csv"], MEASURES + extra[0], [[_fmt(res["global"][m]) for m in MEASURES] + extra[1]])
         objects = res["per_object"]
         _csv(paths["per_sequence_csv"], ["Sequence", "J-Mean", "F-Mean"],  # the toolkit's columns, unchanged
              [[o["name"], _fmt(o["J-Mean"]), _fmt(o["F-Mean"])] for o in objects])
@@ -209,7 +223,9 @@ def write(res: dict, results) -> dict:
 
 def print_table(res: dict) -> None:
     g = res["global"]
-    print(f"---------- global results for {res['set']} ({len(res['per_object'])} objects) ----------")
+    scale = res.get("eval_scale", 1.0)
+    at = f", frames and masks at {scale:g}x" if scale != 1 else ""
+    print(f"---------- global results for {res['set']} ({len(res['per_object'])} objects{at}) ----------")
     print("  ".join(f"{m:>9}" for m in MEASURES))
     print("  ".join(f"{_fmt(g[m]):>9}" for m in MEASURES))
     print(f"---------- per object ----------")
@@ -231,11 +247,20 @@ def propagated(results) -> list[str] | None:
         return None
 
 
-def score_and_write(davis, year, results, subset="val", sequences=None, progress=True, quiet=False, jobs=1) -> dict:
+def propagated_scale(results) -> float | None:
+    """The --eval-scale `evaluate davis` propagated the results folder at (None without its propagation.json)."""
+    try:
+        return float(json.loads((Path(results) / "propagation.json").read_text()).get("eval_scale", 1.0))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+
+
+def score_and_write(davis, year, results, subset="val", sequences=None, progress=True, quiet=False, jobs=1,
+                    scale: float = 1.0) -> dict:
     """Score, write CSVs + JSON into the results folder, print the table; returns the JSON dict."""
     if not Path(results).is_dir():
         raise InputError(f"{results}: results folder not found")
-    res = evaluate(davis, year, results, subset, sequences, progress, jobs)
+    res = evaluate(davis, year, results, subset, sequences, progress, jobs, scale)
     res["written"] = write(res, results)
     if not quiet:
         print_table(res)

@@ -1,8 +1,8 @@
 """Tables and figures across runs: the demo's one-screen table and `make report`'s markdown.
 
 Reads only files the stages wrote: RUN/summary.json, RUN/config.json and RUN/log.jsonl (train) and
-EVAL/metrics-val.json, EVAL/<seq>/overlay/*.png and, from `evaluate davis --video`, EVAL/<seq>/side-by-side.png
-and .mp4 (evaluate). The evaluation of a run RUN lives in
+EVAL/metrics-val.json, EVAL/<seq>/overlay/*.png and, from `evaluate davis --video`, EVAL/<seq>/side-by-side/still.png
+and video.mp4 (evaluate). The evaluation of a run RUN lives in
 EVAL_ROOT/<basename of RUN>; the baselines in EVAL_ROOT/rgb and EVAL_ROOT/random.
 """
 from __future__ import annotations
@@ -37,7 +37,7 @@ def method_rows(runs: list, eval_root) -> list[dict]:
     for key, name in BASELINES.items():
         m = _json(eval_root / key / "metrics-val.json")
         if m:
-            rows.append({"method": name, **{s: m["global"][s] for s in SCORES}, "davis": m.get("davis")})
+            rows.append({"method": name, **{s: m["global"][s] for s in SCORES}, **_scored(m)})
     for run in map(Path, runs):
         s = _json(run / "summary.json") or {}
         m = _json(eval_root / run.name / "metrics-val.json")
@@ -45,9 +45,39 @@ def method_rows(runs: list, eval_root) -> list[dict]:
                "train_s": s.get("train_seconds_total"), "clips_per_s": s.get("clips_per_s"), "batch": s.get("batch"),
                "steps": s.get("steps"), "final_loss": s.get("final_loss")}
         row.update({k: (m["global"][k] if m else None) for k in SCORES})
-        row["davis"] = m.get("davis") if m else None
+        row.update(_scored(m) if m else {"davis": None})
         rows.append(row)
     return rows
+
+
+def _scored(m: dict) -> dict:
+    """What a metrics JSON scored: its root, how many sequences of how many its set lists, at what scale."""
+    return {"davis": m.get("davis"), "n_sequences": len(m["sequences"]) if "sequences" in m else None,
+            "listed": m.get("listed"), "eval_scale": m.get("eval_scale", 1.0)}
+
+
+def _sequences(r: dict) -> str:
+    n, listed = r.get("n_sequences"), r.get("listed")
+    return "-" if n is None else f"{n}/{listed}" if listed else str(n)
+
+
+def scored_line(rows: list[dict]) -> str:
+    """The set the DAVIS table was scored on, in words: 'on `davis2016-val`, 2 of its 14 val sequences'."""
+    davis = next((r["davis"] for r in rows if r.get("davis")), None)
+    if davis is None:
+        return "not evaluated"
+    counts = {(r.get("n_sequences"), r.get("listed")) for r in rows if r.get("davis")}
+    line = f"on `{davis}`"
+    if len(counts) > 1:
+        line += ", rows on different numbers of sequences (column `sequences`)"
+    elif (n := next(iter(counts))[0]) is not None:
+        listed = next(iter(counts))[1]
+        line += (f", {n} of its {listed} listed sequences" if listed and listed != n
+                 else f", all {n} listed sequences" if listed else f", {n} sequences")
+    scales = {r.get("eval_scale", 1.0) for r in rows if r.get("davis")} - {1.0}
+    if scales:
+        line += f", frames and masks resized by {', '.join(f'{s:g}' for s in sorted(scales))}"
+    return line
 
 
 def _f(x, fmt="{:.3f}") -> str:
@@ -55,9 +85,9 @@ def _f(x, fmt="{:.3f}") -> str:
 
 
 def scores_table(rows: list[dict]) -> list[list[str]]:
-    head = ["method", *SCORES, "train s", "clips/s", "batch"]
+    head = ["method", *SCORES, "train s", "clips/s", "batch", "sequences"]
     body = [[r["method"], *(_f(r.get(k)) for k in SCORES), _f(r.get("train_s"), "{:.0f}"),
-             _f(r.get("clips_per_s"), "{:.2f}"), _f(r.get("batch"), "{}")] for r in rows]
+             _f(r.get("clips_per_s"), "{:.2f}"), _f(r.get("batch"), "{}"), _sequences(r)] for r in rows]
     return [head, *body]
 
 
@@ -155,7 +185,7 @@ def side_by_side(evals: dict, out: Path) -> list[str]:
     (ground truth | prediction), copied beside the report and linked to its mp4."""
     from .side_by_side import STILL, VIDEO
 
-    have = {name: {p.parent.name for p in Path(d).glob(f"*/{STILL}")} for name, d in evals.items()}
+    have = {name: {p.parents[1].name for p in Path(d).glob(f"*/{STILL}")} for name, d in evals.items()}
     have = {name: seqs for name, seqs in have.items() if seqs}
     if not have:
         return []
@@ -176,10 +206,9 @@ def write_report(runs: list, eval_root, out) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows = method_rows(runs, eval_root)
-    davis = next((r["davis"] for r in rows if r.get("davis")), "not evaluated")
     parts = ["# spixwalk report", "",
              "## Training cost per configuration (cf. thesis table 4.5)", "", markdown(timing_table(runs)), "",
-             f"## DAVIS label propagation (cf. thesis table 4.7), on `{davis}`", "",
+             f"## DAVIS label propagation (cf. thesis table 4.7), {scored_line(rows)}", "",
              markdown(scores_table(rows)), ""]
     overlay = loss_overlay(runs, out / "loss-overlay.png")
     if overlay:

@@ -107,9 +107,13 @@ def test_davis2017_first_annotation_required_later_ones_for_scoring(tmp_path, ca
     (root / "Annotations" / "480p" / "breakdance" / "00003.png").unlink()
     rc, err = run_metrics(root, tmp_path / "r", 2017, capsys)
     assert rc == 1 and "annotations missing" in err and "00003.png" in err
-    # propagation needs only the first-frame annotation ...
+    # propagation needs only the first-frame annotation (its J&F, every frame's: `davis` without --no-metrics
+    # propagates, then fails scoring) ...
     assert main(["davis", "--davis", str(root), "--features", "rgb", "--out", str(tmp_path / "o"),
-                 "--no-overlays"]) == 0
+                 "--no-overlays", "--no-metrics"]) == 0
+    assert main(["davis", "--davis", str(root), "--features", "rgb", "--out", str(tmp_path / "o1"),
+                 "--no-overlays"]) == 1
+    assert (tmp_path / "o1" / "breakdance" / "00004.png").is_file()
     # ... and refuses a sequence without it, naming the file
     (root / "Annotations" / "480p" / "breakdance" / "00000.png").unlink()
     assert main(["davis", "--davis", str(root), "--features", "rgb", "--out", str(tmp_path / "o2")]) == 1

@@ -1,5 +1,6 @@
 """Pictures: `evaluate davis --video` writes a playable mp4 of ground truth | prediction per sequence (decoded
-here with the real ffmpeg) and a still; Mp4Writer's even sides, codec fallback and clean failure."""
+here with the real ffmpeg) under a band labelling the halves, and a still, which `metrics` never takes for a
+prediction; Mp4Writer's even sides, codec fallback and clean failure."""
 import re
 import subprocess
 from pathlib import Path
@@ -12,6 +13,7 @@ from davis_fixtures import truncated
 from spixwalk.common import Mp4Writer, ffmpeg_exe
 from spixwalk.evaluate.cli import main
 from spixwalk.evaluate.davis_io import PALETTE, load_frame, load_mask, mask_overlay, mask_path
+from spixwalk.evaluate.side_by_side import STILL, VIDEO, band_height, label_band
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"real DAVIS data not found at {DATA}")
@@ -64,8 +66,10 @@ def test_video_is_ground_truth_beside_prediction(tmp_path):
     out = tmp_path / "out"
     assert main(["davis", "--davis", str(root), "--year", "2016", "--sequences", seq, "--features", "rgb",
                  "--out", str(out), "--video", "--video-fps", "12"]) == 0
-    codec, video = decode(out / seq / "side-by-side.mp4")
-    assert codec == "h264" and video.shape == (n, 480, 2 * 854, 3)
+    codec, video = decode(out / seq / VIDEO)
+    band = band_height(480)
+    assert codec == "h264" and video.shape == (n, band + 480, 2 * 854, 3)
+    video = video[:, band:]
     frames = [load_frame(p) for p in sorted((root / "JPEGImages" / "480p" / seq).glob("*.jpg"))]
     gts = [mask_overlay(f, load_mask(mask_path(root, seq, f"{t:05d}"), 2016)) for t, f in enumerate(frames)]
     preds = [gts[0]] + [np.asarray(Image.open(out / seq / "overlay" / f"{t:05d}.png").convert("RGB"))
@@ -80,8 +84,17 @@ def test_video_is_ground_truth_beside_prediction(tmp_path):
     left, right = video[-1, :, :854][wrong], video[-1, :, 854:][wrong]
     assert err(left, gts[-1][wrong]) < 10 < 25 < err(left, preds[-1][wrong])
     assert err(right, preds[-1][wrong]) < 10 < 25 < err(right, gts[-1][wrong])
-    still = np.asarray(Image.open(out / seq / "side-by-side.png"))
-    assert np.array_equal(still, np.concatenate([gts[n // 2], preds[n // 2]], axis=1))  # lossless: exact
+    still = np.asarray(Image.open(out / seq / STILL))
+    assert np.array_equal(still[band:], np.concatenate([gts[n // 2], preds[n // 2]], axis=1))  # lossless: exact
+    assert np.array_equal(still[:band], label_band(480, 854))
+
+
+def test_label_band_names_each_half():
+    band = label_band(480, 854)
+    # white text over black, in the left part of each half: "ground truth" is the longer label
+    inked = [(band[:, i * 854:(i + 1) * 854].max(axis=-1) > 128).any(axis=0).nonzero()[0] for i in (0, 1)]
+    assert all(len(x) > 50 for x in inked) and inked[0].max() < 427 and inked[1].max() < 427
+    assert inked[0].max() - inked[0].min() > inked[1].max() - inked[1].min()
 
 
 @needs_data
@@ -89,12 +102,12 @@ def test_objects_take_their_davis_palette_colours(tmp_path):
     out = tmp_path / "out"
     root = DATA / "davis2017-mini"
     assert main(["davis", "--davis", str(root), "--year", "2017", "--sequences", "tennis", "--features", "rgb",
-                 "--out", str(out), "--video"]) == 0
-    still = np.asarray(Image.open(out / "tennis" / "side-by-side.png")).astype(int)  # frame 1 of 2
+                 "--out", str(out), "--video", "--no-metrics"]) == 0  # 2 frames: nothing to score
+    still = np.asarray(Image.open(out / "tennis" / STILL)).astype(int)[band_height(480):]  # frame 1 of 2
     frame = load_frame(root / "JPEGImages" / "480p" / "tennis" / "00001.jpg").astype(int)
     gt = load_mask(mask_path(root, "tennis", "00001"), 2017)
     for k in (1, 2):
         inside = gt == k
         want = (0.5 * frame[inside] + 0.5 * PALETTE[k]).astype(int)
         assert np.abs(still[:, :frame.shape[1]][inside] - want).max() <= 1, k
-    assert decode(out / "tennis" / "side-by-side.mp4")[1].shape[0] == 2
+    assert decode(out / "tennis" / VIDEO)[1].shape[0] == 2

@@ -74,5 +74,18 @@ def test_report_embeds_the_video_still(synth_davis, tmp_path):
         still = f"side-by-side-{name.replace(' ', '-')}.png"
         assert f"![{name}: synth-01]({still})" in md
         assert np.array_equal(np.asarray(Image.open(out / still)),
-                              np.asarray(Image.open(ev / folder / "synth-01" / "side-by-side.png")))
-        assert f"([mp4](../eval/{folder}/synth-01/side-by-side.mp4))" in md
+                              np.asarray(Image.open(ev / folder / "synth-01" / "side-by-side" / "still.png")))
+        assert f"([mp4](../eval/{folder}/synth-01/side-by-side/video.mp4))" in md
+    # the table says how many sequences each evaluation scored, of how many its set lists
+    assert "| 2/2 |" in md and "| 1/2 |" in md and "rows on different numbers of sequences" in md
+
+
+def test_report_says_how_many_sequences_were_scored(tmp_path):
+    ev = tmp_path / "eval"
+    for name in ("rgb", "random"):
+        _metrics(ev, name, 0.5)
+        m = json.loads((ev / name / "metrics-val.json").read_text())
+        m.update(davis="davis2016-val", sequences=["bmx-trees", "car-shadow"], listed=14, eval_scale=0.5)
+        (ev / name / "metrics-val.json").write_text(json.dumps(m))
+    line = report.scored_line(report.method_rows([], ev))
+    assert line == "on `davis2016-val`, 2 of its 14 listed sequences, frames and masks resized by 0.5"
