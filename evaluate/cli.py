@@ -156,7 +156,8 @@ def _davis_parser(sub) -> None:
     p.add_argument("--out", required=True, help="results folder: OUT/<seq>/<frame>.png")
     p.add_argument("--context", type=int, default=DEFAULTS["n_context"], help="preceding frames used as context")
     p.add_argument("--radius", type=float, default=DEFAULTS["radius"], help="spatial radius in feature cells")
-    p.add_argument("--topk", type=int, default=DEFAULTS["topk"])
+    p.add_argument("--topk", type=int, default=DEFAULTS["topk"], help="context cells each cell takes its label "
+                   "from (the most similar)")
     p.add_argument("--tau", type=float, default=DEFAULTS["tau"], help="softmax temperature")
     p.add_argument("--seed", type=int, default=0, help="seed of --init random")
     p.add_argument("--padding", default=None, choices=PADDINGS,
@@ -189,13 +190,13 @@ def _other_parsers(sub) -> None:
     p.set_defaults(func=cmd_metrics)
 
     p = sub.add_parser("synth", help="synthetic DAVIS-2017-format set with exact masks")
-    p.add_argument("--out", required=True)
-    p.add_argument("--sequences", type=int, default=3)
-    p.add_argument("--frames", type=int, default=24)
-    p.add_argument("--height", type=int, default=240)
-    p.add_argument("--width", type=int, default=432)
+    p.add_argument("--out", required=True, help="DAVIS root to write (JPEGImages/, Annotations/, ImageSets/2017)")
+    p.add_argument("--sequences", type=int, default=3, help="how many sequences")
+    p.add_argument("--frames", type=int, default=24, help="frames per sequence")
+    p.add_argument("--height", type=int, default=240, help="frame height (pixels)")
+    p.add_argument("--width", type=int, default=432, help="frame width (pixels)")
     p.add_argument("--objects", type=int, default=3, help="objects per sequence")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seeds the shapes, colours and motions")
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("superpixels", help="superpixel maps scored against DAVIS masks (thesis tables 4.1-4.3)")

@@ -11,5 +11,6 @@ jpegcodec.py   the `spixwalk.jpeg` Zarr codec of the frames (plain zarr loads it
 lease.py       one writer per shard: a lease file kept alive by a heartbeat
 faults.py      test-only fault points (a process stops itself at a named write)
 engines.py     shard tasks on loky (joblib), a dask `distributed` cluster or ray
-inspect.py     looking at a store: `status` table, `show` superpixel boundary overlays, `export` to HDF5
+views.py       looking at a store: `status` table (`--videos`: its videos), `show` superpixel boundary overlays
+export.py      `export`: one shard to HDF5 (h5py, the optional `h5` extra)
 """

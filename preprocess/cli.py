@@ -215,7 +215,36 @@ def main(argv=None) -> int:
                         "(python -m preprocess <command> --help). Exit codes: 0 done, 1 some inputs failed, "
                         "2 unusable options or manifest (nothing written), 3 some shards busy (held by a live run)."))
         return cmd_run(p.parse_args(argv))
-    from . import inspect
+    return view_main(sub, argv)
 
-    return inspect.main(sub, argv)
+
+def view_main(sub: str, argv: list[str]) -> int:
+    """`status`, `show` (preprocess/views.py) and `export` (preprocess/export.py): reading a store."""
+    p = stage_parser(f"python -m preprocess {sub}")
+    p.add_argument("--store", required=True, help="store root")
+    if sub == "status":
+        from .views import cmd_status
+
+        p.description = "Shards done / failed / missing, per label configuration; --videos: the videos."
+        p.add_argument("--videos", action="store_true", help="list the videos instead: shard, id, frames and the "
+                       "label configurations complete for each")
+        p.add_argument("--json", default=None, help="also write the table as JSON here")
+        return cmd_status(p.parse_args(argv))
+    if sub == "show":
+        from .views import cmd_show
+
+        p.description = "Superpixel boundaries over a few frames of one video, as a PNG."
+        p.add_argument("--video", required=True, help="video id (as in the manifest; `status --videos` lists them)")
+        p.add_argument("--config", default=None, help="label configuration, e.g. slic-n30-c30 (default: first)")
+        p.add_argument("--frames", type=int, default=4, help="frames to show")
+        p.add_argument("--out", required=True, help="output PNG")
+        return cmd_show(p.parse_args(argv))
+    from .export import cmd_export
+
+    p.description = "Export one shard to HDF5 (frames raw uint8 + label maps), for tools that read HDF5."
+    p.add_argument("--shard", type=int, required=True, help="the shard's number (`status` lists them)")
+    p.add_argument("--format", default="hdf5", choices=["hdf5"], help="file format (needs the h5 extra: "
+                   "pip install 'spixwalk[h5]')")
+    p.add_argument("--out", required=True, help="output .h5 file")
+    return cmd_export(p.parse_args(argv))
 

@@ -6,7 +6,6 @@ import subprocess
 from pathlib import Path
 
 import cv2
-import ffmpeg
 import numpy as np
 
 from spixwalk.common import ffmpeg_exe
@@ -22,15 +21,12 @@ class DecodeError(Exception):
 
 
 def ffmpeg_command(path, fps: float, size: int) -> list[str]:
-    stream = (
-        ffmpeg.input(str(path), threads=1)
-        .filter("fps", fps=fps)
-        .filter("scale", size, size, flags="area")
-        .output("pipe:", format="rawvideo", pix_fmt="rgb24", threads=1, an=None, sn=None)
-        # explode on damaged streams: a truncated file must fail, not yield a silently short video
-        .global_args("-nostdin", "-hide_banner", "-loglevel", "error", "-xerror", "-err_detect", "explode")
-    )
-    return stream.compile(cmd=ffmpeg_exe())
+    """One ffmpeg process: the video at `fps`, area-resized to size x size, as raw RGB on stdout."""
+    graph = f"[0]fps=fps={fps}[s0];[s0]scale={size}:{size}:flags=area[s1]"
+    return [ffmpeg_exe(), "-threads", "1", "-i", str(path), "-filter_complex", graph, "-map", "[s1]",
+            "-f", "rawvideo", "-an", "-pix_fmt", "rgb24", "-sn", "-threads", "1", "pipe:",
+            # explode on damaged streams: a truncated file must fail, not yield a silently short video
+            "-nostdin", "-hide_banner", "-loglevel", "error", "-xerror", "-err_detect", "explode"]
 
 
 def decode_video(path, fps: float = FRAME_RATE, size: int = FRAME_SIZE, timeout: float = 600.0) -> np.ndarray:

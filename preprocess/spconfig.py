@@ -48,7 +48,7 @@ OPTIONS = [
 
 
 def add_options(parser, aliases: dict | None = None):
-    """Add every algorithm's options (with their defaults) to a parser or argument group.
+    """Add every algorithm's options (with their defaults, which --help shows) to a parser or argument group.
 
     aliases: extra spellings kept for old command lines, e.g. {"--lsc-iterations": ["--iterations"]}.
     """
@@ -56,7 +56,7 @@ def add_options(parser, aliases: dict | None = None):
     for opt, dest, alg, key, typ, help_ in OPTIONS:
         kw = {"choices": ["opencv", "skimage"]} if dest == "slic_impl" else {}
         parser.add_argument(opt, *aliases.get(opt, []), dest=dest, type=typ, default=DEFAULTS[alg][key],
-                            help=f"{help_} (default {DEFAULTS[alg][key]})", **kw)
+                            help=help_, **kw)  # the help formatter adds the default
     return parser
 
 

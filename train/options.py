@@ -13,7 +13,7 @@ from . import runconfig, tracking, workers
 from .clock import CLOCKS
 from .data import FRAME_TRANSFORMS
 from .model import NORMS, PADDINGS, PATCH_JITTERS
-from .presets import DEFAULT_PRESET, PRESETS, apply_preset
+from .presets import DEFAULT_PRESET, PRESETS, apply_preset, shown
 from .walk import CYCLES, DROP_MODES
 
 DESCRIPTION = ("The training loop: data, model, Adam, checkpoints, logs. Plain process on CPU, DDP under torchrun.\n"
@@ -54,14 +54,14 @@ def _data_options(p) -> None:
     g.add_argument("--label-config", help="configuration name (e.g. slic-n30-c30); overrides --alg")
     g.add_argument("--random-configs", help="comma list for --alg random (default: every complete configuration "
                    "of the store except the random-cell baselines random-*)")
-    g.add_argument("--clip-len", type=int, help="frames per clip (T)")
+    g.add_argument("--clip-len", type=int, help="frames per clip (T)" + shown("clip_len"))
     g.add_argument("--clip-stride", type=int, default=0, help="frames between clip starts (0: T, non-overlapping); "
                    "used with --clips-per-video 0")
     g.add_argument("--clips-per-video", type=int, help="clips drawn per video and epoch from every start "
-                   "(CRW: 5, possibly overlapping); 0: every clip at --clip-stride")
-    g.add_argument("--img-size", type=int, help="side of the training crops (preset: 256, the stored frames')")
+                   "(CRW: 5, possibly overlapping); 0: every clip at --clip-stride" + shown("clips_per_video"))
+    g.add_argument("--img-size", type=int, help="side of the training crops" + shown("img_size"))
     g.add_argument("--frame-transforms", help=f"comma list of {'/'.join(FRAME_TRANSFORMS)}: per-frame random "
-                   "resized crop, colour jitter, per-clip flip (CRW: crop)")
+                   "resized crop, colour jitter, per-clip flip" + shown("frame_transforms"))
     g.add_argument("--workers", type=int, default=None, help="DataLoader workers per process (default: the "
                    "process's CPUs less 2 for the training process, at least 2, at most 14)")
     g.add_argument("--aug-on", default="auto", choices=["auto", "device", "loader"],
@@ -82,45 +82,51 @@ def _walk_options(p) -> None:
     g.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS),
                    help="crw: every choice as videowalk ships it (patch nodes); thesis: crw + superpixel nodes + "
                    "cycles summed; legacy: spixwalk's defaults before presets; study-<arm>: that study arm's recipe "
-                   "(train/recipes.py: its base preset, nodes, label configuration, batch, lr and schedule) "
-                   "(default: %(default)s)")
+                   "(train/recipes.py: its base preset, nodes, label configuration, batch, lr and schedule)")
     g = p.add_argument_group("model and walk")
-    g.add_argument("--nodes", choices=["superpixels", "patches", "mixed"])
+    g.add_argument("--nodes", choices=["superpixels", "patches", "mixed"], help="graph nodes: superpixels of "
+                   "the store's label maps, square patches (CRW), or mixed per clip (--patch-prob)" + shown("nodes"))
     g.add_argument("--patch-prob", type=float, default=0.7, help="mixed: probability that a clip uses patches")
     g.add_argument("--patch-jitter", choices=PATCH_JITTERS, help="per-patch crop: crw redraws boxes larger "
-                   "than the window (torchvision), clamp cuts them to it")
-    g.add_argument("--padding", choices=PADDINGS, help="encoder conv padding (CRW scratch: reflect)")
-    g.add_argument("--norm", choices=sorted(NORMS), help="input mean/std in training (CRW: cifar; "
-                   "evaluation always uses imagenet, as CRW's)")
-    g.add_argument("--tau", type=float)
-    g.add_argument("--edge-drop", type=float, help="fraction of affinities dropped per transition")
+                   "than the window (torchvision), clamp cuts them to it" + shown("patch_jitter"))
+    g.add_argument("--padding", choices=PADDINGS, help="encoder conv padding" + shown("padding"))
+    g.add_argument("--norm", choices=sorted(NORMS), help="input mean/std in training (evaluation always uses "
+                   "imagenet, as CRW's)" + shown("norm"))
+    g.add_argument("--tau", type=float, help="softmax temperature of the walk's transitions" + shown("tau"))
+    g.add_argument("--edge-drop", type=float, help="fraction of affinities dropped per transition"
+                   + shown("edge_drop"))
     g.add_argument("--edge-drop-mode", choices=DROP_MODES, help="crw: the backward step also drops the forward "
-                   "step's edges (about 19%% at 0.1), as videowalk ships; independent: two separate masks")
-    g.add_argument("--cycles", choices=CYCLES, help="all: k=1..T-1 summed (thesis text); crw: k=2..T-1 averaged")
+                   "step's edges (about 19%% at 0.1), as videowalk ships; independent: two separate masks"
+                   + shown("edge_drop_mode"))
+    g.add_argument("--cycles", choices=CYCLES, help="all: k=1..T-1 summed (thesis text); crw: k=2..T-1 averaged"
+                   + shown("cycles"))
 
 
 def _optimisation_options(p) -> None:
     g = p.add_argument_group("optimisation")
-    g.add_argument("--batch", type=int, help="clips per step and process (preset)")
-    g.add_argument("--steps", type=int, help="optimisation steps of the run (preset)")
+    g.add_argument("--batch", type=int, help="clips per step and process" + shown("batch"))
+    g.add_argument("--steps", type=int, help="optimisation steps of the run (a --budget may stop sooner)"
+                   + shown("steps"))
     g.add_argument("--epochs", type=float, default=None, help="train this many epochs instead of --steps")
-    g.add_argument("--lr", type=float)
+    g.add_argument("--lr", type=float, help="Adam learning rate" + shown("lr"))
     g.add_argument("--lr-drop-at", type=float, help="fraction of the steps after which lr is multiplied by "
-                   "--lr-gamma (CRW: 0.8); 0: constant")
-    g.add_argument("--lr-gamma", type=float)
+                   "--lr-gamma; 0: constant" + shown("lr_drop_at"))
+    g.add_argument("--lr-gamma", type=float, help="factor of the lr drop at --lr-drop-at" + shown("lr_gamma"))
     g.add_argument("--lr-schedule", choices=LR_SCHEDULES, help="drop: CRW's step decay "
                    "(--lr-drop-at, --lr-gamma); cosine: a half cosine from --lr to 0 over the --budget (clock seconds, "
                    "read at each log row; a larger --budget on resume raises lr again) or, without one, over the "
-                   "steps; warm-up applies to both")
+                   "steps; warm-up applies to both" + shown("lr_schedule"))
     g.add_argument("--warmup-steps", "--warmup", dest="warmup", type=int,
                    help="linear learning-rate warm-up over this many steps (lr x (s+1)/N), then constant until "
-                   "--lr-drop-at")
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+                   "--lr-drop-at" + shown("warmup"))
+    g.add_argument("--seed", type=int, default=0, help="seeds the initial weights and the clip order")
+    g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="auto: CUDA when there is a GPU, else the CPU")
     g.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     g.add_argument("--precision", choices=PRECISIONS, help="the encoder's forward under bf16 "
                    "autocast (weights, walk loss and optimiser stay fp32): auto: bf16 on CUDA, fp32 on CPU; bf16 "
-                   "also on CPU (about 2x the steps per CPU second where the CPU has AVX512-BF16 or AMX)")
+                   "also on CPU (about 2x the steps per CPU second where the CPU has AVX512-BF16 or AMX)"
+                   + shown("precision"))
     g.add_argument("--compile", action="store_true", help="torch.compile the encoder (in place: checkpoints "
                    "keep their keys); the first steps pay the compilation")
 
@@ -130,7 +136,7 @@ def _run_options(p) -> None:
     g.add_argument("--run", "--run-dir", dest="run", required=True,
                    help="output directory: config, logs, plot, checkpoint, summary "
                    "(--run-dir: the same, for torchrun, whose own --run-path swallows --run)")
-    g.add_argument("--ckpt-every", type=int, default=100)
+    g.add_argument("--ckpt-every", type=int, default=100, help="steps between checkpoints (RUN/checkpoint.pt)")
     g.add_argument("--log-every", type=int, default=10, help="steps per log row: the only host syncs "
                    "(row = mean over its steps and over DDP ranks)")
     g.add_argument("--budget", "--cpu-budget", dest="budget", type=float, default=0,

@@ -32,3 +32,21 @@ def apply_preset(a) -> None:
     for k, v in PRESETS[a.preset].items():
         if getattr(a, k, None) is None:
             setattr(a, k, v)
+
+
+def shown(key: str) -> str:
+    """What the presets set `key` to, for an option's --help, grouped by value: ' (preset: 0.05)' where they all
+    agree, else ' (presets crw, legacy: patches; thesis, study-*: superpixels)' (study-*: every study-<arm>)."""
+    groups: dict[str, list[str]] = {}
+    for name, preset in PRESETS.items():
+        if key in preset:
+            groups.setdefault(str(preset[key]), []).append(name)
+    if len(groups) == 1 and sum(map(len, groups.values())) == len(PRESETS):
+        return f" (preset: {next(iter(groups))})"
+    study = {n for n in PRESETS if n.startswith("study-")}
+    parts = []
+    for value, names in groups.items():
+        if study and study <= set(names):
+            names = [n for n in names if n not in study] + ["study-*"]
+        parts.append(f"{', '.join(names)}: {value}")
+    return " (presets " + "; ".join(parts) + ")"

@@ -1,4 +1,5 @@
-"""Looking at a store: status table, superpixel overlays, HDF5 export of a shard."""
+"""Looking at a store: the status table, the list of its videos, superpixel boundary overlays (`preprocess
+status [--videos]`, `preprocess show`)."""
 from __future__ import annotations
 
 import json
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spixwalk.common import atomic_path, check_out, stage_parser
+from spixwalk.common import check_out
 
 from . import generations, store
 from .lease import describe, holder, is_stale, lease_path
@@ -42,10 +43,32 @@ def status(root) -> list[dict]:
     return rows
 
 
+def videos(root) -> list[dict]:
+    """One row per video with committed frames: shard, id, frames, and the label configurations complete for it."""
+    r = store.StoreReader(root)
+    have = {cfg: {(v.shard, v.video_id) for v in r.videos(cfg)} for cfg in r.configs()}
+    return [{"shard": v.shard, "video": v.video_id, "frames": v.length,
+             "configs": [c for c, ids in have.items() if (v.shard, v.video_id) in ids]} for v in r.videos()]
+
+
+def print_videos(rows: list[dict]) -> None:
+    width = max([len(r["video"]) for r in rows] + [5])
+    print(f"{'shard':>6}  {'video':<{width}}  {'frames':>6}  label configurations complete")
+    for r in rows:
+        print(f"{r['shard']:>6}  {r['video']:<{width}}  {r['frames']:>6}  {', '.join(r['configs']) or '-'}")
+    print(f"{len(rows)} videos, {sum(r['frames'] for r in rows)} frames")
+
+
 def cmd_status(a) -> int:
     if not Path(a.store).is_dir():
         print(f"error: --store {a.store}: no such folder", file=sys.stderr)
         return 2
+    if a.videos:
+        rows = videos(a.store)
+        print_videos(rows)
+        if a.json:
+            Path(a.json).write_text(json.dumps(rows, indent=1))
+        return 0
     rows = status(a.store)
     for lp in sorted(Path(a.store).glob("shard-[0-9]*.lease")):
         print(f"lease {lp.name}: {describe(lp)}")
@@ -123,56 +146,3 @@ def cmd_show(a) -> int:
     return 0
 
 
-def export_hdf5(root, shard: int, out) -> dict:
-    """Copy one complete shard to HDF5 (frames decoded to raw uint8, labels gzip) for HDF5 tools."""
-    import h5py
-    import zarr
-
-    sp = store.shard_path(root, shard)
-    fg = store.frames_gen(sp)
-    if fg is None:
-        raise ValueError(f"{sp}: frames not complete")
-    g = zarr.open_group(fg[0], mode="r")
-    lgs = store.label_configs(sp, fg)
-    cfgs = sorted(lgs)
-    with atomic_path(out) as tmp, h5py.File(tmp, "w") as h:
-        fr = g["frames"]
-        h.create_dataset("frames", data=fr[:], chunks=(1,) + fr.shape[1:], compression="gzip")
-        h.attrs["videos"] = json.dumps(g.attrs["videos"])
-        for c in cfgs:
-            lg = zarr.open_group(lgs[c][0], mode="r")
-            la = lg["labels"]
-            h.create_dataset(f"labels/{c}", data=la[:], chunks=(1,) + la.shape[1:], compression="gzip")
-            h.create_dataset(f"nseg/{c}", data=lg["nseg"][:])
-    return {"frames": int(g["frames"].shape[0]), "configs": cfgs}
-
-
-def cmd_export(a) -> int:
-    try:
-        info = export_hdf5(a.store, a.shard, a.out)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}")
-        return 2
-    print(f"{a.out}: shard {a.shard}, {info['frames']} frames, configs {info['configs']}")
-    return 0
-
-
-def main(sub: str, argv: list[str]) -> int:
-    p = stage_parser(f"python -m preprocess {sub}")
-    p.add_argument("--store", required=True, help="store root")
-    if sub == "status":
-        p.description = "Shards done / failed / missing, per label configuration."
-        p.add_argument("--json", default=None, help="also write the table as JSON here")
-        return cmd_status(p.parse_args(argv))
-    if sub == "show":
-        p.description = "Superpixel boundaries over a few frames of one video, as a PNG."
-        p.add_argument("--video", required=True, help="video id (as in the manifest)")
-        p.add_argument("--config", default=None, help="label configuration, e.g. slic-n30-c30 (default: first)")
-        p.add_argument("--frames", type=int, default=4, help="frames to show")
-        p.add_argument("--out", required=True, help="output PNG")
-        return cmd_show(p.parse_args(argv))
-    p.description = "Export one shard to HDF5 (frames raw uint8 + label maps), for tools that read HDF5."
-    p.add_argument("--shard", type=int, required=True)
-    p.add_argument("--format", default="hdf5", choices=["hdf5"])
-    p.add_argument("--out", required=True, help="output .h5 file")
-    return cmd_export(p.parse_args(argv))
