@@ -10,7 +10,7 @@ from pathlib import Path
 from spixwalk.common import stage_parser
 from spixwalk.data_manifest import manifest as manifest_file
 
-from . import spconfig, store
+from . import generations, spconfig, store
 from .engines import BACKENDS, check_backend
 from .run import select_shards
 from .spconfig import ALGORITHMS
@@ -106,7 +106,7 @@ def _check_frames_match(root: str, manifest: dict, shards: list[int], fps: float
 
 
 def _check_members(sp: Path, rows: list[dict]) -> None:
-    fm = store.frames_gen(sp)[1]
+    fm = generations.frames_gen(sp)[1]
     held = set(fm["ok"]) | {f["id"] for f in fm["failed"]}
     listed = {r["id"] for r in rows}
     if held != listed:

@@ -7,7 +7,7 @@ import sys
 
 from spixwalk.common import atomic_path
 
-from . import store
+from . import generations, store
 
 H5_MISSING = "preprocess export --format hdf5 needs h5py: pip install 'spixwalk[h5]' (or pip install h5py)"
 
@@ -18,11 +18,11 @@ def export_hdf5(root, shard: int, out) -> dict:
     import zarr
 
     sp = store.shard_path(root, shard)
-    fg = store.frames_gen(sp)
+    fg = generations.frames_gen(sp)
     if fg is None:
         raise ValueError(f"{sp}: frames not complete")
     g = zarr.open_group(fg[0], mode="r")
-    lgs = store.label_configs(sp, fg)
+    lgs = generations.label_configs(sp, fg)
     cfgs = sorted(lgs)
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as h:
         fr = g["frames"]

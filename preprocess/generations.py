@@ -1,5 +1,9 @@
-"""Fenced commits: each attempt at a unit of a shard writes its own generation and commits it in one step.
+"""The generations of a shard's units, in one home: where a unit lives, which generation of it counts
+(committed, and for label maps of the followed frames' lineage), reserving, committing, copying and pruning
+them. preprocess/store.py writes and reads the arrays inside a generation; nothing else of a generation's
+life is decided there.
 
+Fenced commits: each attempt at a unit of a shard writes its own generation and commits it in one step.
 A unit is a shard's frames (STORE/shard-K/frames/) or one label configuration (STORE/shard-K/labels/<cfg>/).
 An attempt creates its generation folder in one mkdir, named NNNNNN-<token>-<pid>@<host>: a number above
 every generation of the unit it can see, a token of its own, and its writer. It then checks its claim and
@@ -32,6 +36,7 @@ from spixwalk import faults
 from .lease import _pid_alive  # the lease's liveness test, one home for it
 
 NAME = re.compile(r"^(\d{6,})-([0-9a-f]{8})-(\d+)@(.+)$")
+FRAMES_MARKER = "_done_frames.json"
 HOST_CHARS = 64  # a folder name stays far below 255 bytes whatever the host's name
 
 
@@ -116,8 +121,80 @@ def dead(unit: Path, marker: str, alive_lineage=None) -> list[Path]:
     return out
 
 
-def prune(unit: Path, marker: str, alive_lineage=None) -> int:
+def prune_unit(unit: Path, marker: str, alive_lineage=None) -> int:
     gone = dead(unit, marker, alive_lineage)
     for g in gone:
         shutil.rmtree(g, ignore_errors=True)
     return len(gone)
+
+
+# ---------------------------------------------------------------- a shard's units: its frames, its label maps
+
+
+def labels_marker(cfg: str) -> str:
+    return f"_done_{cfg}.json"
+
+
+def frames_unit(sp: Path) -> Path:
+    return Path(sp) / "frames"
+
+
+def labels_unit(sp: Path, cfg: str) -> Path:
+    return Path(sp) / "labels" / cfg
+
+
+def frames_gen(sp: Path) -> tuple[Path, dict] | None:
+    """The committed frames generation of a shard (folder, marker), or None while the frames are incomplete."""
+    return committed(frames_unit(sp), FRAMES_MARKER)
+
+
+def labels_gen(sp: Path, cfg: str, frames: tuple | None = None) -> tuple[Path, dict] | None:
+    """The committed generation of cfg's label maps, if it was computed on the committed frames' lineage."""
+    frames = frames or frames_gen(sp)
+    got = committed(labels_unit(sp, cfg), labels_marker(cfg)) if frames else None
+    return got if got and got[1].get("lineage") == frames[1].get("lineage") else None
+
+
+def label_configs(sp: Path, frames: tuple | None = None) -> dict[str, tuple[Path, dict]]:
+    """cfg -> committed labels generation, for every configuration complete on the shard's frames."""
+    frames = frames or frames_gen(sp)
+    names = sorted(p.name for p in (Path(sp) / "labels").glob("*") if p.is_dir()) if frames else []
+    found = {c: labels_gen(sp, c, frames) for c in names}
+    return {c: g for c, g in found.items() if g}
+
+
+def units(sp: Path) -> list[tuple[Path, str]]:
+    """(unit folder, marker name) of a shard's frames and of every label configuration it has a folder for."""
+    cfgs = sorted(p.name for p in (Path(sp) / "labels").glob("*") if p.is_dir())
+    return [(frames_unit(sp), FRAMES_MARKER), *((labels_unit(sp, c), labels_marker(c)) for c in cfgs)]
+
+
+def prune(sp: Path) -> int:
+    """Delete the generations of a shard that can never be followed again (dead)."""
+    (frames, marker), *labels = units(sp)
+    n = prune_unit(frames, marker)
+    fg = frames_gen(sp)
+    alive = (lambda m: m.get("lineage") == fg[1].get("lineage")) if fg else None
+    return n + sum(prune_unit(unit, marker, alive) for unit, marker in labels)
+
+
+def new_frames_gen(sp: Path) -> Path:
+    return reserve(frames_unit(sp), "frames.reserve")
+
+
+def new_labels_gen(sp: Path, cfg: str) -> Path:
+    return reserve(labels_unit(sp, cfg), "labels.reserve")
+
+
+def copy_into(src: Path, dst: Path, marker: str) -> None:
+    """A committed generation's data into a new one (never linked: the new one is rewritten in place)."""
+    skip = lambda folder, names: [n for n in names if n == marker or ".tmp-" in n or n.endswith(".partial")]  # noqa: E731
+    shutil.copytree(src, dst, dirs_exist_ok=True, ignore=skip)
+
+
+def commit_frames(gen: Path, payload: dict) -> None:
+    commit(gen, FRAMES_MARKER, payload, "frames.commit")
+
+
+def commit_labels(gen: Path, cfg: str, payload: dict) -> None:
+    commit(gen, labels_marker(cfg), payload, "labels.commit")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from spixwalk.common import write_atomic
 
-from . import store
+from . import generations, store
 from .decode import DecodeError, decode
 from .lease import Busy, Lease, holder
 from .spconfig import FRAME_RATE, FRAME_SIZE
@@ -84,10 +84,10 @@ def process_shard(root, shard: int, rows: list[dict], alg: str, params: dict, cf
             try:
                 sp = store.shard_path(root, shard)
                 guard()
-                store.prune(sp)  # what earlier attempts left: superseded, dead-lineage or dead-writer generations
+                generations.prune(sp)  # what earlier attempts left: superseded, dead-lineage or dead-writer generations
                 fm = _frames_step(root, shard, rows, stats, guard, fps, size, quality, timeout, retry_failed, redecode)
                 lm = _labels_step(root, shard, alg, params, cfg, stats, guard, force, retry_failed)
-                store.prune(sp)
+                generations.prune(sp)
                 guard()  # a commit made after the claim was lost may be outranked: do not report it as done
             except OSError as e:
                 if lease.held():
@@ -129,14 +129,14 @@ def _decode_into(w: store.FramesWriter, rows, fps, size, timeout, guard) -> list
 
 def _frames_step(root, shard, rows, stats, guard, fps, size, quality, timeout, retry_failed, redecode) -> dict:
     sp = store.shard_path(root, shard)
-    fg = store.frames_gen(sp)
+    fg = generations.frames_gen(sp)
     fm = fg[1] if fg else None
     retry = {f["id"] for f in fm["failed"]} if fm is not None and retry_failed else set()
     if fm is not None and not redecode and not retry:
         return fm
     td = time.perf_counter()
     guard()
-    gen = store.new_frames_gen(sp)
+    gen = generations.new_frames_gen(sp)
     guard()  # from here on every later holder sees this generation and numbers its own above it
     if fm is None or redecode:
         w = store.FramesWriter(gen, shard, size, fps, quality)
@@ -154,15 +154,15 @@ def _frames_step(root, shard, rows, stats, guard, fps, size, quality, timeout, r
 
 def _labels_step(root, shard, alg, params, cfg, stats, guard, force, retry_failed) -> dict:
     sp = store.shard_path(root, shard)
-    fg = store.frames_gen(sp)
-    lg = store.labels_gen(sp, cfg, fg)
+    fg = generations.frames_gen(sp)
+    lg = generations.labels_gen(sp, cfg, fg)
     lm = lg[1] if lg else None
     covered = lm is not None and set(fg[1]["ok"]) <= set(lm["ok"]) | {f["id"] for f in lm["failed"]}
     if covered and not stats["decoded"] and not force and not (retry_failed and lm["failed"]):
         return lm
     tl = time.perf_counter()
     guard()
-    gen = store.new_labels_gen(sp, cfg)
+    gen = generations.new_labels_gen(sp, cfg)
     guard()
     keep = lg if not (stats["decoded"] or force) else None
     w = store.LabelsWriter(gen, fg, cfg, {"alg": alg, "params": params}, base=keep)

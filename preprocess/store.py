@@ -9,7 +9,9 @@ STORE/shard-00007/                one folder per manifest shard, written by one 
         nseg                      int16 (N,), S per frame
         _done_<cfg>.json          its commit marker + stats and the frames lineage the maps were computed on
 <gen> = NNNNNN-<token>-<pid>@<host>: every attempt writes a generation of its own and commits it by its
-marker (preprocess.generations). A reader follows, per unit, the highest-numbered generation holding its
+marker (preprocess/generations.py, the one home of a generation's life: where a unit lives, which
+generation counts, reserve, commit, copy, prune; this module writes and reads the arrays inside one).
+A reader follows, per unit, the highest-numbered generation holding its
 marker; label maps count only while their marker's lineage equals the followed frames' (a --retry-failed
 append keeps the lineage, a decode starts a new one). Nothing else in the shard folder is data.
 Claims (one writer per shard) live beside the shards: STORE/shard-00007.lease (preprocess.lease).
@@ -31,13 +33,14 @@ from zarr.registry import register_codec
 
 from spixwalk import faults
 from . import generations as gens
-from .generations import read_marker  # noqa: F401  (re-exported: markers are read through the store)
+# re-exported: a generation's life has its home in generations.py; these names were the store's first
+from .generations import (FRAMES_MARKER, frames_gen, label_configs, labels_gen, labels_marker,  # noqa: F401
+                          new_frames_gen, new_labels_gen, prune, read_marker, units)
 from .jpegcodec import NAME as JPEG_NAME
 from .jpegcodec import JpegCodec
 from .spconfig import FRAME_SIZE
 from .spconfig import SLIC_ITERATIONS, config_name  # noqa: F401  (re-exported: their home is spconfig)
 
-FRAMES_MARKER = "_done_frames.json"
 FRAMES_PER_SHARD_CHUNK = 64  # frames per zarr shard file: few files, one call per clip, partial reads
 
 
@@ -55,72 +58,11 @@ def shard_path(root, shard: int) -> Path:
     return Path(root) / f"shard-{shard:05d}"
 
 
-def labels_marker(cfg: str) -> str:
-    return f"_done_{cfg}.json"
-
-
-def frames_unit(sp: Path) -> Path:
-    return Path(sp) / "frames"
-
-
-def labels_unit(sp: Path, cfg: str) -> Path:
-    return Path(sp) / "labels" / cfg
-
-
 def check_layout(sp: Path) -> None:
     """A shard written before generations (arrays at its top) would read as empty: say so instead."""
-    if (Path(sp) / "zarr.json").exists() or (Path(sp) / FRAMES_MARKER).exists():
+    if (Path(sp) / "zarr.json").exists() or (Path(sp) / gens.FRAMES_MARKER).exists():
         raise ValueError(f"{sp}: written by an older spixwalk (arrays at the shard's top, no generations); "
                          f"preprocess into a new --store")
-
-
-def frames_gen(sp: Path) -> tuple[Path, dict] | None:
-    """The committed frames generation of a shard (folder, marker), or None while the frames are incomplete."""
-    return gens.committed(frames_unit(sp), FRAMES_MARKER)
-
-
-def labels_gen(sp: Path, cfg: str, frames: tuple | None = None) -> tuple[Path, dict] | None:
-    """The committed generation of cfg's label maps, if it was computed on the committed frames' lineage."""
-    frames = frames or frames_gen(sp)
-    got = gens.committed(labels_unit(sp, cfg), labels_marker(cfg)) if frames else None
-    return got if got and got[1].get("lineage") == frames[1].get("lineage") else None
-
-
-def label_configs(sp: Path, frames: tuple | None = None) -> dict[str, tuple[Path, dict]]:
-    """cfg -> committed labels generation, for every configuration complete on the shard's frames."""
-    frames = frames or frames_gen(sp)
-    names = sorted(p.name for p in (Path(sp) / "labels").glob("*") if p.is_dir()) if frames else []
-    found = {c: labels_gen(sp, c, frames) for c in names}
-    return {c: g for c, g in found.items() if g}
-
-
-def units(sp: Path) -> list[tuple[Path, str]]:
-    """(unit folder, marker name) of a shard's frames and of every label configuration it has a folder for."""
-    cfgs = sorted(p.name for p in (Path(sp) / "labels").glob("*") if p.is_dir())
-    return [(frames_unit(sp), FRAMES_MARKER), *((labels_unit(sp, c), labels_marker(c)) for c in cfgs)]
-
-
-def prune(sp: Path) -> int:
-    """Delete the generations of a shard that can never be followed again (generations.dead)."""
-    (frames, marker), *labels = units(sp)
-    n = gens.prune(frames, marker)
-    fg = frames_gen(sp)
-    alive = (lambda m: m.get("lineage") == fg[1].get("lineage")) if fg else None
-    return n + sum(gens.prune(unit, marker, alive) for unit, marker in labels)
-
-
-def new_frames_gen(sp: Path) -> Path:
-    return gens.reserve(frames_unit(sp), "frames.reserve")
-
-
-def new_labels_gen(sp: Path, cfg: str) -> Path:
-    return gens.reserve(labels_unit(sp, cfg), "labels.reserve")
-
-
-def _copy_gen(src: Path, dst: Path, marker: str) -> None:
-    """A committed generation's data into a new one (never linked: the new one is rewritten in place)."""
-    skip = lambda folder, names: [n for n in names if n == marker or ".tmp-" in n or n.endswith(".partial")]  # noqa: E731
-    shutil.copytree(src, dst, dirs_exist_ok=True, ignore=skip)
 
 
 def remove_leftovers(sp: Path) -> int:
@@ -180,7 +122,7 @@ def _create(group, name, shape, dtype, inner, codecs, attrs):
 
 def frames_meta(sp: Path) -> dict | None:
     """fps/size/JPEG quality the committed frames of a shard were stored at (marker, else array metadata)."""
-    fg = frames_gen(sp)
+    fg = gens.frames_gen(sp)
     if fg is None:
         return None
     attrs = json.loads((fg[0] / "frames" / "zarr.json").read_text()).get("attributes", {})
@@ -202,7 +144,7 @@ class FramesWriter:
         self.gen, self.shard, self.fps, self.size = Path(gen), shard, fps, size
         faults.point("frames.create")
         if base is not None:
-            _copy_gen(base[0], self.gen, FRAMES_MARKER)
+            gens.copy_into(base[0], self.gen, gens.FRAMES_MARKER)
             self.lineage = base[1]["lineage"]
             self.g = zarr.open_group(self.gen, mode="r+")
             self.index = list(self.g.attrs["videos"])
@@ -231,7 +173,7 @@ class FramesWriter:
         _fsync_tree(self.gen)
         m = {"shard": self.shard, "ok": [v["id"] for v in self.index], "failed": failed,
              "frames": int(self.a.shape[0]), "fps": self.fps, "size": self.size, "lineage": self.lineage}
-        gens.commit(self.gen, FRAMES_MARKER, m, "frames.commit")
+        gens.commit_frames(self.gen, m)
         return m
 
 
@@ -242,11 +184,11 @@ def write_frames(root, shard: int, videos: list, attrs: dict, failed: list, *, q
     New frames start a new lineage: label maps of earlier frames no longer count.
     """
     size = int(videos[0][1].shape[1]) if videos else int(attrs.get("size", FRAME_SIZE))
-    w = FramesWriter(new_frames_gen(shard_path(root, shard)), shard, size, fps, quality, attrs)
+    w = FramesWriter(gens.new_frames_gen(shard_path(root, shard)), shard, size, fps, quality, attrs)
     for vid, arr in videos:
         w.add(vid, arr, (paths or {}).get(vid))
     w.finish(failed)
-    prune(shard_path(root, shard))
+    gens.prune(shard_path(root, shard))
 
 
 class LabelsWriter:
@@ -268,7 +210,7 @@ class LabelsWriter:
         self.failed = list(base[1]["failed"]) if base else []
         faults.point("labels.create")
         if base:
-            _copy_gen(base[0], self.gen, labels_marker(cfg))
+            gens.copy_into(base[0], self.gen, gens.labels_marker(cfg))
             self.g = zarr.open_group(self.gen, mode="r+")
             self.la, self.na = self.g["labels"], self.g["nseg"]
             self.la.resize((n,) + size)
@@ -310,7 +252,7 @@ class LabelsWriter:
         m = {"shard": self.shard, "config": self.cfg, "failed": self.failed, "ok": [v["id"] for v in ok],
              "frames": int(self.la.shape[0]), "nseg_min": int(ns.min()) if len(ns) else None,
              "nseg_max": int(ns.max()) if len(ns) else None, "lineage": self.lineage}
-        gens.commit(self.gen, labels_marker(self.cfg), m, "labels.commit")
+        gens.commit_labels(self.gen, self.cfg, m)
         return m
 
 
@@ -322,10 +264,10 @@ def write_labels(root, shard: int, cfg: str, labels: list, attrs: dict, failed: 
     be named in `failed`; readers skip it.
     """
     sp = shard_path(root, shard)
-    fg = frames_gen(sp)
+    fg = gens.frames_gen(sp)
     if fg is None:
         raise RuntimeError(f"{sp}: frames are not complete; write labels after frames")
-    w = LabelsWriter(new_labels_gen(sp, cfg), fg, cfg, attrs)
+    w = LabelsWriter(gens.new_labels_gen(sp, cfg), fg, cfg, attrs)
     if len(labels) != len(w.index) or any(len(l) != v["length"] for l, v in zip(labels, w.index)):
         raise ValueError(f"{sp}/{cfg}: label maps do not match the frames index")
     bad = {f["id"]: f for f in failed}
@@ -335,7 +277,7 @@ def write_labels(root, shard: int, cfg: str, labels: list, attrs: dict, failed: 
         if v["id"] in bad:
             w.put(v, None, None, bad[v["id"]])
     w.finish()
-    prune(sp)
+    gens.prune(sp)
 
 
 # ---------------------------------------------------------------- reader
@@ -382,7 +324,7 @@ class StoreReader:
         """Look the committed generation of a shard's frames (cfg None) or cfg's label maps up again; the one
         followed before is forgotten, with its open arrays, if a later commit outranked it."""
         sp = shard_path(self.root, shard)
-        got = labels_gen(sp, cfg, frames or self._resolve(shard)) if cfg else frames_gen(sp)
+        got = gens.labels_gen(sp, cfg, frames or self._resolve(shard)) if cfg else gens.frames_gen(sp)
         if self._gens.get((shard, cfg), got) != got:
             self._groups.pop((shard, cfg), None)
             names = ["frames"] if cfg is None else [f"labels/{cfg}", f"nseg/{cfg}"]
@@ -404,7 +346,7 @@ class StoreReader:
         found = set()
         for s in self.shards():
             fg = self._resolve(s)
-            for c in (label_configs(shard_path(self.root, s), fg) if fg else {}):
+            for c in (gens.label_configs(shard_path(self.root, s), fg) if fg else {}):
                 if self._resolve(s, c, fg):
                     found.add(c)
         return sorted(found)

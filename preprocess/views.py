@@ -23,16 +23,16 @@ def status(root) -> list[dict]:
         if not sp.is_dir():  # shard-K.lease: a claim, not a shard
             continue
         store.check_layout(sp)
-        fg = store.frames_gen(sp)
+        fg = generations.frames_gen(sp)
         fm = fg[1] if fg else None
         lp = lease_path(root, int(sp.name[6:]))
         row = {"shard": int(sp.name[6:]), "frames": "done" if fm else "incomplete",
                "videos_ok": len(fm["ok"]) if fm else 0, "videos_failed": len(fm["failed"]) if fm else 0,
                "configs": {}, "failed": [dict(f, config=None) for f in fm["failed"]] if fm else [],
                "held_by": holder(lp) if lp.exists() and not is_stale(lp) else None,
-               "uncommitted": [str(g.relative_to(sp)) for unit, marker in store.units(sp)
+               "uncommitted": [str(g.relative_to(sp)) for unit, marker in generations.units(sp)
                                for g in generations.pending(unit, marker)]}
-        for cfg, (_, lm) in store.label_configs(sp, fg).items():
+        for cfg, (_, lm) in generations.label_configs(sp, fg).items():
             row["configs"][cfg] = "failed" if lm["failed"] else "done"
             row["failed"] += [dict(f, config=cfg) for f in lm["failed"]]
             cfgs.add(cfg)
