@@ -31,13 +31,22 @@ def test_data_wait_is_one_minus_busy_over_wall():
 
 
 def test_cpu_clock_busy_counts_the_steps_only():
+    """Busy time is what lies between step_start and step_end: at least the work done there (a sleep lasts at
+    least its argument), at most the time around the calls, and nothing between steps."""
     clock = Clock("auto", torch.device("cpu"))
+    inside, around = 0.0, 0.0
     for _ in range(2):
+        t0 = time.perf_counter()
         clock.step_start()
-        time.sleep(0.03)
+        t1 = time.perf_counter()
+        time.sleep(0.01)
+        inside += time.perf_counter() - t1
         clock.step_end()
-        time.sleep(0.03)  # between steps (waiting for data): not busy
-    assert 0.055 <= clock.busy() < 0.1
+        around += time.perf_counter() - t0
+        before = clock.busy()
+        time.sleep(0.01)  # between steps (waiting for data): not busy
+        assert clock.busy() == before
+    assert inside <= clock.busy() <= around
     assert clock.device() == 0.0 and clock.kind == "cpu"  # the device clock and budgets stay CUDA-only
 
 
@@ -51,19 +60,31 @@ def test_trainer_log_row_reports_data_wait_of_its_busy_seconds():
 
 
 def test_gpu_benchmark_reports_the_trainers_data_wait():
-    class Slow:  # steps as long as the wait for each batch: half the wall time waits
+    """data_wait = 1 - busy / wall: at least the share of the wall time spent waiting for batches, at most one
+    minus the share spent inside the steps (both measured here, against a wall clock around the whole call)."""
+    spent = {"step": [], "batch": []}
+
+    class Slow:
         device = torch.device("cpu")
 
         def step(self, b, dtype):
-            time.sleep(0.04)
+            t = time.perf_counter()
+            time.sleep(0.01)
+            spent["step"].append(time.perf_counter() - t)
 
     def batches():
         while True:
-            time.sleep(0.04)
+            t = time.perf_counter()
+            time.sleep(0.01)
+            spent["batch"].append(time.perf_counter() - t)
             yield {"patch": torch.zeros(2), "worker_s": 0.01}
 
+    t0 = time.perf_counter()
     r = gpu.fed(Slow(), batches(), steps=6, warm=1, dtype=None)
-    assert 0.3 < r["data_wait"] < 0.7 and r["timed_steps"] == 6
+    wall = time.perf_counter() - t0
+    waited, worked = sum(spent["batch"][1:]), sum(spent["step"][1:])  # the warm step and its batch are not timed
+    assert waited / wall <= r["data_wait"] <= 1 - worked / wall
+    assert r["timed_steps"] == 6
 
 
 # ---------------------------------------------------------------- the stages' bench_* functions

@@ -1,6 +1,7 @@
 """Cluster life: two runs on one store, stale claims, engines (real dask / ray), SLURM resubmission."""
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import pytest
 
 from spixwalk.preprocess import store
 from spixwalk.preprocess.lease import Busy, Lease, lease_path
+from fault_points import Points
 from preprocess_fixtures import REPO, lavfi_videos, store_tree, write_manifest
 
 CFG = "slic-n30-c30"
@@ -50,17 +52,22 @@ def test_a_shard_held_by_a_live_task_is_left_alone(corpus, tmp_path):
     assert store_tree(st) == expected
 
 
-@pytest.mark.parametrize("delay", [0.1, 0.5])
-def test_two_runs_started_together_equal_one_run(corpus, tmp_path, delay):
+@pytest.mark.parametrize("point", ["frames.array", "labels.commit"])
+def test_two_runs_started_together_equal_one_run(corpus, tmp_path, point):
+    """Run A stopped at a write point of its first shard (mid-decode, or about to commit its labels) while run B
+    (--force) does everything it can; then A goes on: whichever way they interleave, the store is one run's."""
     m, expected = corpus
     st = tmp_path / "s"
-    cmd = [sys.executable, "-m", "preprocess", "--manifest", str(m), "--store", str(st)]
-    procs = [subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)]
-    time.sleep(delay)
-    procs.append(subprocess.Popen(cmd + ["--force"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  text=True))
-    outs = [p.communicate(timeout=300) for p in procs]
-    assert {p.returncode for p in procs} <= {0, 3}, outs  # done, or some shards busy: never a failure
+    pts = Points(tmp_path)
+    a = pts.start(["preprocess", "--manifest", m, "--store", st], [point], stdout=subprocess.PIPE,
+                  stderr=subprocess.PIPE, text=True)
+    name, pid = pts.reached()
+    assert name == point
+    b = preprocess("--manifest", m, "--store", st, "--force")
+    assert b.returncode == 3 and "1 busy" in b.stdout, b.stdout + b.stderr  # A's shard: held by a live run
+    os.kill(pid, signal.SIGCONT)
+    out = a.communicate(timeout=300)
+    assert a.returncode == 0, out
     assert store_tree(st) == expected  # array by array, marker by marker
     assert preprocess("--manifest", m, "--store", st).returncode == 0 and store_tree(st) == expected
 
