@@ -91,7 +91,7 @@ def end_to_end_row(davis, seq, max_frames, log) -> dict:
     """`python -m evaluate davis` on one sequence in its own process: its propagation.json entry."""
     with tempfile.TemporaryDirectory() as out:
         cmd = [sys.executable, "-m", "evaluate", "davis", "--davis", str(davis), "--year", "2016",
-               "--sequences", seq, "--init", "random", "--no-overlays", "--out", out]
+               "--sequences", seq, "--init", "random", "--no-overlays", "--no-metrics", "--out", out]
         if max_frames:
             cmd += ["--max-frames", str(max_frames)]
         subprocess.run(cmd, check=True, cwd=REPO, capture_output=True)
@@ -139,7 +139,8 @@ def ensure_results(davis, year, seqs, out, log):
     if missing:
         log(f"  propagating {len(missing)} sequences with --features rgb into {out}")
         subprocess.run([sys.executable, "-m", "evaluate", "davis", "--davis", str(davis), "--year", str(year),
-                        "--sequences", ",".join(missing), "--features", "rgb", "--no-overlays", "--out", str(out)],
+                        "--sequences", ",".join(missing), "--features", "rgb", "--no-overlays", "--no-metrics",
+                        "--out", str(out)],
                        check=True, cwd=REPO, capture_output=True)
 
 

@@ -5,7 +5,10 @@
     spixwalk.train           the walk trainer, checkpoints, encoder files (folder train/)
     spixwalk.evaluate        DAVIS label propagation, J&F, reports        (folder evaluate/)
     spixwalk.cli             the `spixwalk` console command
-    spixwalk.common          low-level helpers every stage may import (atomic writes, ffmpeg, device)
+    spixwalk.files           atomic writes, output paths checked before any work
+    spixwalk.video           the ffmpeg binary, RGB frames to mp4
+    spixwalk.options         what every stage's command line shares (parsers, help, --device)
+    spixwalk.common          the three above under one name (re-exports, for existing imports)
     spixwalk.progress        the progress bar / log lines every stage shows on stderr
 
 Every module has exactly one import name, `spixwalk.<stage>.<module>`: the stages import each other that

@@ -35,10 +35,10 @@ def version() -> str:
 
 
 def dispatch(cmd: str, argv: list[str]) -> int:
-    from spixwalk import common
+    from spixwalk import options
 
     # usage lines name what was typed: `spixwalk eval davis`, `spixwalk metrics`, `spixwalk train export`
-    common.COMMAND = "spixwalk" if cmd in ("metrics", "report") else f"spixwalk {cmd}"
+    options.COMMAND = "spixwalk" if cmd in ("metrics", "report") else f"spixwalk {cmd}"
     if cmd == "manifest":
         from spixwalk.data_manifest.cli import main
     elif cmd == "preprocess":

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from spixwalk import cli, common
+from spixwalk import cli, options
 
 
 def help_of(capsys, argv) -> str:
@@ -17,7 +17,7 @@ def help_of(capsys, argv) -> str:
 @pytest.fixture(autouse=True)
 def plain_command():
     yield
-    common.COMMAND = None  # cli.main sets it for the process; keep tests independent
+    options.COMMAND = None  # cli.main sets it for the process; keep tests independent
 
 
 @pytest.mark.parametrize("argv, usage, shown", [
