@@ -96,6 +96,8 @@ def _note_padding(args, featurize) -> None:
 def cmd_metrics(args) -> int:
     from . import metrics
 
+    if not Path(args.results).is_dir():
+        raise InputError(f"{args.results}: results folder not found")
     if args.eval_scale is None:
         args.eval_scale = metrics.propagated_scale(args.results) or 1.0
     seqs = _seqs(args)

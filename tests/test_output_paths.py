@@ -36,6 +36,9 @@ def test_ckpt_naming_a_folder_says_so(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "checkpoint.pt").write_bytes(b"")
+    from spixwalk.evaluate.synth import generate
+
+    generate(tmp_path / "d", n_sequences=1, n_frames=3, height=32, width=32, n_objects=1)  # a root that passes
     line = one_line(run("evaluate", "davis", "--davis", tmp_path / "d", "--out", tmp_path / "o", "--ckpt", run_dir))
     assert f"{run_dir}: a folder, not a checkpoint file; its checkpoint is {run_dir / 'checkpoint.pt'}" in line
     assert not (tmp_path / "o").exists()
