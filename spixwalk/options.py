@@ -26,18 +26,25 @@ def resolve_device(name: str = "auto"):
 COMMAND: str | None = None  # set by spixwalk.cli to the command being run ("spixwalk train"), for usage lines
 
 
+def _has_default(action) -> bool:
+    """A default worth showing: not unset (None), not a flag's False, not suppressed. By identity: 0 == False,
+    and a default of 0 is shown."""
+    d = action.default
+    return d is not None and d is not False and not (isinstance(d, str) and d == argparse.SUPPRESS)
+
+
 class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Every option's default in --help, options without help text included; None / False defaults (unset,
     flags) are not shown."""
 
     def _format_action(self, action):
-        if not action.help and action.option_strings and action.default not in (None, False, argparse.SUPPRESS):
+        if not action.help and action.option_strings and _has_default(action):
             action = copy.copy(action)  # argparse lists an option's help line only when it has help text
             action.help = "(default: %(default)s)"
         return super()._format_action(action)
 
     def _get_help_string(self, action):
-        if action.default in (None, False) or "%(default)" in (action.help or ""):
+        if not _has_default(action) or "%(default)" in (action.help or ""):
             return action.help
         return super()._get_help_string(action)
 

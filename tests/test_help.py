@@ -21,12 +21,15 @@ def plain_command():
 
 
 @pytest.mark.parametrize("argv, usage, shown", [
-    (["train"], "usage: spixwalk train", ["--batch BATCH clips per step and process (default: 8)",
-                                          "--steps STEPS optimiser steps", "--tau TAU softmax temperature of the walk's transitions (every preset: 0.05)",
-                                          "(presets crw: patches; thesis: superpixels", "--img-size IMG_SIZE",
-                                          "--workers WORKERS DataLoader workers per process (default: 2)"]),
+    (["train"], "usage: spixwalk train", ["--batch BATCH clips per step and process (presets crw, thesis, legacy: 8; "
+                                          "study-*: 4)", "--steps STEPS optimisation steps",
+                                          "--tau TAU softmax temperature of the walk's transitions (preset: 0.05)",
+                                          "(presets crw, study-patches-crw, study-patches-thesis: patches;",
+                                          "--img-size IMG_SIZE", "--seed SEED seeds the initial weights and the clip "
+                                          "order (default: 0)", "--workers WORKERS DataLoader workers per process "
+                                          "(default: the process's CPUs"]),
     (["train", "export"], "usage: spixwalk train export", []),
-    (["preprocess"], "usage: spixwalk preprocess", ["--alg {slic,fh,lsc,random}", "(default: slic)",
+    (["preprocess"], "usage: spixwalk preprocess", ["--alg {slic,fh,lsc,random,grid,randvid}", "(default: slic)",
                                                     "frame rate (default: 8.0)", "size x size (default: 256)",
                                                     "(default: 1)", "slic compactness (default: 30.0)"]),
     (["preprocess", "status"], "usage: spixwalk preprocess status", []),

@@ -36,5 +36,5 @@ def test_readme_quick_start_runs_as_written(tmp_path):
         args = [sys.executable, "-m", "spixwalk", *line.split()[1:]]
         r = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True)
         assert r.returncode == 0, (line, r.stderr[-2000:])
-    assert (tmp_path / "work" / "eval" / "sp" / "metrics-val.csv").is_file()
+    assert (tmp_path / "work" / "eval" / "sp" / "global_results-val.csv").is_file()
     assert "J&F" in r.stdout or (tmp_path / "work" / "report" / "report.md").is_file()

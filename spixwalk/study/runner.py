@@ -150,7 +150,8 @@ def _score(kids: Children, a, snap: Path, key: str) -> dict:
     feats = ["--features", "rgb"] if snap.name == "rgb" else ["--ckpt", str(snap)]
     if not metrics.exists():
         kids.run(["spixwalk.evaluate", "davis", "--davis", a.davis, "--year", "2016", "--set", "val", "--sequences",
-                  ",".join(a.scored_list), *feats, "--out", str(davis), "--no-overlays", *common], f"evaluating {key}")
+                  ",".join(a.scored_list), *feats, "--out", str(davis), "--no-overlays", "--no-metrics", *common],
+                 f"evaluating {key}")
         kids.run(["spixwalk.evaluate", "metrics", "--davis", a.davis, "--year", "2016", "--set", "val", "--sequences",
                   ",".join(a.scored_list), "--results", str(davis), *scale],
                  f"scoring {key}")
