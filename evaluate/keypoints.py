@@ -31,7 +31,7 @@ from .propagate import Propagator
 
 STRIDE = 8
 SIGMA = 1.0
-WINDOW = 2
+WINDOW = 3
 READOUTS = ("soft", "argmax")
 
 
