@@ -306,3 +306,18 @@ def test_vip_miou_equals_independent_histogram(tmp_path):
 def test_vip_bad_root_exit_2(tmp_path, capsys):
     assert main(["vip", "--root", str(tmp_path), "--features", "rgb", "--out", str(tmp_path / "o")]) == 2
     assert "Images/<video>/" in capsys.readouterr().err
+
+
+def test_report_shows_pck_beside_jf(tmp_path):
+    from spixwalk.evaluate import report
+
+    ev = tmp_path / "eval"
+    (ev / "rgb" / "keypoints-badja").mkdir(parents=True)
+    (ev / "rgb" / "metrics-val.json").write_text(json.dumps({"global": {s: 0.3 for s in report.SCORES}}))
+    rows = [{"sequence": "dog", "scored_frames": 2, "scored_joints": 4, "correct": 1, "unqueried_joints": 0,
+             "pck@0.2": 0.25}]
+    pck.write_table(ev / "rgb" / "keypoints-badja" / "pck.csv", pck.badja_table(rows))
+    table = report.scores_table(report.method_rows([], ev))
+    assert table[0][len(report.SCORES) + 1] == "PCK@0.2" and table[1][len(report.SCORES) + 1] == "0.250"
+    shutil.rmtree(ev / "rgb" / "keypoints-badja")
+    assert "PCK@0.2" not in report.scores_table(report.method_rows([], ev))[0]  # no keypoints run: no column
