@@ -133,6 +133,14 @@ def read_jhmdb(frames_dir, mat_path) -> Track:
     return Track(frames_dir.name, frames, 0, points, visible, list(range(pos.shape[1])), frame_size(frames[0]))
 
 
+def truncate(track: Track, n: int) -> Track:
+    """The query frame and the n - 1 frames after it (quick looks: PCK then covers those frames only)."""
+    end = track.query + n
+    keep = lambda d: {t: v for t, v in d.items() if t < end}  # noqa: E731
+    return Track(track.name, track.frames[:end], track.query, keep(track.points), keep(track.visible), track.slots,
+                 track.size, keep(track.masks))
+
+
 CSV_FIELDS = ("frame", "joint", "row", "col", "visible")
 
 

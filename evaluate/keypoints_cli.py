@@ -53,6 +53,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--sigma", type=float, default=SIGMA, help="joint label: Gaussian std in feature cells (0: one-hot)")
     p.add_argument("--readout", choices=READOUTS, default="soft", help=f"soft: centroid of the channel over the "
                    f"{2 * WINDOW + 1}x{2 * WINDOW + 1} cells around its peak; argmax: the peak cell's centre")
+    p.add_argument("--max-frames", type=int, default=0, help="only the query frame and the N - 1 frames after it "
+                   "(quick looks: PCK then covers those frames only)")
     p.add_argument("--video", action="store_true", help="OUT/<seq>/side-by-side.mp4 (annotated | propagated "
                    "joints) and its middle frame as side-by-side.png")
     p.add_argument("--video-fps", type=float, default=24.0, help="frame rate of --video")
@@ -133,6 +135,9 @@ def cmd_keypoints(args) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     tracks = load_tracks(args)  # InputError: exit 2 before any output
+    if args.max_frames:
+        from .keypoint_io import truncate
+        tracks = [truncate(t, args.max_frames) for t in tracks]
     kind, featurize = _featurizer(args)
     prop = dict(n_context=args.context, radius=args.radius, topk=args.topk, tau=args.tau)
     _config(args, kind, featurize, prop)
