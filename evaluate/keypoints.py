@@ -91,7 +91,8 @@ def propagate_track(track: Track, featurize, eval_scale=1.0, prop_kwargs=None, s
     on_frame(t, frame, points) sees every frame read (overlays)."""
     size = scaled_size(track.size, eval_scale)
     scale = (size[0] / track.size[0], size[1] / track.size[1])
-    queried = track.visible[track.query].copy()
+    q = track.points[track.query]  # a joint outside the query frame gets no channel (CRW draws none for JHMDB)
+    queried = track.visible[track.query] & (q >= 0).all(1) & (q[:, 0] < track.size[0]) & (q[:, 1] < track.size[1])
     if not queried.any():
         raise InputError(f"{track.name}: no joint is visible at the query frame {track.frames[track.query].name}")
     stream = decoded(track.frames[track.query:])

@@ -208,14 +208,18 @@ def test_jhmdb_reader_and_pck_equal_independent_computation(tmp_path):
 
 
 def test_jhmdb_cli_on_generated_files(tmp_path):
-    pos = np.tile(np.array([[20.0, 40, 60], [15, 30, 45]])[:, :, None], (1, 1, 5)) + 1
+    pos = np.tile(np.array([[20.0, 40, 60, 90], [15, 30, 45, 10]])[:, :, None], (1, 1, 5)) + 1  # x 90: outside
     frames, mat = _jhmdb_video(tmp_path / "clip", pos)
     (tmp_path / "list.txt").write_text(f"clip/frames clip/joint_positions.mat\n")
     out = tmp_path / "out"
     assert main(["keypoints", "--dataset", "jhmdb", "--root", str(tmp_path), "--annotations",
-                 str(tmp_path / "list.txt"), "--features", "rgb", "--out", str(out)]) == 0
+                 str(tmp_path / "list.txt"), "--features", "rgb", "--out", str(out), "--video"]) == 0
     rows = list(csv.DictReader(open(out / "frames" / "keypoints.csv")))
-    assert len(rows) == 5 * 3 and rows[0] == {"frame": "00001", "joint": "0", "row": "15.00", "col": "20.00",
+    still = np.array(Image.open(out / "frames" / "side-by-side.png"))  # annotated | propagated joints, frame 2
+    assert still.shape == (64, 160, 3) and (out / "frames" / "side-by-side.mp4").stat().st_size > 0
+    plain = _noise_frame(64, 80, 2)
+    assert (still[:, :80] != plain).any(axis=2)[15, 20] and (still[:, 80:] != plain).any(axis=2).sum() > 20
+    assert len(rows) == 5 * 3 and "3" not in {r["joint"] for r in rows} and rows[0] == {"frame": "00001", "joint": "0", "row": "15.00", "col": "20.00",
                                               "visible": "1"}
     head = next(csv.reader(open(out / "pck.csv")))
     assert head == ["sequence", "scored_joints", "pck@0.1", "pck@0.2"]
