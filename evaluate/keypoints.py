@@ -77,7 +77,7 @@ def read_points(soft: torch.Tensor, readout: str = "soft", window: int = WINDOW)
     return out
 
 
-def _resized(frames, size):
+def resized(frames, size):
     for path, img in frames:
         if img.shape[:2] != size:
             img = cv2.resize(img, (size[1], size[0]), interpolation=cv2.INTER_AREA)
@@ -99,7 +99,7 @@ def propagate_track(track: Track, featurize, eval_scale=1.0, prop_kwargs=None, s
     path, img = next(stream)
     if img.shape[:2] != track.size:
         raise InputError(f"{path}: frame size {img.shape[:2]} differs from the first frame {track.size}")
-    feat = featurize(next(_resized([(path, img)], size))[1])
+    feat = featurize(next(resized([(path, img)], size))[1])
     prop = Propagator(**(prop_kwargs or {}))
     prop.start(feat, joint_labels(to_grid(track.points[track.query][queried], scale), feat.shape[1:], sigma))
     first = np.full((len(queried), 2), np.nan)
@@ -114,7 +114,7 @@ def propagate_track(track: Track, featurize, eval_scale=1.0, prop_kwargs=None, s
         for p, im in frames:
             originals[p] = im
             yield p, im
-    for t, (path, _, feat) in enumerate(featurized(_resized(keep(stream), size), featurize, size), track.query + 1):
+    for t, (path, _, feat) in enumerate(featurized(resized(keep(stream), size), featurize, size), track.query + 1):
         t1 = time.perf_counter()
         grid = read_points(prop.step(feat).cpu(), readout)
         t_prop += time.perf_counter() - t1

@@ -80,6 +80,8 @@ def _check(args) -> str | None:
         args.device = str(resolve_device(args.device))
     except ValueError as e:
         return str(e)
+    except RuntimeError:  # torch's own parse error for a name that is no device
+        return f"--device {args.device}: not a device (auto, cpu, cuda or cuda:N)"
     return None
 
 

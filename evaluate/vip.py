@@ -86,7 +86,7 @@ def miou(hist: np.ndarray) -> float:
 
 def propagate_video(root, video, featurize, out: Path, eval_scale=1.0, prop_kwargs=None) -> np.ndarray:
     """Predict every frame into out/<video>/; returns the video's confusion histogram."""
-    from .keypoints import _resized, scaled_size
+    from .keypoints import resized, scaled_size
 
     frames = sorted((Path(root) / "Images" / video).glob("*.jpg"))
     first = load_parts(gt_path(root, video, frames[0].stem))
@@ -96,7 +96,7 @@ def propagate_video(root, video, featurize, out: Path, eval_scale=1.0, prop_kwar
     img = load_frame(frames[0])
     size = img.shape[:2]
     small = scaled_size(size, eval_scale)
-    feat = featurize(next(_resized([(frames[0], img)], small))[1])
+    feat = featurize(next(resized([(frames[0], img)], small))[1])
     try:
         ids, labels0 = first_frame_labels(first.astype(np.uint8), feat.shape[1:])
     except ValueError as e:
@@ -106,7 +106,7 @@ def propagate_video(root, video, featurize, out: Path, eval_scale=1.0, prop_kwar
     folder = out / video
     folder.mkdir(parents=True, exist_ok=True)
     hist = np.zeros((N_CLASSES, N_CLASSES), dtype=np.int64)
-    stream = _resized(decoded(frames[1:]), small)
+    stream = resized(decoded(frames[1:]), small)
     for path, _, feat in featurized(stream, featurize, small):
         pred = hard_labels(prop.step(feat).cpu(), ids, size)
         save_indexed(pred, folder / f"{path.stem}.png")
