@@ -201,7 +201,8 @@ def print_summary(summary: dict) -> None:
     keys = [k for k in summary["pck"] if k.startswith("pck@")]
     print(f"{'sequence':<24}{'frames':>7}{'joints':>7}{'s/frame':>9}{'peak GB':>9}")
     for s in summary["sequences"]:
-        print(f"{s['sequence']:<24}{s['frames']:>7}{s['joints']:>7}{s['seconds_per_frame']:>9.3f}{s['peak_rss_gb']:>9.2f}")
+        print(f"{s['sequence']:<24}{s['frames']:>7}{s['joints']:>7}{s['seconds_per_frame']:>9.3f}"
+              f"{s['peak_rss_gb']:>9.2f}")
     for f in summary["failures"]:
         print(f"FAILED {f['sequence']}: {f['reason']}")
     print("overall " + "  ".join(f"{k.upper()} {summary['pck'][k]:.3f}" for k in keys))
