@@ -11,7 +11,9 @@
    repository) with --official-python; when it is absent the figure stored from the last side-by-side
    run is reported and labelled as such.
 4. Keypoints vs masks: `evaluate keypoints` on a BADJA sequence (one channel per joint) and `evaluate davis`
-   (background + object) on the same frames, each in its own process: seconds per frame, peak RSS, ratios.
+   (background + object) on the same frames, each in its own process: seconds per frame, peak RSS, ratios;
+   then both propagations stepped in turn on the same features in one process (the fair time ratio on a
+   shared CPU).
 Each part is one bench_* function returning its dict; main() parses the options, writes the JSON, prints.
 `--quick` measures every figure (the same JSON keys) on one sequence and two frames: a smoke run.
 """
@@ -131,6 +133,36 @@ def shifted_root(davis, badja_json, dst) -> tuple[Path, Path]:
     return dst, dst / "ann"
 
 
+def interleaved_steps(davis, badja, seq, n_frames, log) -> dict:
+    """Propagation + readout per frame, masks (background + object) and joints (one channel each) stepped in
+    turn on the same features in one process, so a shared CPU's load falls on both alike."""
+    from spixwalk.evaluate.keypoint_io import read_badja
+    from spixwalk.evaluate.keypoints import joint_labels, read_points, to_grid
+
+    track = read_badja(Path(badja) / f"{seq}.json", davis)
+    frames = track.frames[track.query:track.query + n_frames]
+    featurize = EncoderFeatures(seed=0)
+    feats = [featurize(load_frame(p)) for p in frames]
+    ids, masks0 = first_frame_labels(load_mask(mask_path(davis, seq, frames[0].stem), 2016), feats[0].shape[1:])
+    q = track.visible[track.query]
+    joints0 = joint_labels(to_grid(track.points[track.query][q], (1.0, 1.0)), feats[0].shape[1:])
+    props = {"masks": Propagator(), "keypoints": Propagator()}
+    props["masks"].start(feats[0], masks0)
+    props["keypoints"].start(feats[0], joints0)
+    readout = {"masks": lambda soft: hard_labels(soft, ids, (480, 854)), "keypoints": read_points}
+    secs = {k: 0.0 for k in props}
+    for f in feats[1:]:
+        for k, prop in props.items():
+            t0 = time.perf_counter()
+            readout[k](prop.step(f))
+            secs[k] += time.perf_counter() - t0
+    per = {k: v / (len(feats) - 1) for k, v in secs.items()}
+    log(f"  interleaved on {len(feats)} frames: {per['keypoints']:.3f} vs {per['masks']:.3f} s/frame "
+        f"(propagation + readout, {int(q.sum())} vs {len(ids)} channels)")
+    return {"keypoints_interleaved_s_per_frame": per,
+            "keypoints_interleaved_ratio": per["keypoints"] / per["masks"]}
+
+
 def bench_keypoints(davis, badja, seq, max_frames, log) -> dict:
     """Part 4: `evaluate keypoints` (one channel per joint) vs `evaluate davis` (background + object) on the
     same frames, random-init encoder, 480p, each in its own process: seconds per frame and peak RSS."""
@@ -158,6 +190,7 @@ def bench_keypoints(davis, badja, seq, max_frames, log) -> dict:
         f"{k['seconds_per_frame']:.2f} vs {m['seconds_per_frame']:.2f} s/frame end to end "
         f"(x{res['keypoints_time_ratio']:.2f}; propagation x{res['keypoints_propagation_ratio']:.2f}), "
         f"peak RSS {k['peak_rss_gb']:.2f} vs {m['peak_rss_gb']:.2f} GB")
+    res.update(interleaved_steps(davis, badja, seq, max_frames or 100000, log))
     return res
 
 
@@ -267,7 +300,7 @@ def measure(a, log) -> dict:
 
 SUMMARY = ("propagation_speedup_vs_full", "predictions_identical", "max_abs_soft_label_diff",
            "propagation_seconds_per_frame", "seconds_per_frame", "peak_rss_gb", "metrics_max_abs_diff",
-           "keypoints_time_ratio", "keypoints_propagation_ratio", "keypoints_rss_ratio")
+           "keypoints_time_ratio", "keypoints_propagation_ratio", "keypoints_rss_ratio", "keypoints_interleaved_ratio")
 # --quick: every figure (the same JSON keys) from one sequence and two frames (the full-affinity reference
 # costs seconds per 480p frame), < 2 minutes on 2 idle cores
 QUICK = {"prop_sequences": "blackswan", "prop_frames": 2, "rss_sequences": "blackswan", "rss_frames": 2,

@@ -2,8 +2,8 @@
 
 Reads only files the stages wrote: RUN/summary.json, RUN/config.json and RUN/log.jsonl (train) and
 EVAL/metrics-val.json, EVAL/<seq>/overlay/*.png and, from `evaluate davis --video`, EVAL/<seq>/side-by-side.png
-and .mp4 (evaluate), and EVAL/keypoints-badja/pck.csv (`make eval-keypoints`: PCK@0.2 beside J&F). The evaluation of a run RUN lives in
-EVAL_ROOT/<basename of RUN>; the baselines in EVAL_ROOT/rgb and EVAL_ROOT/random.
+and .mp4 (evaluate), and EVAL/keypoints-badja/pck.csv (`make eval-keypoints`: PCK@0.2 beside J&F). The
+evaluation of a run RUN lives in EVAL_ROOT/<basename of RUN>; the baselines in EVAL_ROOT/rgb and EVAL_ROOT/random.
 """
 from __future__ import annotations
 
@@ -203,6 +203,9 @@ def write_report(runs: list, eval_root, out) -> Path:
              "## Training cost per configuration (cf. thesis table 4.5)", "", markdown(timing_table(runs)), "",
              f"## DAVIS label propagation (cf. thesis table 4.7), on `{davis}`", "",
              markdown(scores_table(rows)), ""]
+    if any(r.get(PCK) is not None for r in rows):
+        parts += [f"{PCK}: BADJA keypoint propagation (`make eval-keypoints`), joints within 0.2 x sqrt(mask area) "
+                  "of the annotation, pooled over the sequences evaluated.", ""]
     overlay = loss_overlay(runs, out / "loss-overlay.png")
     if overlay:
         parts += ["## Loss curves", "", f"![all runs]({overlay.name})", ""]
