@@ -71,7 +71,7 @@ STUDY_ARGS ?=
 # idle OpenMP threads sleep instead of spinning: on small shared CPUs spinning made torch steps ~15x slower
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: help venv test quickstart fault-test demo sample manifest superpixels status videos show train eval-davis \
+.PHONY: help venv test quickstart fault-test demo sample manifest superpixels status videos show train eval-davis eval-keypoints \
         davis-synth superpixel-benchmark report bench bench-preprocess bench-train bench-eval bench-gpu gpu-check gpu-study \
         clean study study-tune device-kit device-rehearsal
 
@@ -132,6 +132,14 @@ eval-davis: $(STAMP) ## label propagation, then its J&F table: DAVIS= YEAR= CKPT
 	@if [ "$(DAVIS)" = "$(WORK)/davis-synth" ]; then $(MAKE) --no-print-directory davis-synth; fi
 	$(PY) -m evaluate davis --davis $(DAVIS) $(YEAR_OPT) --set val $(SEQ_OPT) $(FEATURES) --out $(OUT) \
 	  --eval-scale $(EVAL_SCALE) $(EXTRA)
+
+# make eval-keypoints: BADJA's joints over DAVIS-2016 frames (cows, dog, horsejump-high), scored as PCK@0.2 of
+# sqrt(mask area); DAVIS defaults to DAVIS16 here and OUT to the folder `report` looks in beside the run's masks
+BADJA ?= ../shared/data/badja/joint_annotations
+eval-keypoints: DAVIS = $(DAVIS16)
+eval-keypoints: OUT = $(EVAL_ROOT)/$(EVAL_NAME)/keypoints-badja
+eval-keypoints: $(STAMP) ## keypoint propagation + PCK on BADJA: DAVIS= BADJA= CKPT= OUT= SEQUENCES= EXTRA="--eval-scale 0.5"
+	$(PY) -m evaluate keypoints --dataset badja --root $(DAVIS) --annotations $(BADJA) $(SEQ_OPT) $(FEATURES) --out $(OUT) $(EXTRA)
 
 superpixel-benchmark: $(STAMP) ## the store's superpixel maps scored against DAVIS masks (thesis tables 4.1-4.3): DAVIS= YEAR= JOBS= SWEEP= EXTRA="--every 3"
 	@if [ "$(DAVIS)" = "$(WORK)/davis-synth" ]; then $(MAKE) --no-print-directory davis-synth; fi

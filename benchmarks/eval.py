@@ -10,6 +10,10 @@
    per object of J/F mean, recall and decay. The toolkit is run from --official (never part of this
    repository) with --official-python; when it is absent the figure stored from the last side-by-side
    run is reported and labelled as such.
+4. Keypoints vs masks: `evaluate keypoints` on a BADJA sequence (one channel per joint) and `evaluate davis`
+   (background + object) on the same frames, each in its own process: seconds per frame, peak RSS, ratios;
+   then both propagations stepped in turn on the same features in one process (the fair time ratio on a
+   shared CPU).
 Each part is one bench_* function returning its dict; main() parses the options, writes the JSON, prints.
 `--quick` measures every figure (the same JSON keys) on one sequence and two frames: a smoke run.
 """
@@ -109,6 +113,85 @@ def bench_rss(davis, seqs, max_frames, log) -> dict:
     return {"end_to_end": rows, "peak_rss_gb": max(r["peak_rss_gb"] for r in rows),
             "seconds_per_frame": sum(r["seconds"] for r in rows) / frames,
             "rss_frames_per_sequence": max_frames or "all"}
+
+
+def shifted_root(davis, badja_json, dst) -> tuple[Path, Path]:
+    """A DAVIS-2016 root whose sequence starts at BADJA's query frame (symlinks renumbered from 00000) and the
+    annotation renumbered alike: the mask run and the keypoint run then propagate the same frames."""
+    seq = Path(badja_json).stem
+    entries = json.loads(Path(badja_json).read_text())
+    start = min(int(Path(e["image_path"]).stem) for e in entries)
+    for sub, ext in (("JPEGImages", "jpg"), ("Annotations", "png")):
+        d = dst / sub / "480p" / seq
+        d.mkdir(parents=True)
+        for p in sorted((Path(davis) / sub / "480p" / seq).glob(f"*.{ext}"))[start:]:
+            (d / f"{int(p.stem) - start:05d}.{ext}").symlink_to(p)
+    for e in entries:
+        e["image_path"] = f"{Path(e['image_path']).parent}/{int(Path(e['image_path']).stem) - start:05d}.jpg"
+    (dst / "ann").mkdir()
+    (dst / "ann" / f"{seq}.json").write_text(json.dumps(entries))
+    return dst, dst / "ann"
+
+
+def interleaved_steps(davis, badja, seq, n_frames, log) -> dict:
+    """Propagation + readout per frame, masks (background + object) and joints (one channel each) stepped in
+    turn on the same features in one process, so a shared CPU's load falls on both alike."""
+    from spixwalk.evaluate.keypoint_io import read_badja
+    from spixwalk.evaluate.keypoints import joint_labels, read_points, to_grid
+
+    track = read_badja(Path(badja) / f"{seq}.json", davis)
+    frames = track.frames[track.query:track.query + n_frames]
+    featurize = EncoderFeatures(seed=0)
+    feats = [featurize(load_frame(p)) for p in frames]
+    ids, masks0 = first_frame_labels(load_mask(mask_path(davis, seq, frames[0].stem), 2016), feats[0].shape[1:])
+    q = track.visible[track.query]
+    joints0 = joint_labels(to_grid(track.points[track.query][q], (1.0, 1.0)), feats[0].shape[1:])
+    props = {"masks": Propagator(), "keypoints": Propagator()}
+    props["masks"].start(feats[0], masks0)
+    props["keypoints"].start(feats[0], joints0)
+    readout = {"masks": lambda soft: hard_labels(soft, ids, (480, 854)), "keypoints": read_points}
+    secs = {k: 0.0 for k in props}
+    for f in feats[1:]:
+        for k, prop in props.items():
+            t0 = time.perf_counter()
+            readout[k](prop.step(f))
+            secs[k] += time.perf_counter() - t0
+    per = {k: v / (len(feats) - 1) for k, v in secs.items()}
+    log(f"  interleaved on {len(feats)} frames: {per['keypoints']:.3f} vs {per['masks']:.3f} s/frame "
+        f"(propagation + readout, {int(q.sum())} vs {len(ids)} channels)")
+    return {"keypoints_interleaved_s_per_frame": per,
+            "keypoints_interleaved_ratio": per["keypoints"] / per["masks"]}
+
+
+def bench_keypoints(davis, badja, seq, max_frames, log) -> dict:
+    """Part 4: `evaluate keypoints` (one channel per joint) vs `evaluate davis` (background + object) on the
+    same frames, random-init encoder, 480p, each in its own process: seconds per frame and peak RSS."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root, ann = shifted_root(davis, Path(badja) / f"{seq}.json", Path(tmp))
+        common = ["--sequences", seq, "--init", "random", "--max-frames", str(max_frames or 100000)]
+        runs = {"masks": ["davis", "--davis", str(root), "--year", "2016", "--no-overlays", "--out", f"{tmp}/m"],
+                "keypoints": ["keypoints", "--dataset", "badja", "--root", str(root), "--annotations", str(ann),
+                              "--out", f"{tmp}/k"]}
+        rows = {}
+        for name, args in runs.items():
+            subprocess.run([sys.executable, "-m", "evaluate", *args, *common], check=True, cwd=REPO,
+                           capture_output=True)
+            summary = json.loads((Path(tmp) / name[0] / ("propagation.json" if name == "masks" else
+                                                        "keypoints.json")).read_text())
+            rows[name] = {k: summary["sequences"][0][k] for k in ("frames", "seconds_per_frame",
+                                                                  "propagation_seconds_per_frame", "peak_rss_gb")}
+            rows[name]["channels"] = summary["sequences"][0].get("joints", 1) + (name == "masks")
+    m, k = rows["masks"], rows["keypoints"]
+    res = {"keypoints_vs_masks": rows, "keypoints_sequence": seq,
+           "keypoints_time_ratio": k["seconds_per_frame"] / m["seconds_per_frame"],
+           "keypoints_propagation_ratio": k["propagation_seconds_per_frame"] / m["propagation_seconds_per_frame"],
+           "keypoints_rss_ratio": k["peak_rss_gb"] / m["peak_rss_gb"]}
+    log(f"keypoints vs masks on {seq} ({m['frames']} frames, {k['channels']} vs {m['channels']} channels): "
+        f"{k['seconds_per_frame']:.2f} vs {m['seconds_per_frame']:.2f} s/frame end to end "
+        f"(x{res['keypoints_time_ratio']:.2f}; propagation x{res['keypoints_propagation_ratio']:.2f}), "
+        f"peak RSS {k['peak_rss_gb']:.2f} vs {m['peak_rss_gb']:.2f} GB")
+    res.update(interleaved_steps(davis, badja, seq, max_frames or 100000, log))
+    return res
 
 
 def toolkit_root_2016(src, seqs, dst):
@@ -211,15 +294,18 @@ def measure(a, log) -> dict:
         res.update(bench_rss(d16, sequences(d16, a.rss_sequences), a.rss_frames, log))
     if "metrics" not in skip:
         res.update(bench_metrics(a, d16, log))
+    if "keypoints" not in skip:
+        res.update(bench_keypoints(d16, a.badja, a.kp_sequence, a.kp_frames, log))
     return res
 
 
 SUMMARY = ("propagation_speedup_vs_full", "predictions_identical", "max_abs_soft_label_diff",
-           "propagation_seconds_per_frame", "seconds_per_frame", "peak_rss_gb", "metrics_max_abs_diff")
+           "propagation_seconds_per_frame", "seconds_per_frame", "peak_rss_gb", "metrics_max_abs_diff",
+           "keypoints_time_ratio", "keypoints_propagation_ratio", "keypoints_rss_ratio", "keypoints_interleaved_ratio")
 # --quick: every figure (the same JSON keys) from one sequence and two frames (the full-affinity reference
 # costs seconds per 480p frame), < 2 minutes on 2 idle cores
 QUICK = {"prop_sequences": "blackswan", "prop_frames": 2, "rss_sequences": "blackswan", "rss_frames": 2,
-         "metrics_sequences": "blackswan"}
+         "metrics_sequences": "blackswan", "kp_frames": 3}
 
 
 def parse_args(argv=None):
@@ -237,7 +323,10 @@ def parse_args(argv=None):
     ap.add_argument("--metrics-sequences", default="blackswan,car-shadow,motocross-jump,scooter-black,drift-straight",
                     help="DAVIS-2016 sequences scored by both toolkits ('all')")
     ap.add_argument("--results16", default=None, help="existing DAVIS-2016 results to score (else RGB baseline)")
-    ap.add_argument("--skip", default="", help="comma list of parts to skip: prop,rss,metrics")
+    ap.add_argument("--badja", default=str(DATA / "badja" / "joint_annotations"), help="BADJA's <seq>.json folder")
+    ap.add_argument("--kp-sequence", default="dog", help="BADJA sequence of the keypoints vs masks comparison")
+    ap.add_argument("--kp-frames", type=int, default=0, help="frames of it from the query frame on (0: all)")
+    ap.add_argument("--skip", default="", help="comma list of parts to skip: prop,rss,metrics,keypoints")
     ap.add_argument("--out", default=str(REPO / "bench-results" / "eval.json"))
     add_quick(ap, QUICK)
     return parse_with_quick(ap, QUICK, argv)

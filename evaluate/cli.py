@@ -1,4 +1,4 @@
-"""python -m evaluate {davis,metrics,synth,superpixels,report} ...  (see --help of each)."""
+"""python -m evaluate {davis,keypoints,vip,metrics,synth,superpixels,report} ...  (see --help of each)."""
 import sys
 from pathlib import Path
 
@@ -220,6 +220,8 @@ def main(argv=None) -> int:
     ap = stage_parser("python -m evaluate", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
     _davis_parser(sub)
+    from .keypoints_cli import add_parsers as _keypoint_parsers
+    _keypoint_parsers(sub)
     _other_parsers(sub)
     args = show_defaults(ap).parse_args(argv)
     try:

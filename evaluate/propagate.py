@@ -135,21 +135,26 @@ class Propagator:
         h, w = self.shape
         f0, l0 = self.first
         v, i = full_topk(feat, f0, self.topk)
-        vals, labs = [v], [l0[i]]
+        vals, idx, offset = [v], [i], [0]
+        tables, start = {id(l0): (l0, 0)}, l0.shape[0]  # label rows of each distinct frame, stacked once
         _, _, ty, tx = _tiling(h, w, self.radius, self.tile, feat.device)
         q_tiles = _tiles(feat, self.tile, ty, tx)
         done = {}
         for keys, lab in self.context:  # the same frame may fill several slots: compute it once
             if id(keys) not in done:
-                v, i = local_topk(feat, keys, self.radius, self.topk, self.tile, q_tiles, self.work)
-                done[id(keys)] = (v, lab[i])
-            v, l = done[id(keys)]
+                done[id(keys)] = local_topk(feat, keys, self.radius, self.topk, self.tile, q_tiles, self.work)
+            if id(lab) not in tables:
+                tables[id(lab)] = (lab, start)
+                start += lab.shape[0]
+            v, i = done[id(keys)]
             vals.append(v)
-            labs.append(l)
-        vals, labs = torch.cat(vals, 1), torch.cat(labs, 1)  # (hw, F*k), (hw, F*k, K)
-        best, slot = vals.topk(self.topk, dim=1)
+            idx.append(i)
+            offset.append(tables[id(lab)][1])
+        best, slot = torch.cat(vals, 1).topk(self.topk, dim=1)  # over (hw, F*k)
         weights = F.softmax(best / self.tau, dim=1)
-        chosen = torch.gather(labs, 1, slot[..., None].expand(-1, -1, labs.shape[-1]))
+        # labels only of the k chosen keys: frame slot -> row offset in the stacked tables, plus the key's row
+        rows = torch.gather(torch.cat(idx, 1), 1, slot) + torch.tensor(offset, device=slot.device)[slot // self.topk]
+        chosen = torch.cat([t for t, _ in tables.values()])[rows]  # (hw, k, K)
         pred = (weights[..., None] * chosen).sum(1)  # (hw, K)
         self.context.append(self._entry(feat, pred))
         return pred.t().reshape(-1, h, w)

@@ -2,8 +2,8 @@
 
 Reads only files the stages wrote: RUN/summary.json, RUN/config.json and RUN/log.jsonl (train) and
 EVAL/metrics-val.json, EVAL/<seq>/overlay/*.png and, from `evaluate davis --video`, EVAL/<seq>/side-by-side/still.png
-and video.mp4 (evaluate). The evaluation of a run RUN lives in
-EVAL_ROOT/<basename of RUN>; the baselines in EVAL_ROOT/rgb and EVAL_ROOT/random.
+and video.mp4 (evaluate), and EVAL/keypoints-badja/pck.csv (`make eval-keypoints`: PCK@0.2 beside J&F). The
+evaluation of a run RUN lives in EVAL_ROOT/<basename of RUN>; the baselines in EVAL_ROOT/rgb and EVAL_ROOT/random.
 """
 from __future__ import annotations
 
@@ -30,6 +30,22 @@ def _log(run: Path) -> list[dict]:
     return [json.loads(line) for line in p.read_text().splitlines() if line.strip()] if p.exists() else []
 
 
+KEYPOINTS = "keypoints-badja"  # `make eval-keypoints` writes EVAL/<name>/keypoints-badja/pck.csv
+PCK = "PCK@0.2"
+
+
+def _pck(eval_dir: Path) -> float | None:
+    """The overall BADJA PCK@0.2 of an evaluation, None where no keypoints evaluation exists."""
+    import csv
+
+    try:
+        with open(Path(eval_dir) / KEYPOINTS / "pck.csv", newline="") as f:
+            rows = [r for r in csv.DictReader(f) if r.get("sequence") == "overall"]
+        return float(rows[0]["pck@0.2"]) if rows else None
+    except (OSError, KeyError, ValueError):
+        return None
+
+
 def method_rows(runs: list, eval_root) -> list[dict]:
     """One row per baseline found and per run: DAVIS scores (None where not evaluated) + training figures."""
     eval_root = Path(eval_root)
@@ -37,7 +53,10 @@ def method_rows(runs: list, eval_root) -> list[dict]:
     for key, name in BASELINES.items():
         m = _json(eval_root / key / "metrics-val.json")
         if m:
-            rows.append({"method": name, **{s: m["global"][s] for s in SCORES}, **_scored(m)})
+            rows.append({"method": name, **{s: m["global"][s] for s in SCORES}, **_scored(m),
+                         PCK: _pck(eval_root / key)})
+        elif _pck(eval_root / key) is not None:
+            rows.append({"method": name, PCK: _pck(eval_root / key)})
     for run in map(Path, runs):
         s = _json(run / "summary.json") or {}
         m = _json(eval_root / run.name / "metrics-val.json")
@@ -46,6 +65,7 @@ def method_rows(runs: list, eval_root) -> list[dict]:
                "steps": s.get("steps"), "final_loss": s.get("final_loss")}
         row.update({k: (m["global"][k] if m else None) for k in SCORES})
         row.update(_scored(m) if m else {"davis": None})
+        row[PCK] = _pck(eval_root / run.name)
         rows.append(row)
     return rows
 
@@ -85,8 +105,10 @@ def _f(x, fmt="{:.3f}") -> str:
 
 
 def scores_table(rows: list[dict]) -> list[list[str]]:
-    head = ["method", *SCORES, "train s", "clips/s", "batch", "sequences"]
-    body = [[r["method"], *(_f(r.get(k)) for k in SCORES), _f(r.get("train_s"), "{:.0f}"),
+    """J&F and, where any row has a keypoints evaluation, BADJA's PCK@0.2 beside it."""
+    scores = [*SCORES, PCK] if any(r.get(PCK) is not None for r in rows) else list(SCORES)
+    head = ["method", *scores, "train s", "clips/s", "batch", "sequences"]
+    body = [[r["method"], *(_f(r.get(k)) for k in scores), _f(r.get("train_s"), "{:.0f}"),
              _f(r.get("clips_per_s"), "{:.2f}"), _f(r.get("batch"), "{}"), _sequences(r)] for r in rows]
     return [head, *body]
 
@@ -210,6 +232,9 @@ def write_report(runs: list, eval_root, out) -> Path:
              "## Training cost per configuration (cf. thesis table 4.5)", "", markdown(timing_table(runs)), "",
              f"## DAVIS label propagation (cf. thesis table 4.7), {scored_line(rows)}", "",
              markdown(scores_table(rows)), ""]
+    if any(r.get(PCK) is not None for r in rows):
+        parts += [f"{PCK}: BADJA keypoint propagation (`make eval-keypoints`), joints within 0.2 x sqrt(mask area) "
+                  "of the annotation, pooled over the sequences evaluated.", ""]
     overlay = loss_overlay(runs, out / "loss-overlay.png")
     if overlay:
         parts += ["## Loss curves", "", f"![all runs]({overlay.name})", ""]

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import sys
 
-EVAL_COMMANDS = ("davis", "metrics", "synth", "superpixels", "report")
+EVAL_COMMANDS = ("davis", "keypoints", "vip", "metrics", "synth", "superpixels", "report")
 COMMANDS = ("manifest", "preprocess", "train", "eval", "metrics", "report", "study")
 USAGE = """usage: spixwalk COMMAND [options]   (each command has --help; spixwalk --version)
 
   manifest    list videos into a sharded manifest        (python -m data_manifest build|sample)
   preprocess  frames + superpixel label maps to a store  (python -m preprocess [run|status|show|export])
   train       contrastive random walk training           (python -m train; `train export` an encoder)
-  eval        DAVIS label propagation                     (python -m evaluate davis; or eval synth|superpixels)
+  eval        DAVIS label propagation                     (python -m evaluate davis; or eval keypoints|vip|synth|superpixels)
   metrics     J&F as the official DAVIS toolkit           (python -m evaluate metrics)
   report      tables and figures across runs              (python -m evaluate report)
   study       arms x seeds at equal training FLOPs, compared  (python -m spixwalk.study)"""

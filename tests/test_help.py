@@ -35,6 +35,9 @@ def plain_command():
     (["preprocess", "status"], "usage: spixwalk preprocess status", []),
     (["manifest", "build"], "usage: spixwalk manifest build", ["videos per shard (default: 64)"]),
     (["eval", "davis"], "usage: spixwalk eval davis", ["(default: 10)", "(default: the year the root's ImageSets lists"]),
+    (["eval", "keypoints"], "usage: spixwalk eval keypoints", ["--topk TOPK neighbours averaged per position (default: 10)",
+                                                              "--readout {soft,argmax}", "(default: soft)"]),
+    (["eval", "vip"], "usage: spixwalk eval vip", ["--tau TAU softmax temperature (default: 0.05)"]),
     (["metrics"], "usage: spixwalk metrics", ["in parallel (processes) (default: 1)"]),
 ])
 def test_help_names_the_command_and_shows_defaults(capsys, argv, usage, shown):
