@@ -248,13 +248,18 @@ def load_result(path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: result frame missing")
+    return read_single_channel(path, "result", "a single-channel indexed PNG")
+
+
+def read_single_channel(path, what: str, must_be: str) -> np.ndarray:
+    """A PNG's raw values as one (H, W) array; InputError naming the file for anything else."""
     try:
         with Image.open(path) as im:
             arr = np.array(im)
     except (OSError, ValueError) as e:
-        raise InputError(f"{path}: unreadable result ({e})") from None
+        raise InputError(f"{path}: unreadable {what} ({e})") from None
     if arr.ndim != 2:
-        raise InputError(f"{path}: result must be a single-channel indexed PNG, got shape {arr.shape}")
+        raise InputError(f"{path}: {what} must be {must_be}, got shape {arr.shape}")
     return arr
 
 

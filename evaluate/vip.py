@@ -20,9 +20,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image
 
-from .davis_io import InputError, load_frame, save_indexed
+from .davis_io import InputError, load_frame, read_single_channel, save_indexed
 from .davis_run import decoded, featurized, first_frame_labels, hard_labels
 from .propagate import Propagator
 
@@ -55,14 +54,7 @@ def gt_path(root, video, stem) -> Path:
 
 
 def load_parts(path) -> np.ndarray:
-    try:
-        with Image.open(path) as im:
-            arr = np.array(im)
-    except (OSError, ValueError) as e:
-        raise InputError(f"{path}: unreadable part map ({e})") from None
-    if arr.ndim != 2:
-        raise InputError(f"{path}: part map must be single-channel class ids, got shape {arr.shape}")
-    return arr.astype(np.int64)
+    return read_single_channel(path, "part map", "single-channel class ids").astype(np.int64)
 
 
 def fast_hist(gt: np.ndarray, pred: np.ndarray, n: int = N_CLASSES) -> np.ndarray:
