@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from benchmarks import study_report as report  # noqa: E402
+from spixwalk import children  # noqa: E402
 from spixwalk.train.options import LR_SCHEDULES, PRECISIONS, cpu_has_bf16  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,6 +45,10 @@ RECIPES = {
              "warmup_steps": 100, "eval_scale": 1.0, "workers": 8, "log_every": 20, "jobs": 1, "threads": 2,
              "precision": "bf16"},
 }
+
+
+class Stopped(Exception):
+    """A stop signal: forwarded to the running stage, which saved its work; the study exits 3."""
 
 
 class StudyError(Exception):
@@ -140,7 +145,10 @@ def mode_budgets(a) -> dict[str, float]:
 
 
 def stage(args: list[str], what: str) -> None:
-    r = subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True, text=True)
+    r = children.run([sys.executable, "-m", *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                     text=True)  # a stop signal reaches the stage, which checkpoints; then the study stops
+    if r.signal:
+        raise Stopped(f"stopped by signal {r.signal} during {what} (its exit {r.returncode}); rerun to continue")
     if r.returncode != 0:
         tail = (r.stderr.strip().splitlines() or ["(no output)"])[-1]
         raise StudyError(f"{what} failed (exit {r.returncode}): {tail}")
@@ -363,7 +371,11 @@ def main(argv=None) -> int:
         return 2
     try:
         work.mkdir(parents=True, exist_ok=True)
-        text = run_study(a, work)
+        with children.forwarding():
+            text = run_study(a, work)
+    except Stopped as e:
+        print(f"[study] {e}", file=sys.stderr)
+        return 3
     except StudyError as e:
         print(f"[study] error: {e}", file=sys.stderr)
         return 1

@@ -10,7 +10,7 @@ import signal
 import threading
 from contextlib import contextmanager
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+from spixwalk.children import STOP_SIGNALS  # noqa: F401  one list: trainer, workers, wrappers that forward
 
 
 @contextmanager
