@@ -3,7 +3,6 @@ ranks (gloo on the CPU), checkpoints that prove what they hold. Fault points, no
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 
@@ -109,29 +108,35 @@ def test_output_piped_to_a_reader_that_dies_with_the_group_keeps_the_checkpoint(
     assert "train: 0/50 step" in (tmp_path / "log").read_text()  # the pipe did carry the run's first lines
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+RANKS = """
+import os, signal, socket, subprocess, sys
+with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+procs = []
+for rank in range(2):  # torchrun's environment for two ranks on this host
+    env = {**os.environ, "WORLD_SIZE": "2", "RANK": str(rank), "LOCAL_RANK": str(rank), "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(port)}
+    procs.append(subprocess.Popen([sys.executable, "-m", *sys.argv[2:]], env=env, stdout=subprocess.DEVNULL,
+                                  stderr=open(f"{sys.argv[1]}{rank}", "w")))
+signal.signal(signal.SIGTERM, signal.SIG_IGN)  # this launcher only reports the ranks' exit codes
+print(*(p.wait() for p in procs), flush=True)
+"""
 
 
 def _ranks(pts, args, points, tmp_path, tag):
-    """Two DDP ranks (gloo on the CPU, torchrun's environment) in one process group; their stderr files."""
-    port, procs, errs = _free_port(), [], []
-    for rank in range(2):
-        env = {"WORLD_SIZE": "2", "RANK": str(rank), "LOCAL_RANK": str(rank), "MASTER_ADDR": "127.0.0.1",
-               "MASTER_PORT": str(port)}
-        errs.append(tmp_path / f"{tag}-err{rank}")
-        kw = dict(stderr=open(errs[-1], "w"), stdout=subprocess.DEVNULL, env_extra=env)
-        if rank == 0:
-            procs.append(pts.start(args, points, **kw))
-        else:
-            procs.append(pts.start(args, points, process_group=procs[0].pid, **kw))
-    return procs, errs
+    """Two DDP ranks (gloo on the CPU) started by a launcher in a process group of their own; (launcher,
+    the ranks' stderr files)."""
+    env = {**os.environ, "PYTHONPATH": REPO}
+    if points:
+        env[ENV] = f"stop:{','.join(points)}:{pts.fifo}"
+    launcher = subprocess.Popen([sys.executable, "-c", RANKS, str(tmp_path / f"{tag}-err"), *map(str, args)],
+                                cwd=REPO, env=env, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    return launcher, [tmp_path / f"{tag}-err{r}" for r in range(2)]
 
 
-def _wait_all(procs) -> list[int]:
-    return [p.wait(timeout=GUARD_S) for p in procs]
+def _wait_all(launcher) -> list[int]:
+    return [int(c) for c in launcher.communicate(timeout=GUARD_S)[0].split()]
 
 
 def _state(path):
@@ -152,9 +157,9 @@ def test_two_ranks_signalled_stop_at_one_step_and_resume_exactly(store, tmp_path
     # mid-step (each rank held after its second step), then in a batch wait (trainers and workers held)
     for where, n_held, saved in ((["train.step@2"], 2, "checkpoint saved"), (BATCH_WAIT, 2, "no step ran")):
         procs, errs = _ranks(pts, base + ["--run", run], where, tmp_path, where[0])
-        groups.append(procs[0].pid)
+        groups.append(procs.pid)
         held = [pts.reached() for _ in range(n_held)]
-        _signal_held(procs[0].pid, [pid for _, pid in held], signal.SIGTERM)
+        _signal_held(procs.pid, [pid for _, pid in held], signal.SIGTERM)
         assert _wait_all(procs) == [PREEMPTED, PREEMPTED], [e.read_text() for e in errs]
         for e in errs:  # every rank stopped at the same step
             assert f"stopped by signal 15 at step 2; {saved}" in e.read_text(), e.read_text()
@@ -169,7 +174,7 @@ def test_two_ranks_signalled_stop_at_one_step_and_resume_exactly(store, tmp_path
 
 
 @pytest.mark.fault
-def test_a_rank_with_an_empty_batch_joins_the_all_reduce(tmp_path):
+def test_a_rank_with_an_empty_batch_joins_the_all_reduce(tmp_path, groups):
     # every clip of video s1v0 fails to load: a rank drawing it has no batch while the other trains
     from train_synth import make_store
     from spixwalk.preprocess.store import frames_gen, shard_path
@@ -183,6 +188,7 @@ def test_a_rank_with_an_empty_batch_joins_the_all_reduce(tmp_path):
     args = ["train", "--store", store, "--run", tmp_path / "run", "--batch", "1", "--workers", "0", "--steps", "6",
             *FAST]
     procs, errs = _ranks(pts, args, [], tmp_path, "empty")
+    groups.append(procs.pid)
     codes = _wait_all(procs)  # before the fix: the full rank waited in the all-reduce until gloo's timeout
     assert codes == [1, 1], [e.read_text() for e in errs]  # trained, on fewer clips than asked
     assert _step(tmp_path / "run" / "checkpoint.pt") == 6
