@@ -217,20 +217,20 @@ def _steps(tr, stop, clock, it, win, autocast, marks, step_marks) -> tuple[float
         win.add(stats, batch, wait, a.batch)
         # host-side counts only: the loss reaches the bar at log rows, which sync anyway
         bar.note(**{"clips/s": f"{done * clips_per_step / (time.perf_counter() - t_bar):.1f}"})
-        if not a.budget:
-            bar.update()
-        if stop.signum and a.world == 1:  # one process: the step in progress was the last
-            why = "signal"
-            break
         at_mark = tr.step in step_marks
         # a row at the run's first step too: the summary's first_loss is that step's, not the first row's mean
-        if tr.step % a.log_every and tr.step % a.ckpt_every and tr.step > 1 and not at_mark:
+        row_due = not (tr.step % a.log_every and tr.step % a.ckpt_every and tr.step > 1 and not at_mark)
+        if stop.signum and a.world == 1 or not row_due:  # one process and a signal: this step was the last
+            if not a.budget:
+                bar.update()
+            if stop.signum and a.world == 1:
+                why = "signal"
+                break
             continue
         row, (n_over, n_snap) = _log_row(tr, win, clock, marks)
         seconds += row["seconds"]
         bar.note(loss=f"{row.get('loss', float('nan')):.3f}")
-        if a.budget:
-            bar.set(round(row["clock_seconds"], 1))
+        bar.set(round(row["clock_seconds"], 1) if a.budget else tr.step)
         if n_snap or at_mark:
             tr.checkpoint(seconds, clock)
             if n_snap:  # a copy per mark passed: one long step can pass several (another rank's: the first)
