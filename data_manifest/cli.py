@@ -20,7 +20,10 @@ def cmd_build(args) -> int:
         print(f"scanning {args.videos}: {n} videos in {dirs} folders, {time.perf_counter() - t0:.0f} s",
               file=sys.stderr, flush=True)
 
-    entries = scan.scan(args.videos, args.annotations, args.frames_fps, progress)
+    skipped = []
+    entries = scan.scan(args.videos, args.annotations, args.frames_fps, progress, skipped)
+    for path, why in skipped:
+        print(f"skipped {path}: {why}", file=sys.stderr)
     empty = [e.path for e in entries if e.bytes == 0]
     if empty:
         print(f"warning: {len(empty)} zero-byte file(s) listed (they will fail to decode), e.g. "
@@ -37,6 +40,10 @@ def cmd_build(args) -> int:
     manifest.write(rows, args.out)
     _write_config(args)
     _summary(args, rows, len(rows) - len(existing), moved, len(gone), time.perf_counter() - t0)
+    if skipped:
+        print(f"{len(skipped)} unreadable entr{'ies' if len(skipped) > 1 else 'y'} under {args.videos} skipped "
+              "(lines above); the manifest lists the rest", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -26,24 +26,53 @@ class Entry:
     fps: float | None = None
 
 
-def _walk(root: str):
-    """Yield (dirpath, video files [(name, size)], frame files [(name, size)]) for every folder, sorted."""
-    stack = [root]
+def _walk(root: str, skipped: list):
+    """Yield (dirpath, video files [(name, size)], frame files [(name, size)]) for every folder, sorted.
+    Symlinks are followed, each folder once; what cannot be read (a dangling link, a symlink loop, a
+    folder without permission) is appended to `skipped` as (path, reason) and left out."""
+    stack, seen = [root], set()
     while stack:
         d = stack.pop()
+        try:
+            st = os.stat(d)
+            if (st.st_dev, st.st_ino) in seen:
+                skipped.append((d, "a folder already listed (symlink loop)"))
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            listing = _listing(d)
+        except OSError as e:
+            skipped.append((d, e.strerror or type(e).__name__))
+            continue
         videos, frames, subdirs = [], [], []
-        with os.scandir(d) as it:
-            for e in it:
-                if e.is_dir(follow_symlinks=True):
-                    subdirs.append(e.path)
-                    continue
-                ext = os.path.splitext(e.name)[1].lower()
-                if ext in VIDEO_EXTS:
-                    videos.append((e.name, e.stat().st_size))
-                elif ext in FRAME_EXTS:
-                    frames.append((e.name, e.stat().st_size))
+        for path, name, is_dir, size in listing:
+            if isinstance(size, OSError):
+                skipped.append((path, size.strerror or type(size).__name__))
+            elif is_dir:
+                subdirs.append(path)
+            elif os.path.splitext(name)[1].lower() in VIDEO_EXTS:
+                videos.append((name, size))
+            elif os.path.splitext(name)[1].lower() in FRAME_EXTS:
+                frames.append((name, size))
         yield d, sorted(videos), frames
         stack.extend(sorted(subdirs, reverse=True))
+
+
+def _listing(d: str) -> list:
+    """(path, name, is a folder, size or the OSError that stat raised) of the entries of folder d."""
+    out = []
+    with os.scandir(d) as it:
+        for e in it:
+            try:
+                is_dir = e.is_dir(follow_symlinks=True)
+                size = 0 if is_dir else (e.stat().st_size if _listed_ext(e.name) else 0)
+            except OSError as err:  # ELOOP (a link to itself), ENOENT (dangling), EACCES
+                is_dir, size = False, err
+            out.append((e.path, e.name, is_dir, size))
+    return out
+
+
+def _listed_ext(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in VIDEO_EXTS | FRAME_EXTS
 
 
 def _kinetics_labels(csv_path: str) -> dict[str, str]:
@@ -60,17 +89,19 @@ def _label_from_dirs(rel_dir: str) -> str | None:
 
 
 def scan(videos_dir: str, annotations: str | None = None, frames_fps: float = 30.0,
-         progress=None) -> list[Entry]:
+         progress=None, skipped: list | None = None) -> list[Entry]:
     """All videos under `videos_dir`, sorted by id (deterministic for a given tree).
 
-    progress(entries so far, folders so far) is called about every PROGRESS_S seconds.
+    progress(entries so far, folders so far) is called about every PROGRESS_S seconds; entries that cannot
+    be read (dangling links, symlink loops) are left out and appended to `skipped` as (path, reason).
     """
     root = os.path.abspath(videos_dir)
     if not os.path.isdir(root):
         raise FileNotFoundError(f"{videos_dir}: not a folder")
     labels = _kinetics_labels(annotations) if annotations else None
     entries, t_last = [], time.monotonic()
-    for n_dirs, (d, videos, frames) in enumerate(_walk(root), 1):
+    skipped = [] if skipped is None else skipped
+    for n_dirs, (d, videos, frames) in enumerate(_walk(root, skipped), 1):
         if progress is not None and time.monotonic() - t_last > PROGRESS_S:
             progress(len(entries), n_dirs)
             t_last = time.monotonic()

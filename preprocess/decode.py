@@ -48,11 +48,25 @@ def decode_video(path, fps: float = FRAME_RATE, size: int = FRAME_SIZE, timeout:
         raise DecodeError(f"ffmpeg failed: {last[:300]}")
     n = len(proc.stdout) // (size * size * 3)
     if n == 0:
+        k = _source_frames(p, timeout)  # the fps filter drops a video shorter than one output frame
+        if k:
+            raise DecodeError(f"too short: {k} frame{'s' * (k > 1)} in the file (< {MIN_FRAMES})")
         raise DecodeError("no video frames (audio-only or not a video)")
     frames = np.frombuffer(proc.stdout, np.uint8, n * size * size * 3).reshape(n, size, size, 3)
     if n < MIN_FRAMES:
         raise DecodeError(f"too short: {n} frames at {fps:g} fps (< {MIN_FRAMES})")
     return frames
+
+
+def _source_frames(p: Path, timeout: float) -> int:
+    """Frames of the file's first video stream, counted up to MIN_FRAMES (0: none, or no video stream)."""
+    cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", "-i", str(p), "-map", "0:v:0",
+           "-frames:v", str(MIN_FRAMES), "-s", "8x8", "-f", "rawvideo", "-pix_fmt", "gray", "-"]
+    try:
+        out = subprocess.run(cmd, capture_output=True, timeout=timeout).stdout
+    except subprocess.TimeoutExpired:
+        return 0
+    return len(out) // 64
 
 
 def decode_folder(path, fps: float = FRAME_RATE, size: int = FRAME_SIZE, src_fps: float = 30.0) -> np.ndarray:

@@ -125,6 +125,7 @@ class Lease:
         self.token = uuid.uuid4().hex
         self._stop = threading.Event()
         self._thread = None
+        self._seen = None  # the lease file as held() last read it: who holds it once we do not
 
     def _payload(self) -> bytes:
         return json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "token": self.token,
@@ -165,7 +166,14 @@ class Lease:
 
     def held(self) -> bool:
         info = _read(self.path)
-        return isinstance(info, dict) and info.get("token") == self.token
+        self._seen = info if isinstance(info, dict) else None
+        return self._seen is not None and info.get("token") == self.token
+
+    def taken_by(self) -> str:
+        """Who held the lease when held() last found it lost: 'host:pid', or why that is not known."""
+        if self._seen is None:
+            return "another task (its lease is gone or unreadable now)"
+        return f"{self._seen.get('host', '?')}:{self._seen.get('pid', '?')}"
 
     def release(self) -> None:
         self._stop.set()

@@ -9,7 +9,7 @@ from spixwalk.common import write_atomic
 
 from . import generations, store
 from .decode import DecodeError, decode
-from .lease import Busy, Lease, holder
+from .lease import Busy, Lease
 from .spconfig import FRAME_RATE, FRAME_SIZE
 from .superpixels import label_video
 
@@ -55,7 +55,7 @@ class _Guard:
 
     def __call__(self) -> None:
         if not self.lease.held():
-            raise LeaseLost(f"lease lost to {holder(self.lease.path)}")
+            raise LeaseLost(f"lease lost to {self.lease.taken_by()}")
 
     def video(self, event: str) -> None:
         if self.queue is not None:
@@ -92,7 +92,7 @@ def process_shard(root, shard: int, rows: list[dict], alg: str, params: dict, cf
             except OSError as e:
                 if lease.held():
                     raise
-                raise LeaseLost(f"lease lost to {holder(lease.path)} (then {type(e).__name__}: {e})") from e
+                raise LeaseLost(f"lease lost to {lease.taken_by()} (then {type(e).__name__}: {e})") from e
     except (Busy, LeaseLost) as e:
         stats["busy"] = str(e)
         _log(f"BUSY shard {shard}: {e}; left alone")

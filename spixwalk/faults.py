@@ -2,7 +2,8 @@
 
 SPIXWALK_FAULT="stop:<point>[,<point>...]:<fifo>": the first time a process reaches a listed point it
 writes "<point> <pid>" to the FIFO and stops itself (SIGSTOP) until the test continues it (SIGCONT);
-"tell:..." only writes. Tests pause a task exactly at a write point, then signal it, kill it or let
+"tell:..." only writes. A point listed as <point>@N fires at its Nth arrival in a process (default: the
+first). Tests pause a task exactly at a write point, then signal it, kill it or let
 another task take its shard over: no sleeping, no guessing where a process is.
 """
 from __future__ import annotations
@@ -11,7 +12,7 @@ import os
 import signal
 
 ENV = "SPIXWALK_FAULT"
-_fired: set = set()
+_arrivals: dict = {}
 
 
 def point(name: str) -> None:
@@ -19,9 +20,13 @@ def point(name: str) -> None:
     if not spec:
         return
     mode, names, fifo = spec.split(":", 2)
-    if name not in names.split(",") or (os.getpid(), name) in _fired:
+    want = dict(n.partition("@")[::2] for n in names.split(","))  # point -> its arrival ("" = the first)
+    if name not in want:
         return
-    _fired.add((os.getpid(), name))
+    key = (os.getpid(), name)
+    _arrivals[key] = _arrivals.get(key, 0) + 1
+    if _arrivals[key] != int(want[name] or 1):
+        return
     fd = os.open(fifo, os.O_WRONLY)
     try:
         os.write(fd, f"{name} {os.getpid()}\n".encode())

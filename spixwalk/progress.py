@@ -3,12 +3,17 @@ LINE_PCT percent, so a log shows how far a job got without thousands of carriage
 
 SPIXWALK_PROGRESS=bar|lines|off forces a mode (default auto: bar on a TTY, else lines). Progress only
 reads the counts it is given: it never touches a result, a statistic or a file a stage writes.
+
+A stream whose reader is gone (`... 2>&1 | tee log` with the group signalled: tee died first) must not end
+a stage that is saving its work: every write here (and `say`) turns EPIPE into silence on that stream.
 """
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import time
+from contextlib import contextmanager
 
 LINE_PCT = 10
 MODES = ("auto", "bar", "lines", "off")
@@ -27,6 +32,37 @@ def mode(enabled: bool = True, file=None) -> str:
     except (AttributeError, ValueError):
         tty = False
     return "bar" if tty else "lines"
+
+
+@contextmanager
+def quiet_if_closed(file):
+    """Writes to `file` in the block; if its reader is gone (EPIPE), the stream is pointed at /dev/null
+    (later writes and the interpreter's last flush succeed) and the block ends quietly."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno != errno.EPIPE:
+            raise
+        _to_devnull(file)
+
+
+def _to_devnull(file) -> None:
+    try:
+        fd = file.fileno()
+    except (AttributeError, ValueError, OSError):
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, fd)
+    finally:
+        os.close(null)
+
+
+def say(*args, file=None, **kw) -> None:
+    """print(..., flush=True) that goes quiet when the stream's reader is gone (see quiet_if_closed)."""
+    file = file or sys.stdout
+    with quiet_if_closed(file):
+        print(*args, file=file, flush=True, **kw)
 
 
 def _hms(s: float) -> str:
@@ -62,7 +98,8 @@ class Progress:
     def set(self, n: float) -> None:
         """The count is now n (for callers that learn totals, e.g. from finished tasks)."""
         if self.mode == "bar":
-            self._bar.update(n - self.n)
+            with quiet_if_closed(self.file):
+                self._bar.update(n - self.n)
         self.n = n
         if self.mode == "lines" and self.total and self._bucket() > self._last_bucket:
             self._last_bucket = self._bucket()
@@ -88,7 +125,7 @@ class Progress:
             parts.append(f"ETA {_hms(elapsed / done * (self.total - self.n))}")
         if self.fields:
             parts.append(self._fields())
-        print(", ".join(parts), file=self.file, flush=True)
+        say(", ".join(parts), file=self.file)
         self._printed = self.n
 
     def close(self) -> None:
@@ -96,7 +133,8 @@ class Progress:
             return
         self._closed = True
         if self._bar is not None:
-            self._bar.close()
+            with quiet_if_closed(self.file):
+                self._bar.close()
         elif self.mode == "lines" and self._printed != self.n:
             self._line()  # where the count stopped short (a failure, a budget) or never had a total
 

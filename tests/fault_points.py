@@ -16,20 +16,25 @@ class Points:
         os.mkfifo(self.fifo)
         self.fd = os.open(self.fifo, os.O_RDWR)  # read end that never blocks the writer's open nor hits EOF
         self.buf = b""
+        self.life_r = None  # set by start(); commands started otherwise are watched by the hang guard only
 
-    def start(self, args, points, mode="stop", **kw):
-        """Popen of `python -m <args>` in its own session (its own process group), fault points armed."""
-        env = {**os.environ, ENV: f"{mode}:{','.join(points)}:{self.fifo}"} if points else None
+    def start(self, args, points, mode="stop", env_extra=None, **kw):
+        """Popen of `python -m <args>` in its own session (its own process group; in the group of
+        `process_group=PGID` where given), fault points armed, `env_extra` added to the environment."""
+        env = {**os.environ, **(env_extra or {})}
+        if points:
+            env[ENV] = f"{mode}:{','.join(points)}:{self.fifo}"
         self.life_r, life_w = os.pipe()  # EOF once the command's main process is gone
         proc = subprocess.Popen([sys.executable, "-m", *map(str, args)], cwd=REPO, env=env, pass_fds=(life_w,),
-                                start_new_session=True, **kw)
+                                start_new_session="process_group" not in kw, **kw)
         os.close(life_w)
         return proc
 
     def reached(self) -> tuple[str, int] | None:
         """(point, pid) of the next point reached, or None if the command exited first."""
         while b"\n" not in self.buf:
-            ready, _, _ = select.select([self.fd, self.life_r], [], [], GUARD_S)
+            ready, _, _ = select.select([self.fd] + ([self.life_r] if self.life_r is not None else []), [], [],
+                                        GUARD_S)
             assert ready, f"no fault point reached and no exit in {GUARD_S} s"
             if self.fd in ready:
                 self.buf += os.read(self.fd, 4096)

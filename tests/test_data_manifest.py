@@ -130,3 +130,21 @@ def test_zero_byte_warning_and_progress_line(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert len(rows) == 2 and "warning: 1 zero-byte file(s)" in err and "empty.mp4" in err
     assert "scanning " in err and "videos in" in err
+
+
+@pytest.mark.fault
+def test_unreadable_entries_are_skipped_one_line_each_and_counted(tmp_path, capsys):
+    v = tmp_path / "vids"
+    touch(str(v / "a.mp4"))
+    touch(str(v / "sub" / "b.mp4"))
+    os.symlink("..", v / "sub" / "up")  # a folder loop
+    os.symlink("self.mp4", v / "self.mp4")  # a link to itself (ELOOP)
+    os.symlink("gone.mp4", v / "dangling.mp4")
+    out = tmp_path / "manifest.jsonl"
+    assert main(["build", "--videos", str(v), "--out", str(out)]) == 1  # written, but not every entry listed
+    assert [r["id"] for r in manifest.read(str(out))] == ["a", "sub/b"]
+    err = capsys.readouterr().err.splitlines()
+    skipped = [line for line in err if line.startswith("skipped ")]
+    assert sorted(line.split(":")[0] for line in skipped) == sorted(
+        f"skipped {v / n}" for n in ("dangling.mp4", "self.mp4", "sub/up")), err
+    assert "3 unreadable entries" in err[-1] and "Traceback" not in "\n".join(err)

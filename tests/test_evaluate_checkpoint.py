@@ -32,6 +32,19 @@ def test_unreadable_files(synth_davis, tmp_path, capsys):
     refused(synth_davis, tmp_path, capsys, tmp_path / "absent.pt", "checkpoint not found")
 
 
+def test_a_checkpoint_whose_bytes_changed_is_refused(synth_davis, tmp_path, capsys):
+    from spixwalk.train import digest
+
+    ckpt = tmp_path / "r18.pt"
+    torch.save(torchvision.models.resnet18().state_dict(), ckpt)
+    digest.record(ckpt, digest.sha256_of(ckpt))  # as the trainer and export write their files
+    data = bytearray(ckpt.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one weight byte: torch.load alone would not notice
+    ckpt.write_bytes(bytes(data))
+    torch.load(ckpt)
+    refused(synth_davis, tmp_path, capsys, ckpt, "damaged", "r18.pt.sha256")
+
+
 def test_not_a_checkpoint(synth_davis, tmp_path, capsys):
     listed = tmp_path / "list.pt"
     torch.save([1, 2, 3], listed)

@@ -49,3 +49,15 @@ def test_frame_folder_resampled_to_fps(tmp_path):
     out = decode(d, fps=8, size=64, src_fps=24)
     assert len(out) == len(frames) // 3
     assert np.array_equal(out[1], frames[3])  # frame k at time k/8 s is source frame 3k
+
+
+def test_a_one_frame_video_is_too_short_not_frameless(tmp_path):
+    import subprocess
+
+    from spixwalk.common import ffmpeg_exe
+
+    one = tmp_path / "one.mp4"
+    subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "color=red:s=64x64:r=25",
+                    "-frames:v", "1", "-pix_fmt", "yuv420p", str(one)], check=True)
+    with pytest.raises(DecodeError, match=r"too short: 1 frame in the file \(< 4\)"):
+        decode(one)

@@ -43,7 +43,8 @@ def test_crw_run_records_its_preset_logs_windows_and_keeps_a_finished_summary(st
     assert {k: cfg[k] for k in CRW if k != "clip_len"} == {k: v for k, v in CRW.items() if k != "clip_len"}
     assert cfg["clips"] == 2 * 5  # two 10-frame videos, 5 drawn clips each
     rows = [json.loads(l) for l in (run / "log.jsonl").read_text().splitlines()]
-    assert [(r["step"], r["steps_in_row"]) for r in rows] == [(2, 2), (4, 2)]
+    # the run's first step has a row of its own (the summary's first_loss), then every --log-every steps
+    assert [(r["step"], r["steps_in_row"]) for r in rows] == [(1, 1), (2, 1), (4, 2)]
     assert rows[-1]["lr"] == pytest.approx(CRW["lr"] * CRW["lr_gamma"])  # step 4 is past 80% of 4 steps
     assert set(rows[0]) >= {"loss", "xent_2", "xent_3", "acc_3"} and "xent_1" not in rows[0]
     enc = load_encoder(str(run / "checkpoint.pt"))

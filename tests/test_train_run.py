@@ -237,3 +237,13 @@ def test_cpu_bf16_runs_the_forward_under_autocast_and_fp32_stays_the_default(sto
     assert losses["bf16"] != losses["fp32"]  # the forward really ran in bf16 ...
     assert losses["bf16"] == pytest.approx(losses["fp32"], rel=0.02)  # ... and computes the same loss
     assert json.loads((tmp_path / "bf16" / "config.json").read_text())["precision"] == "bf16"
+
+
+def test_a_short_run_logs_its_first_and_last_step(store, tmp_path):
+    run = tmp_path / "r"
+    assert main(["--store", str(store), "--run", str(run), "--steps", "5", *FAST[:-2], "--log-every", "10"]) == 0
+    rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 5] and [r["steps_in_row"] for r in rows] == [1, 4]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["first_loss"] == rows[0]["loss"] and summary["final_loss"] == rows[1]["loss"]
+    assert not list(run.glob("*.tmp*")) and (run / "loss.png").exists()

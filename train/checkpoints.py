@@ -8,16 +8,17 @@ checkpoint.pt, a torch.save'd dict (full unpickling to read: it holds numpy RNG 
   rng                    torch / numpy / python (/ cuda) generator states, one per rank under DDP
   data                   {"position": clips consumed by the sampler, "seed"}
   train_seconds, train_cpu_seconds, train_device_seconds, clock (cpu|device, train/clock.py), finished
-The padding is stored once, in config; checkpoints written before that also hold it at the top level, as
-export files do, and `padding_of` reads both. train/weights.py reads the weights and config through
-`config_of` / `padding_of`; around the one checkpoint: a kept history (--keep-every) and warm starts
-(--init-from).
+The padding is stored once, in config (train/weights.py, the one reader of weight files, reads it).
+Every file written here has a sha256 sidecar (train/digest.py), checked on every read: a damaged latest
+checkpoint is refused, and resume falls back to the newest kept one (--keep-every) when there is one.
+Around the one checkpoint: a kept history (--keep-every), snapshots, warm starts (--init-from).
 """
 from __future__ import annotations
 
 import os
 import random
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,9 @@ import numpy as np
 import torch
 
 from spixwalk.common import atomic_path
+
+from . import digest
+from .weights import WeightsError, config_of, init_from, read  # noqa: F401  init_from: its old home
 
 NAME = "checkpoint.pt"
 # options that change what a checkpoint means: resuming with different values is refused
@@ -36,20 +40,6 @@ OLDER_DEFAULTS = {"lr_schedule": "drop"}  # run keys added later: what a checkpo
 
 class ResumeError(Exception):
     """A checkpoint that cannot be resumed: one line naming the file and why."""
-
-
-# ---------------------------------------------------------------- reading any weight file's record
-
-
-def config_of(obj: dict) -> dict:
-    """The training options stored with the weights ({} for files without them)."""
-    return obj.get("config") if isinstance(obj.get("config"), dict) else {}
-
-
-def padding_of(obj: dict, default: str | None = "zeros") -> str | None:
-    """The conv padding the weights were trained with: config first, then the top-level key of older
-    checkpoints and export files; `default` for files older than the option."""
-    return config_of(obj).get("padding") or obj.get("padding") or default
 
 
 # ---------------------------------------------------------------- writing
@@ -84,7 +74,20 @@ def write(run: Path, state: dict) -> Path:
     path = Path(run) / NAME
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
+        digest.record(path, digest.sha256_of(tmp), keep_previous=True)  # before the rename: both match
     return path
+
+
+def copy(src: Path, dst: Path) -> Path:
+    """dst, a copy of checkpoint src (a hard link where possible: src is only ever replaced by rename) with
+    its own sidecar, written first: a copy cut short is found damaged, never taken for whole."""
+    digest.record(dst, digest.recorded(src)[0] if digest.recorded(src) else digest.sha256_of(src))
+    with atomic_path(dst) as tmp:
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copy2(src, tmp)
+    return dst
 
 
 # ---------------------------------------------------------------- resuming
@@ -101,7 +104,9 @@ class Progress:
 
 
 def read_for_resume(run: Path, resume: str, config: dict) -> dict | None:
-    """The checkpoint to continue (--resume auto|never|PATH), checked against this run's config; None: fresh."""
+    """The checkpoint to continue (--resume auto|never|PATH), checked against this run's config; None: fresh.
+    A damaged or unreadable RUN/checkpoint.pt is refused; with --resume auto the newest kept checkpoint
+    that reads whole is resumed instead, said in one line."""
     path = Path(run) / NAME if resume in ("auto", "never") else Path(resume)
     if not path.exists():
         if resume not in ("auto", "never"):
@@ -110,10 +115,13 @@ def read_for_resume(run: Path, resume: str, config: dict) -> dict | None:
     if resume == "never":
         raise ResumeError(f"checkpoint {path} exists and --resume never: choose another --run")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:
-        raise ResumeError(f"checkpoint {path}: unreadable ({type(e).__name__}: {e})")
-    _check_is_training_checkpoint(ckpt, path)
+        ckpt = _load(path)
+    except ResumeError as e:
+        kept = sorted(Path(run).glob(kept_name(0).replace("0000000", "[0-9]" * 7)), reverse=True)
+        ckpt = next((c for c in map(_load_or_none, kept) if c is not None), None) if resume == "auto" else None
+        if ckpt is None:
+            raise ResumeError(f"{e}; no kept checkpoint to fall back to: move it away to start over") from None
+        print(f"[train] {e}; resuming from the kept checkpoint of step {ckpt['step']} instead", file=sys.stderr)
     old = config_of(ckpt)
     diff = {k: (old.get(k, OLDER_DEFAULTS.get(k)), config[k]) for k in RUN_KEYS
             if old.get(k, OLDER_DEFAULTS.get(k)) != config[k]}
@@ -121,6 +129,22 @@ def read_for_resume(run: Path, resume: str, config: dict) -> dict | None:
         raise ResumeError(f"checkpoint {path} was trained with another config {diff} (old, new); "
                           "use a new --run or the same options")
     return ckpt
+
+
+def _load(path: Path) -> dict:
+    try:
+        ckpt = read(path)
+    except WeightsError as e:
+        raise ResumeError(f"checkpoint {e}") from None
+    _check_is_training_checkpoint(ckpt, path)
+    return ckpt
+
+
+def _load_or_none(path: Path) -> dict | None:
+    try:
+        return _load(path)
+    except ResumeError:
+        return None
 
 
 TRAINING_KEYS = ("model", "optimizer", "scheduler", "step", "config", "rng")
@@ -155,31 +179,7 @@ def keep(run: Path, step: int, every: int) -> Path | None:
     """After checkpoint.pt was written at `step`: keep a copy when step is a multiple of `every`."""
     if not every or step % every:
         return None
-    src, dst = Path(run) / NAME, Path(run) / kept_name(step)
-    with atomic_path(dst) as tmp:
-        try:
-            os.link(src, tmp)  # checkpoint.pt is later replaced by rename, so this inode stays as it is
-        except OSError:
-            shutil.copy2(src, tmp)
-    return dst
-
-
-def init_from(encoder, path) -> tuple[str, str | None]:
-    """Load encoder weights only from a spixwalk checkpoint / export, a videowalk (CRW) checkpoint or a
-    torchvision / timm resnet18 state dict.
-
-    Strict: every encoder weight must be there with its shape (torchvision's `fc` is ignored). Raises
-    train.weights.WeightsError with one line naming the file and the first mismatch. Returns the kind and
-    the padding the file records (None where it records none); the encoder keeps its own padding.
-    """
-    from .weights import encoder_from_state, read, recorded_padding, resnet_state
-
-    obj = read(path)
-    state, _, kind = resnet_state(obj, path)
-    drop = not any(k.startswith("layer4.") for k in encoder.state_dict())
-    loaded = encoder_from_state(state, drop_layer4=drop, path=path)  # only its weights are copied
-    encoder.load_state_dict(loaded.state_dict(), strict=True)
-    return kind, recorded_padding(obj)[0]
+    return copy(Path(run) / NAME, Path(run) / kept_name(step))
 
 
 def remove_stale_tmp(run: Path) -> None:

@@ -18,6 +18,7 @@ import torch
 
 from spixwalk.common import atomic_path, check_out, stage_parser
 
+from . import digest
 from .weights import EXPORT_FORMAT, WeightsError, read, resnet_state
 
 
@@ -36,6 +37,7 @@ def export(ckpt_path: Path, out: Path) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
         torch.save(record, tmp)
+        digest.record(out, digest.sha256_of(tmp))
     return meta
 
 

@@ -7,3 +7,4 @@ from .workers import STOP_SIGNALS, stop_signal_before_run
 
 for _s in STOP_SIGNALS:  # before a forked child runs our worker_loop, a group signal must not kill it
     signal.signal(_s, stop_signal_before_run)
+signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # started with them blocked (workers.context)

@@ -76,11 +76,12 @@ class RunLog:
             return
         fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
         steps = [r["step"] for r in rows]
-        ax[0].plot(steps, [r["loss"] for r in rows], label="loss")
+        mk = {"marker": "o", "ms": 4} if len(rows) < 3 else {}  # one row is a point, not an invisible line
+        ax[0].plot(steps, [r["loss"] for r in rows], label="loss", **mk)
         for k in sorted(k for k in rows[-1] if k.startswith("xent_")):
-            ax[0].plot(steps, [r.get(k, math.nan) for r in rows], lw=0.8, label=f"cycle {k[5:]}")
+            ax[0].plot(steps, [r.get(k, math.nan) for r in rows], lw=0.8, label=f"cycle {k[5:]}", **mk)
         for k in sorted(k for k in rows[-1] if k.startswith("acc_")):
-            ax[1].plot(steps, [r.get(k, math.nan) for r in rows], lw=0.8, label=f"cycle {k[4:]}")
+            ax[1].plot(steps, [r.get(k, math.nan) for r in rows], lw=0.8, label=f"cycle {k[4:]}", **mk)
         ax[0].set(xlabel="step", title="walk loss")
         ax[1].set(xlabel="step", title="return accuracy", ylim=(0, 1))
         for x in ax:

@@ -1,40 +1,43 @@
 """The training loop: data, model, Adam, checkpoints, logs. Plain process on CPU, DDP under torchrun.
 
 Read top to bottom: `Trainer` (what a run holds between steps), `train_step` (one optimisation step),
-`run_steps` (the loop and its stops), `train` (one run end to end), `main` (exit codes); the set-up they use
-(store selection, process group, lr schedule, signals) follows. Options: options.py; the checkpoint
-format: checkpoints.py; step statistics and the summary table: stats.py.
+`run_steps` (the loop and its stops), `train` (one run end to end), `main` (exit codes). Set-up lives
+beside it: options.py (options), selection.py (what the store offers), distributed.py (process group,
+the ranks' stop vote), schedule.py (lr), signals.py (stop signals), checkpoints.py (the checkpoint format),
+stats.py (step statistics and the summary table).
 """
 from __future__ import annotations
 
 import json
 import math
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-from spixwalk.common import resolve_device, write_atomic
+from spixwalk.common import write_atomic
 from spixwalk import faults
-from spixwalk.preprocess import spconfig
 from spixwalk.preprocess.store import StoreReader
-from spixwalk.progress import Progress
+from spixwalk.progress import Progress, say
 
-from . import checkpoints, device_aug, runconfig, tracking, workers
+from . import checkpoints, device_aug, distributed, runconfig, tracking, workers
 from .checkpoints import ResumeError
 from .clock import Clock, resolve as resolve_clock
-from .data import Aug, ClipDataset, StreamSampler, clip_index, collate
+from .data import Aug, ClipDataset, StreamSampler, collate
 from .log import RunLog
-from .model import WalkNet, n_patches, patch_grid
+from .model import WalkNet, patch_grid
 from .options import BadInput, parse_args, uses_bf16, validate
+from .schedule import lr_factor, steps_plan
+from .selection import clips_of, label_configs, static_nodes  # noqa: F401  static_nodes: benchmarks/gpu.py
+from .signals import Preempted, StopSignal
 from .stats import Window, stat_keys, summary_table
 from .walk import walk_loss
 
 PREEMPTED = 3  # exit code: stopped by SIGTERM/SIGINT/SIGUSR1 (checkpoint saved if a step ran); rerun to resume
 SUMMARY = "summary.json"
+PREEMPTED_MARK = "preempted"  # RUN/preempted: written on a stop signal, so a job script can tell it from a failure
 
 
 def build_model(a, device: torch.device) -> tuple[WalkNet, torch.optim.Adam]:
@@ -93,11 +96,13 @@ class Trainer:
         self.loader = torch.utils.data.DataLoader(
             ds, batch_size=a.batch, sampler=sampler, num_workers=a.workers, collate_fn=collate,
             pin_memory=device.type == "cuda", multiprocessing_context=workers.context(a.mp_context) if a.workers else None,
+            worker_init_fn=workers.worker_init if a.workers else None,
             timeout=a.loader_timeout if a.workers else 0, persistent_workers=False,
             generator=torch.Generator().manual_seed(a.seed))  # own generator: keeps the global RNG for the model
         if rank == 0 and not self.already_finished:
             self.run.mkdir(parents=True, exist_ok=True)
             checkpoints.remove_stale_tmp(self.run)
+            (self.run / PREEMPTED_MARK).unlink(missing_ok=True)
             write_atomic(self.run / "config.json", json.dumps(self.cfg, indent=1, sort_keys=True, default=str))
         self.tracker = tracking.Tracker(a, self.run, self.cfg, enabled=rank == 0 and not self.already_finished,
                                         start=self.step)
@@ -105,7 +110,7 @@ class Trainer:
     def snapshot(self, name: str) -> None:
         """Keep a copy of the checkpoint just written as RUN/snapshot-<name>.pt."""
         if self.rank == 0:
-            shutil.copy(self.run / checkpoints.NAME, self.run / f"snapshot-{name}.pt")
+            checkpoints.copy(self.run / checkpoints.NAME, self.run / f"snapshot-{name}.pt")
 
     def checkpoint(self, seconds: float, clock: Clock, finished: bool = False) -> None:
         """RUN/checkpoint.pt (rank 0) with every rank's RNG state; `seconds`: wall seconds since this process
@@ -128,6 +133,8 @@ class Trainer:
 def train_step(model, opt, sched, batch, a, device, autocast) -> dict | None:
     """One optimisation step on a collated batch; detached on-device stats, no host sync (None: empty batch)."""
     if batch is None:
+        if a.world > 1:  # the other ranks wait in the gradient all-reduce: join it with zero gradients
+            _empty_step(model, opt, a, device, autocast)
         sched.step()
         return None
     if "boxes" in batch:  # --aug-on device: crop, resize, jitter, flip, labels and weights here
@@ -146,8 +153,20 @@ def train_step(model, opt, sched, batch, a, device, autocast) -> dict | None:
             **{f"acc_{k}": v for k, v in accs.items()}}
 
 
+def _empty_step(model, opt, a, device, autocast) -> None:
+    """A DDP step that adds nothing: one blank patch clip through the model, its loss times 0, so this rank
+    joins every gradient bucket's all-reduce and steps Adam with the ranks' mean gradient like the others."""
+    frames = torch.zeros(1, a.clip_len, 3, a.img_size, a.img_size, dtype=torch.uint8, device=device)
+    with autocast:
+        q = model(frames, None, torch.ones(1, dtype=torch.bool, device=device))
+    opt.zero_grad(set_to_none=True)
+    (q.float().sum() * 0.0).backward()
+    opt.step()
+
+
 def run_steps(tr: Trainer, stop: StopSignal, clock: Clock) -> tuple[float, int, str]:
-    """Train until the step count, the --budget or a stop signal: (wall seconds, steps, why stopped)."""
+    """Train until the step count, the --budget or a stop signal: (wall seconds, steps, why stopped).
+    Leaves tr.bar open: the caller closes it after the checkpoint (a closed stream must not cost the save)."""
     a, device = tr.a, tr.device
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=uses_bf16(a, device))
     win = Window(stat_keys(a), device)
@@ -158,23 +177,25 @@ def run_steps(tr: Trainer, stop: StopSignal, clock: Clock) -> tuple[float, int, 
     if 0 in a.snapshot_step_list and tr.step == 0:
         tr.checkpoint(0.0, clock)
         tr.snapshot("step0")
+    tr.bar = (Progress(a.budget, "train", unit=f"{clock.kind}-s", initial=round(before, 1), enabled=tr.rank == 0)
+              if a.budget else Progress(tr.steps, "train", unit="step", initial=tr.step, enabled=tr.rank == 0))
     it = iter(tr.loader)
     try:
         faults.point("train.workers")
-        return _steps(tr, stop, clock, it, win, autocast, marks, step_marks)
+        seconds, done, why = _steps(tr, stop, clock, it, win, autocast, marks, step_marks)
     finally:
         workers.stop(it)
+    if win.n:  # the steps since the last row: the log always ends at the run's last step
+        seconds += _log_row(tr, win, clock, marks)[0]["seconds"]
+    return seconds, done, why
 
 
 def _steps(tr, stop, clock, it, win, autocast, marks, step_marks) -> tuple[float, int, str]:
-    a, device = tr.a, tr.device
+    a, device, bar = tr.a, tr.device, tr.bar
     seconds, done, why = 0.0, 0, "steps"
-    bar = Progress(tr.steps, "train", unit="step", initial=tr.step, enabled=tr.rank == 0)
     t_bar, clips_per_step = time.perf_counter(), a.batch * a.world
     while tr.step < tr.steps:
-        if stop.signum and a.world == 1 and not done:  # stopped while the workers started: nothing to save
-            why = "signal"
-            break
+        faults.point("train.next")
         t0 = time.perf_counter()
         try:
             batch = workers.next_batch(it, a.loader_timeout if a.workers else 0)
@@ -182,6 +203,9 @@ def _steps(tr, stop, clock, it, win, autocast, marks, step_marks) -> tuple[float
             if a.world > 1:  # the other ranks wait in a collective: end the process group
                 raise
             tr.stalled, why = str(e), "stalled"
+            break
+        if distributed.any_rank(bool(stop.signum), a.world):  # every rank stops before the same step
+            why = "signal"
             break
         wait = time.perf_counter() - t0
         clock.step_start()
@@ -194,14 +218,19 @@ def _steps(tr, stop, clock, it, win, autocast, marks, step_marks) -> tuple[float
         # host-side counts only: the loss reaches the bar at log rows, which sync anyway
         bar.note(**{"clips/s": f"{done * clips_per_step / (time.perf_counter() - t_bar):.1f}"})
         at_mark = tr.step in step_marks
-        stopping = bool(stop.signum) and a.world == 1  # one process: this step ends the window
-        if tr.step % a.log_every and tr.step % a.ckpt_every and tr.step < tr.steps and not (at_mark or stopping):
-            bar.update()
+        # a row at the run's first step too: the summary's first_loss is that step's, not the first row's mean
+        row_due = not (tr.step % a.log_every and tr.step % a.ckpt_every and tr.step > 1 and not at_mark)
+        if stop.signum and a.world == 1 or not row_due:  # one process and a signal: this step was the last
+            if not a.budget:
+                bar.update()
+            if stop.signum and a.world == 1:
+                why = "signal"
+                break
             continue
-        row, (n_stop, n_over, n_snap) = _log_row(tr, win, clock, stop, marks)
+        row, (n_over, n_snap) = _log_row(tr, win, clock, marks)
         seconds += row["seconds"]
         bar.note(loss=f"{row.get('loss', float('nan')):.3f}")
-        bar.update()
+        bar.set(round(row["clock_seconds"], 1) if a.budget else tr.step)
         if n_snap or at_mark:
             tr.checkpoint(seconds, clock)
             if n_snap:  # a copy per mark passed: one long step can pass several (another rank's: the first)
@@ -211,23 +240,22 @@ def _steps(tr, stop, clock, it, win, autocast, marks, step_marks) -> tuple[float
                 del marks[:len(due)]
             if at_mark:
                 tr.snapshot(f"step{tr.step}")
-        if n_stop or n_over:
-            why = "signal" if n_stop else f"{clock.kind}_budget"
+        if n_over:
+            why = f"{clock.kind}_budget"
             break
         if tr.step % a.ckpt_every == 0 and tr.step < tr.steps:
             tr.checkpoint(seconds, clock)
-    bar.close()
     return seconds, done, why
 
 
-def _log_row(tr: Trainer, win: Window, clock: Clock, stop: StopSignal, marks: list[float]):
-    """Write one log row; (row, [stop, over budget, snapshot due] summed over ranks)."""
+def _log_row(tr: Trainer, win: Window, clock: Clock, marks: list[float]):
+    """Write one log row; (row, [over budget, snapshot due] summed over ranks)."""
     a = tr.a
     now = clock.now()  # before the row's sync: the device clock syncs on the window's last step anyway
     over = float(bool(a.budget) and now >= a.budget)
     snap = float(bool(marks) and now >= marks[0])
     busy = clock.busy() - win.busy0
-    row, flags = win.row(tr.step, a.world, [float(bool(stop.signum)), over, snap, now], busy)
+    row, flags = win.row(tr.step, a.world, [over, snap, now], busy)
     if "loss" in row and not math.isfinite(row["loss"]):
         raise RuntimeError(f"steps {tr.step - win.n + 1}-{tr.step}: non-finite loss {row['loss']}")
     tr.spent = flags.pop() / a.world  # the ranks' mean clock: every rank steps with the same cosine lr
@@ -247,7 +275,7 @@ def train(a) -> dict:
     with StopSignal() as stop:
         faults.point("train.setup")
         validate(a)
-        rank, a.world, device = setup_dist(a)
+        rank, a.world, device = distributed.setup(a)
         if a.clock == "device" and device.type != "cuda":
             raise BadInput(f"--clock device counts CUDA-busy seconds; this run is on {device}")
         if a.threads:
@@ -262,18 +290,21 @@ def _train(tr: Trainer, stop: StopSignal) -> dict:
     if tr.already_finished:
         if rank == 0:
             print(f"[train] {run} already finished at step {tr.step}; kept its checkpoint and {SUMMARY}")
-        _teardown(a)
+        distributed.teardown(a.world)
         return json.loads((run / SUMMARY).read_text())
     if rank == 0:
         print(f"[train] {tr.clips} clips, configs {tr.cfgs or '-'}, nodes {a.nodes}, preset {a.preset}, "
-              f"{tr.steps} steps (from {tr.step}), batch {a.batch} x {a.world} process(es) on {device}")
+              f"{tr.steps} steps (from {tr.step}), batch {a.batch} x {a.world} process(es) on {device}", flush=True)
     clock = Clock(a.clock, device, tr.resumed.cpu, tr.resumed.device)
     seconds, done, why = run_steps(tr, stop, clock)
     if done or why not in ("signal", "stalled"):
-        tr.checkpoint(seconds, clock)
+        tr.checkpoint(seconds, clock)  # first: what follows writes to streams that may be gone
+    if why == "signal" and rank == 0:
+        mark_preempted(run, f"signal {stop.signum} at step {tr.step}")
+    tr.bar.close()
     tr.tracker.close()
     if why in ("signal", "stalled"):
-        _teardown(a)
+        distributed.teardown(a.world)
         stopped = {"preempted": f"signal {stop.signum}"} if why == "signal" else {"stalled": tr.stalled}
         return {**stopped, "step": tr.step, "saved": bool(done)}
     summary = tr.log.summary(tr.cfg, seconds, done, a.batch * a.world) if rank == 0 else {}
@@ -281,11 +312,20 @@ def _train(tr: Trainer, stop: StopSignal) -> dict:
                    train_cpu_seconds_total=round(clock.cpu(), 2), train_device_seconds_total=round(clock.device(), 3),
                    clock=clock.kind)
     if rank == 0:
-        (run / SUMMARY).write_text(json.dumps(summary, indent=1))
+        write_atomic(run / SUMMARY, json.dumps(summary, indent=1))  # its presence marks the run finished
         tr.log.plot()
-        print(summary_table(summary))
-    _teardown(a)
+        say(summary_table(summary))
+    distributed.teardown(a.world)
     return summary
+
+
+def mark_preempted(run: Path, what: str) -> None:
+    """RUN/preempted: a stop signal ended this run (cluster/train.sbatch requeues on it; removed at start)."""
+    try:
+        Path(run).mkdir(parents=True, exist_ok=True)
+        write_atomic(Path(run) / PREEMPTED_MARK, what + "\n")
+    except OSError as e:
+        say(f"[train] note: could not write {Path(run) / PREEMPTED_MARK}: {e}", file=sys.stderr)
 
 
 def main(argv=None) -> int:
@@ -293,172 +333,39 @@ def main(argv=None) -> int:
     try:
         summary = train(a)
     except (BadInput, ResumeError) as e:
-        print(f"[train] error: {e}", file=sys.stderr)
+        say(f"[train] error: {e}", file=sys.stderr)
         return 2
     except Preempted as e:
-        print(f"[train] stopped by signal {e.args[0]} during set-up; nothing saved, rerun the same command",
-              file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":
+            mark_preempted(a.run, f"signal {e.args[0]} during set-up")
+        say(f"[train] stopped by signal {e.args[0]} during set-up; nothing saved, rerun the same command",
+            file=sys.stderr)
         return PREEMPTED
     saved = "checkpoint saved" if summary.get("saved") else "no step ran, nothing saved"
     if summary.get("preempted"):
-        print(f"[train] stopped by {summary['preempted']} at step {summary['step']}; {saved}, "
-              "rerun the same command to resume", file=sys.stderr)
+        say(f"[train] stopped by {summary['preempted']} at step {summary['step']}; {saved}, "
+            "rerun the same command to resume", file=sys.stderr)
         return PREEMPTED
     if summary.get("stalled"):
-        print(f"[train] error: {summary['stalled']} (a worker hangs, or reading the store is this slow); "
-              f"stopped at step {summary['step']}, {saved}; rerun to resume (--loader-timeout, --workers 0)",
-              file=sys.stderr)
+        say(f"[train] error: {summary['stalled']} (a worker hangs, or reading the store is this slow); "
+            f"stopped at step {summary['step']}, {saved}; rerun to resume (--loader-timeout, --workers 0)",
+            file=sys.stderr)
         return 1
     if summary.get("dropped_clips"):  # trained, but on fewer clips than asked: say so in the exit code
-        print(f"[train] {summary['dropped_clips']} clip(s) failed to load and were left out (see lines above)",
-              file=sys.stderr)
+        say(f"[train] {summary['dropped_clips']} clip(s) failed to load and were left out (see lines above)",
+            file=sys.stderr)
         return 1
     return 0
 
 
-# ---------------------------------------------------------------- set-up used above
-
-
-def label_configs(reader: StoreReader, a) -> list[str]:
-    """The configuration(s) the run trains on, checked against the store."""
-    have = reader.configs()
-    if a.nodes == "patches":
-        return []
-    if a.label_config:
-        want = [a.label_config]
-    elif a.alg == "random":
-        want = a.random_configs.split(",") if a.random_configs else [c for c in have if not c.startswith("random")]
-    else:
-        want = [spconfig.from_args(a)[2]]
-    missing = [c for c in want if c not in have]
-    if not want or missing:
-        raise BadInput(f"store {a.store}: label configuration {missing or want} not complete on any shard "
-                       f"(complete: {have or 'none'}); run `python -m preprocess` for it first")
-    return want
-
-
-def clips_of(reader: StoreReader, cfgs: list[str], a) -> list:
-    """The clips of videos complete for every configuration of the run; short videos reported and skipped."""
-    refs = reader.videos()
-    for c in cfgs:  # a clip may draw any of the configurations: keep videos complete for all of them
-        ok = set(reader.videos(c))
-        refs = [r for r in refs if r in ok]
-    if not refs:
-        raise BadInput(f"store {a.store}: no complete shard with frames" + (f" and {cfgs}" if cfgs else ""))
-    clips, short = clip_index(refs, a.clip_len, a.clip_stride or a.clip_len, a.clips_per_video)
-    for r in short:
-        print(f"[train] video {r.video_id} (shard {r.shard}): {r.length} frames < clip length {a.clip_len}, skipped")
-    if len(clips) < a.world:
-        raise BadInput(f"store {a.store}: {len(clips)} clips of {a.clip_len} frames, not enough to train")
-    return clips
-
-
-def static_nodes(reader: StoreReader, cfgs: list[str], a) -> int:
-    """Nodes every device-augmented batch is padded to: one shape for cuDNN and --compile (padding changes no loss)."""
-    sp = max([reader.nseg_max(c) for c in cfgs] or [0])
-    return max(sp, n_patches(a.img_size)) if a.nodes == "mixed" else sp
-
-
-def setup_dist(a):
-    """(rank, world, device): DDP when launched by torchrun with WORLD_SIZE > 1."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    try:
-        device = resolve_device(a.device)
-    except ValueError as e:
-        raise BadInput(str(e)) from None
-    cuda = device.type == "cuda"
-    rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-    if world > 1:
-        torch.distributed.init_process_group("nccl" if cuda else "gloo")
-    if cuda:
-        device = torch.device("cuda", local)  # one GPU per process: torchrun's local rank
-        torch.cuda.set_device(device)
-        torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels once
-    return rank, world, device
-
-
-def lr_factor(a, steps: int, budget_spent=lambda: 0.0):
-    """Linear warm-up, then CRW's single step decay at --lr-drop-at of the run, or (--lr-schedule cosine) a
-    half cosine from --lr to 0 over the --budget (budget_spent(): clock seconds at the last log row) or, without
-    a budget, over the steps."""
-    drop_step = _drop_step(a, steps)
-
-    def f(s: int) -> float:
-        warm = min(1.0, (s + 1) / a.warmup) if a.warmup else 1.0
-        if a.lr_schedule == "cosine":
-            done = budget_spent() / a.budget if a.budget else s / steps
-            return warm * 0.5 * (1.0 + math.cos(math.pi * min(1.0, done)))
-        return warm * (a.lr_gamma if drop_step is not None and s >= drop_step else 1.0)
-    return f
-
-
-def steps_plan(old: dict, cfg: dict, at: int, a, rank: int) -> dict:
-    """A resume that changes the run's length (--steps, --epochs) continues from the checkpoint under the
-    new plan, so the lr drop (at --lr-drop-at of the run) moves: recorded in config.json as steps_history,
-    one entry per plan with the step it took over and its drop step, and said once."""
-    history = old.get("steps_history") or [{"from_step": 0, "steps": old.get("steps"),
-                                             "lr_drop_step": _drop_step(a, old.get("steps"))}]
-    if old.get("steps") in (None, cfg["steps"]):
-        return {"steps_history": old["steps_history"]} if old.get("steps_history") else {}
-    entry = {"from_step": at, "steps": cfg["steps"], "lr_drop_step": _drop_step(a, cfg["steps"])}
-    if rank == 0 and at < cfg["steps"]:
-        print(f"[train] resuming at step {at} a run planned for {old['steps']} steps, now {cfg['steps']}: "
-              f"lr drop (x{a.lr_gamma:g}) at step {history[-1]['lr_drop_step']} -> {entry['lr_drop_step']}")
-    return {"steps_history": history + [entry]}
-
-
-def _drop_step(a, steps) -> int | None:
-    return int(a.lr_drop_at * steps) if a.lr_drop_at and steps else None
-
-
-class Preempted(BaseException):
-    """A stop signal during set-up: nothing trained, nothing saved (a BaseException: no `except Exception` eats it)."""
-
-
-class StopSignal:
-    """SIGTERM / SIGINT / SIGUSR1 (schedulers signal the process group; SLURM preemption; Ctrl-C).
-
-    During set-up they raise Preempted at once; once `training` is set they only set a flag, and the loop
-    checkpoints after the step in progress (DDP: at the next log row, where the ranks agree)."""
-
-    SIGNALS = ("SIGTERM", "SIGINT", "SIGUSR1")
-
-    def __init__(self):
-        self.signum, self.old, self.training = 0, {}, False
-
-    def __enter__(self):
-        import signal
-        import threading
-        if threading.current_thread() is threading.main_thread():
-            for name in self.SIGNALS:
-                s = getattr(signal, name)
-                self.old[s] = signal.signal(s, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        self.signum = signum
-        if not self.training:
-            raise Preempted(signum)
-
-    def __exit__(self, *exc):
-        import signal
-        for s, h in self.old.items():
-            signal.signal(s, h)
-
-
 def _init_from(net, path) -> None:
-    from .weights import WeightsError
+    from .weights import WeightsError, init_from
 
     try:
-        kind, padding = checkpoints.init_from(net.encoder, path)
+        kind, padding = init_from(net.encoder, path)
     except WeightsError as e:
         raise BadInput(f"--init-from {e}") from None
     print(f"[train] encoder initialised from {path} ({kind} weights)")
     if padding and padding != net.encoder.padding:
         print(f"[train] note: {path} was trained with {padding} padding; this run pads with "
               f"{net.encoder.padding} (--padding {padding} to match)")
-
-
-def _teardown(a) -> None:
-    if a.world > 1:
-        torch.distributed.destroy_process_group()

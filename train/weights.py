@@ -8,13 +8,17 @@ CRW removes it by default); a plain torchvision / timm resnet18 state dict (Imag
 ResNet-18 weights; `fc.*` is ignored), also wrapped as {"state_dict": ...} / {"model": ...} or with a
 DataParallel "module." prefix; and the encoder file of `python -m train export` (torchvision names
 under "state_dict", its padding in "config").
+
+This is the one reader of weight files: `read` (a checkpoint's sha256 sidecar checked, train/digest.py),
+`config_of` (the training options a file holds) and `recorded_padding` (the conv padding it records);
+train/checkpoints.py, the writer and resumer of training checkpoints, reads through it.
 """
 import re
 from pathlib import Path
 
 import torch
 
-from .checkpoints import config_of, padding_of
+from . import digest
 
 
 class WeightsError(Exception):
@@ -37,6 +41,10 @@ def read(path) -> object:
     if not path.is_file():
         raise WeightsError(f"{path}: checkpoint not found")
     try:
+        digest.check(path)
+    except digest.Damaged as e:
+        raise WeightsError(str(e)) from None
+    try:
         # full unpickling: spixwalk checkpoints hold numpy RNG states; --ckpt is the user's own file
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:  # torch.load raises many types for non-checkpoint bytes
@@ -49,6 +57,11 @@ PREFIXES = (("module.encoder.model.", "videowalk"), ("encoder.model.", "videowal
             ("encoder.", "spixwalk"), ("module.", "torchvision"), ("", "torchvision"))
 # videowalk --model-type -> conv padding of its ResNet (utils.make_encoder); other types record none we use
 VIDEOWALK_PADDING = {"scratch": "reflect", "scratch_zeropad": "zeros", "imagenet18": "zeros"}
+
+
+def config_of(obj: dict) -> dict:
+    """The training options stored with the weights ({} for files without them)."""
+    return obj.get("config") if isinstance(obj.get("config"), dict) else {}
 
 
 def _tensors(d) -> bool:
@@ -92,19 +105,15 @@ def recorded_padding(obj) -> tuple[str | None, str]:
     """(conv padding the file says its weights were trained with, where it says so), or (None, "")."""
     if not isinstance(obj, dict):
         return None, ""
-    if padding_of(obj, None):
-        return padding_of(obj, None), "padding"
+    # config first; checkpoints written before the padding lived there, and export files, hold it at the top
+    padding = config_of(obj).get("padding") or obj.get("padding")
+    if padding:
+        return padding, "padding"
     args = obj.get("args")
     model_type = args.get("model_type") if isinstance(args, dict) else getattr(args, "model_type", None)
     if model_type in VIDEOWALK_PADDING:
         return VIDEOWALK_PADDING[model_type], f"args.model_type {model_type}"
     return None, ""
-
-
-def checkpoint_padding(obj: dict, default: str = "zeros") -> str:
-    """The conv padding the weights were trained with, `default` where the file does not say (torchvision
-    state dicts, spixwalk files older than the option)."""
-    return recorded_padding(obj)[0] or default
 
 
 def encoder_from_state(state: dict, padding: str = "zeros", drop_layer4: bool = False, path="weights"):
@@ -142,4 +151,20 @@ def load_encoder(path, drop_layer4: bool = False, padding: str | None = None, de
     file and why."""
     obj = read(path)
     state, _, _ = resnet_state(obj, path)
-    return encoder_from_state(state, padding or checkpoint_padding(obj, default_padding), drop_layer4, path)
+    return encoder_from_state(state, padding or recorded_padding(obj)[0] or default_padding, drop_layer4, path)
+
+
+def init_from(encoder, path) -> tuple[str, str | None]:
+    """Load encoder weights only (--init-from) from a spixwalk checkpoint / export, a videowalk (CRW)
+    checkpoint or a torchvision / timm resnet18 state dict.
+
+    Strict: every encoder weight must be there with its shape (torchvision's `fc` is ignored). Raises
+    WeightsError with one line naming the file and the first mismatch. Returns the kind and the padding
+    the file records (None where it records none); the encoder keeps its own padding.
+    """
+    obj = read(path)
+    state, _, kind = resnet_state(obj, path)
+    drop = not any(k.startswith("layer4.") for k in encoder.state_dict())
+    loaded = encoder_from_state(state, drop_layer4=drop, path=path)  # only its weights are copied
+    encoder.load_state_dict(loaded.state_dict(), strict=True)
+    return kind, recorded_padding(obj)[0]

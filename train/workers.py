@@ -8,7 +8,10 @@ forkserver preloads train.data once, so each worker starts with torch, OpenCV an
 never used.
 
 Schedulers signal the whole process group, and only the main process decides to checkpoint and stop, so
-the workers ignore SIGTERM and SIGINT (from their first instruction: see forkserver_preload). That breaks
+the workers ignore every stop signal (train/signals.py): held back from their first instruction (the
+forkserver starts with them blocked, see forkserver_preload; a worker blocks them before torch's worker
+loop installs its own SIGTERM handler), then ignored by `worker_init` once that handler is in place. The
+resource tracker multiprocessing starts beside them is started with them blocked as well. That breaks
 the two places where multiprocessing and torch end a worker with SIGTERM: torch's shutdown of a worker
 that did not exit in time, and multiprocessing's exit handler, which terminates daemonic children and
 then joins them, so a process exiting with a live loader iterator waited forever. Our worker processes
@@ -20,11 +23,15 @@ from __future__ import annotations
 import multiprocessing as mp
 import multiprocessing.connection as mpconn
 import multiprocessing.context as mpc
+import multiprocessing.forkserver as mpfs
+import multiprocessing.resource_tracker as mprt
 import os
 import signal
 import threading
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+from . import signals
+from .signals import STOP_SIGNALS
+
 START_METHODS = ("forkserver", "spawn", "fork")
 _PRELOAD = __name__.rsplit(".", 1)[0] + ".forkserver_preload"
 
@@ -33,18 +40,25 @@ class Stalled(Exception):
     """No batch from the loader workers within the DataLoader's timeout."""
 
 
-def ignore_stop_signals() -> None:
-    for s in STOP_SIGNALS:
-        signal.signal(s, signal.SIG_IGN)
+def worker_init(worker_id: int) -> None:
+    """The DataLoader's worker_init_fn: runs after torch's worker loop installed its SIGTERM handler (which
+    ends the worker on any SIGTERM), and replaces it: every stop signal ignored."""
+    signals.ignore()
 
 
 class _Worker:
-    """A loader worker: ignores stop signals, ends when the main process does; terminate() is SIGKILL."""
+    """A loader worker: stop signals held back until worker_init ignores them (held back for good without
+    it); ends when the main process does; terminate() is SIGKILL."""
 
     def run(self):
-        ignore_stop_signals()
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         threading.Thread(target=_exit_with_parent, daemon=True).start()
         super().run()
+
+    def start(self):
+        super().start()
+        # multiprocessing's exit handler calls _popen.terminate() (SIGTERM, held back here), then joins
+        self._popen.terminate = self._popen.kill
 
     def terminate(self):
         self.kill()
@@ -91,8 +105,11 @@ def context(name: str | None = None):
     if name is None:
         name = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
     ctx = _CONTEXTS[name]()
-    if name == "forkserver":  # takes effect when this process's forkserver starts (once)
-        ctx.set_forkserver_preload([_PRELOAD])
+    with signals.blocked():  # the helper processes start with stop signals held back (inherited masks)
+        mprt.ensure_running()  # unblocks only SIGINT/SIGTERM, which it ignores: SIGUSR1 stays held back
+        if name == "forkserver":  # the preload takes effect when this process's forkserver starts (once)
+            ctx.set_forkserver_preload([_PRELOAD])
+            mpfs.ensure_running()  # forkserver_preload installs its handlers, then unblocks
     return ctx
 
 
