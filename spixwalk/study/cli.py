@@ -14,6 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
+from spixwalk import children
 from spixwalk.train import recipes
 
 from . import plan, report, runner
@@ -127,7 +128,7 @@ def pck_table(text: str | None) -> tuple[dict, float | str]:
     return per, overall
 
 
-def snapshot_row(kids, a, run: plan.Run, point: str, snap: Path, budget: float, flops_per_step: int) -> dict | None:
+def snapshot_row(a, run: plan.Run, point: str, snap: Path, budget: float, flops_per_step: int) -> dict | None:
     """One scored snapshot as a study.csv row (plus its per-sequence scores)."""
     import torch
     ck = torch.load(snap, map_location="cpu", weights_only=False)
@@ -135,7 +136,7 @@ def snapshot_row(kids, a, run: plan.Run, point: str, snap: Path, budget: float, 
     if (a.report_only or a.choose) and not (a.work / "eval" / key / "davis" / "metrics-val.json").exists():
         print(f"[study] {snap}: not scored yet, left out", flush=True)
         return None
-    res = runner.score(kids, a, snap, key)
+    res = runner.score(a, snap, key)
     g, cfg = res["davis"]["global"], ck.get("config", {})
     pck_seq, pck = pck_table(res["pck"])
     steps = ck.get("step", 0)
@@ -150,17 +151,17 @@ def snapshot_row(kids, a, run: plan.Run, point: str, snap: Path, budget: float, 
             "per_seq": report.per_sequence(res["davis"]), "pck_seq": pck_seq}
 
 
-def one_run(kids, a, store: Path, run: plan.Run) -> list[dict]:
+def one_run(a, store: Path, run: plan.Run) -> list[dict]:
     """Train one run (or find it trained) and score its snapshots."""
     fps = plan.step_flops(a.work, run.arm, 25, a.img_size, a.batch)
     budgets = plan.marks(a.budget_flops, a.points)
     steps = plan.steps_at(budgets, fps)
     trained = a.report_only or a.choose
-    out = runner.run_dir(a.work, run) if trained else runner.train(kids, a, store, run, steps)
+    out = runner.run_dir(a.work, run) if trained else runner.train(a, store, run, steps)
     rows = []
     for point, budget, step in [("step0", 0.0, 0)] + [(f"p{i + 1}", b, s) for i, (b, s) in enumerate(zip(budgets, steps))]:
         snap = out / f"snapshot-step{step}.pt"
-        row = snapshot_row(kids, a, run, point, snap, budget, fps) if snap.exists() else None
+        row = snapshot_row(a, run, point, snap, budget, fps) if snap.exists() else None
         if row:
             rows.append(row)
     print(f"[study] {run.name}: {steps[-1]} steps of {fps / 1e9:,.0f} GFLOPs, {len(rows)} snapshot(s) scored",
@@ -197,21 +198,19 @@ def choose(rows: list[dict]) -> str:
 
 
 def study(a) -> str:
-    kids = runner.Children()
-    kids.install()
     a.work.mkdir(parents=True, exist_ok=True)
     a.machine = plan.machine()
     if a.store or a.report_only or a.choose:
         store = Path(a.store) if a.store else a.work / "store"
     else:
-        store = runner.build_store(kids, a.train_videos, a.work, a.arm_list)
+        store = runner.build_store(a.train_videos, a.work, a.arm_list)
     todo = plan.runs(a.arm_list, a.cell_list, a.seed_list)
     print(f"[study] {len(todo)} runs ({','.join(a.arm_list)} x {','.join(a.cell_list)} x seeds {a.seeds}), "
           f"{a.budget_flops:.3g} training FLOPs each, {len(a.scored_list)} scored sequences, {a.jobs} at once",
           flush=True)
     rows: list[dict] = []
     with ThreadPoolExecutor(a.jobs) as pool:
-        futures = [pool.submit(one_run, kids, a, store, r) for r in todo]
+        futures = [pool.submit(one_run, a, store, r) for r in todo]
         for f in as_completed(futures):
             rows += f.result()
     order = {r: i for i, r in enumerate(todo)}
@@ -256,7 +255,8 @@ def main(argv=None) -> int:
         print(f"[study] error: {e}", file=sys.stderr)
         return 2
     try:
-        text = study(a)
+        with children.forwarding():
+            text = study(a)
     except Stopped:
         print("[study] stopped by a signal: every child saved its checkpoint; rerun the same command to go on",
               file=sys.stderr)

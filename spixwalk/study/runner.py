@@ -1,6 +1,6 @@
 """The study's work, done by the real stages as child processes: the store, one run's training, one snapshot's scores.
 
-Every child gets the study's stop signals (SIGTERM, SIGINT, SIGUSR1) forwarded and is waited for, so a
+Every child gets the study's stop signals (spixwalk.children: SIGTERM, SIGINT, SIGUSR1) and is waited for, so a
 stopped study leaves each trainer's checkpoint at its last finished step; the next invocation resumes it.
 Scores are kept per encoder (a hash of its weights) and evaluation setting, so identical weights (every
 arm's step 0 of a seed) are scored once and a rerun scores nothing twice.
@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import signal
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
+from spixwalk import children
 from spixwalk.preprocess import spconfig
 from spixwalk.train import recipes
 
 from .plan import Run
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
 
 
 class StudyError(Exception):
@@ -28,48 +27,23 @@ class StudyError(Exception):
 
 
 class Stopped(Exception):
-    """A stop signal reached the study: its children were stopped and waited for."""
+    """A stop signal reached the study: its children were told and waited for (spixwalk.children)."""
 
 
-class Children:
-    """Child processes that get the study's stop signals; `stopped` once one came (no new child starts)."""
-
-    def __init__(self):
-        self.live: set[subprocess.Popen] = set()
-        self.lock = threading.Lock()
-        self.stopped = 0
-
-    def install(self) -> None:
-        if threading.current_thread() is threading.main_thread():
-            for s in STOP_SIGNALS:
-                signal.signal(s, self._forward)
-
-    def _forward(self, signum, frame) -> None:
-        self.stopped = signum
-        with self.lock:
-            for p in self.live:
-                p.send_signal(signum)
-
-    def run(self, args: list[str], what: str, log: Path | None = None) -> None:
-        """`python -m <args>`; StudyError naming `what` and the child's last line when it fails."""
-        with self.lock:
-            if self.stopped:
-                raise Stopped(what)
-            out = open(log, "a") if log else subprocess.DEVNULL
-            p = subprocess.Popen([sys.executable, "-m", *args], stdout=out, stderr=subprocess.PIPE, text=True)
-            self.live.add(p)
-        try:
-            err = p.communicate()[1]
-        finally:
-            with self.lock:
-                self.live.discard(p)
-            if log:
-                out.close()
-        if self.stopped:
-            raise Stopped(what)
-        if p.returncode != 0:
-            tail = (err.strip().splitlines() or ["(no output)"])[-1]
-            raise StudyError(f"{what} failed (exit {p.returncode}): {tail}")
+def stage(args: list[str], what: str, log: Path | None = None) -> None:
+    """`python -m <args>` as a child that gets the study's stop signals; StudyError naming `what` and the
+    child's last line when it fails."""
+    out = open(log, "a") if log else subprocess.DEVNULL
+    try:
+        r = children.run([sys.executable, "-m", *args], stdout=out, stderr=subprocess.PIPE, text=True)
+    finally:
+        if log:
+            out.close()
+    if r.signal:
+        raise Stopped(what)
+    if r.returncode != 0:
+        tail = ((r.stderr or "").strip().splitlines() or ["(no output)"])[-1]
+        raise StudyError(f"{what} failed (exit {r.returncode}): {tail}")
 
 
 def label_configs(arms: list[str]) -> list[str]:
@@ -86,14 +60,14 @@ def preprocess_args(cfg: str) -> list[str]:
     return out
 
 
-def build_store(kids: Children, videos: str, work: Path, arms: list[str]) -> Path:
+def build_store(videos: str, work: Path, arms: list[str]) -> Path:
     """Manifest of the training videos and every label configuration the arms need (finished shards kept)."""
     store, manifest = work / "store", work / "manifest.jsonl"
     if not manifest.exists():
-        kids.run(["spixwalk.data_manifest", "build", "--videos", videos, "--shard-size", "4", "--out", str(manifest)],
+        stage(["spixwalk.data_manifest", "build", "--videos", videos, "--shard-size", "4", "--out", str(manifest)],
                  "data_manifest build")
     for cfg in label_configs(arms) or ["slic-n30-c30"]:
-        kids.run(["spixwalk.preprocess", "--manifest", str(manifest), "--store", str(store), *preprocess_args(cfg),
+        stage(["spixwalk.preprocess", "--manifest", str(manifest), "--store", str(store), *preprocess_args(cfg),
                   "--jobs", "2"], f"preprocess {cfg}")
     return store
 
@@ -102,7 +76,7 @@ def run_dir(work: Path, run: Run) -> Path:
     return work / "runs" / run.arm / run.cell / f"seed{run.seed}"
 
 
-def train(kids: Children, a, store: Path, run: Run, steps: list[int]) -> Path:
+def train(a, store: Path, run: Run, steps: list[int]) -> Path:
     """Train one run to its last budget, keeping a snapshot at step 0 and at every budget's step."""
     out = run_dir(a.work, run)
     done = out / "summary.json"
@@ -112,7 +86,7 @@ def train(kids: Children, a, store: Path, run: Run, steps: list[int]) -> Path:
     cell_args = [x for k, v in cell.items() for x in (f"--{k.replace('_', '-')}", str(v))]
     every = max(1, min(10, steps[-1]))
     shape = [x for k in ("img_size", "batch") if getattr(a, k) for x in (f"--{k.replace('_', '-')}", str(getattr(a, k)))]
-    kids.run(["spixwalk.train", "--store", str(store), "--preset", f"study-{run.arm}", *cell_args, *shape,
+    stage(["spixwalk.train", "--store", str(store), "--preset", f"study-{run.arm}", *cell_args, *shape,
               "--seed", str(run.seed), "--steps", str(steps[-1]), "--snapshot-steps", ",".join(map(str, [0, *steps])),
               "--workers", "0", "--threads", str(a.threads), "--device", a.device, "--log-every", "1",
               "--ckpt-every", str(every), "--run", str(out)], f"training {run.name}", log=a.work / "logs.txt")
@@ -132,16 +106,16 @@ _LOCKS: dict[str, threading.Lock] = {}
 _LOCKS_LOCK = threading.Lock()
 
 
-def score(kids: Children, a, snap: Path, key: str) -> dict:
+def score(a, snap: Path, key: str) -> dict:
     """{'davis': metrics json, 'pck': pck rows or None} of one snapshot (cached under WORK/eval/<key>); runs
     that share weights (a seed's step 0) share one scoring: the second waits for the first and reads it."""
     with _LOCKS_LOCK:
         lock = _LOCKS.setdefault(key, threading.Lock())
     with lock:
-        return _score(kids, a, snap, key)
+        return _score(a, snap, key)
 
 
-def _score(kids: Children, a, snap: Path, key: str) -> dict:
+def _score(a, snap: Path, key: str) -> dict:
     out = a.work / "eval" / key
     davis = out / "davis"
     metrics = davis / "metrics-val.json"
@@ -149,10 +123,10 @@ def _score(kids: Children, a, snap: Path, key: str) -> dict:
     common = ["--threads", str(a.threads), "--device", a.device, *scale]
     feats = ["--features", "rgb"] if snap.name == "rgb" else ["--ckpt", str(snap)]
     if not metrics.exists():
-        kids.run(["spixwalk.evaluate", "davis", "--davis", a.davis, "--year", "2016", "--set", "val", "--sequences",
+        stage(["spixwalk.evaluate", "davis", "--davis", a.davis, "--year", "2016", "--set", "val", "--sequences",
                   ",".join(a.scored_list), *feats, "--out", str(davis), "--no-overlays", "--no-metrics", *common],
                  f"evaluating {key}")
-        kids.run(["spixwalk.evaluate", "metrics", "--davis", a.davis, "--year", "2016", "--set", "val", "--sequences",
+        stage(["spixwalk.evaluate", "metrics", "--davis", a.davis, "--year", "2016", "--set", "val", "--sequences",
                   ",".join(a.scored_list), "--results", str(davis), *scale],
                  f"scoring {key}")
     res = json.loads(metrics.read_text())
@@ -162,7 +136,7 @@ def _score(kids: Children, a, snap: Path, key: str) -> dict:
     if a.keypoints:
         kp = out / "keypoints"
         if not (kp / "pck.csv").exists():
-            kids.run(["spixwalk.evaluate", "keypoints", "--dataset", "badja", "--root", a.davis, "--annotations",
+            stage(["spixwalk.evaluate", "keypoints", "--dataset", "badja", "--root", a.davis, "--annotations",
                       a.keypoints, *feats, "--out", str(kp), *common], f"keypoints {key}")
         pck = (kp / "pck.csv").read_text()
     return {"davis": res, "pck": pck}
