@@ -30,7 +30,7 @@ import torch  # noqa: E402
 from benchmarks import add_quick, write_json  # noqa: E402
 from spixwalk.preprocess.store import StoreReader  # noqa: E402
 from spixwalk.train.data import Aug, ClipDataset, clip_index, collate, colour_jitter, crop_box  # noqa: E402
-from spixwalk.train.model import NORMS, WalkNet  # noqa: E402
+from spixwalk.train.model import NORMS, WalkNet, patch_grid  # noqa: E402
 from spixwalk.train.pool import pool, pool_naive, pool_onehot, pool_scatter  # noqa: E402
 from spixwalk.train.loop import train_step  # noqa: E402
 from spixwalk.train.options import parse_args as train_options, uses_bf16  # noqa: E402
@@ -303,9 +303,10 @@ def bench_loader_costs(reader: StoreReader, clips: list, a) -> dict:
     return costs
 
 
-def step_batch(reader: StoreReader, clips: list, n: int) -> dict:
-    """n augmented clips spread over the store, collated, with their label maps: the same batch feeds both modes."""
-    ds = ClipDataset(reader, clips, T, [CFG], "superpixels", seed=0, aug=Aug())
+def step_batch(reader: StoreReader, clips: list, n: int, size: int = 256) -> dict:
+    """n augmented clips spread over the store, collated, with their label maps: the same batch feeds both modes
+    (`size`: the crops' side; 256 is the trainer's, a test may ask for less)."""
+    ds = ClipDataset(reader, clips, T, [CFG], "superpixels", seed=0, aug=Aug(size=size))
     ds.keep_labels = True
     items = [ds[(0, i)] for i in range(0, len(clips), max(1, len(clips) // n))][:n]
     batch = collate(items)
@@ -315,7 +316,7 @@ def step_batch(reader: StoreReader, clips: list, n: int) -> dict:
 
 def bench_step(batch: dict, reps: int) -> tuple[dict, float]:
     """One training step, superpixels vs patches on the same clips: (figures, superpixel step seconds)."""
-    net = WalkNet().to(memory_format=torch.channels_last)
+    net = WalkNet(*patch_grid(batch["frames"].shape[-1])).to(memory_format=torch.channels_last)
     t_sp, t_pt = interleaved(step_fn(net, batch, False), step_fn(net, batch, True), reps)
     t_32, t_16 = interleaved(step_fn(net, batch, False), step_fn(net, batch, False, precision="bf16"), reps)
     print(f"step: superpixels {t_sp:.2f} s, patches {t_pt:.2f} s, ratio {t_sp / t_pt:.3f}; superpixels under bf16 "

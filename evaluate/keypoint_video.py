@@ -44,6 +44,7 @@ class KeypointVideo:
         both = np.concatenate([left, right], axis=1)
         self.video.write(both)
         if t == self.still_at:
+            (self.folder / STILL).parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(both).save(self.folder / STILL)
 
     def close(self) -> None:

@@ -14,7 +14,7 @@ import re
 import shutil
 from pathlib import Path
 
-BASELINES = {"rgb": "raw RGB features", "random": "random-init encoder"}
+BASELINES = {"rgb": "raw RGB features", "random": "random-init encoder", "step0": "step 0 (the trained models' initial weights)"}
 SCORES = ("J&F-Mean", "J-Mean", "J-Recall", "F-Mean", "F-Recall")
 
 

@@ -136,7 +136,7 @@ def test_train_loader_costs_per_clip(store):
 def test_train_step_part_times_both_node_types_and_bf16_on_the_same_clips(store):
     reader = StoreReader(store)
     clips, _ = clip_index(reader.videos(bench_train.CFG), bench_train.T, bench_train.T)
-    r, t_sp = bench_train.bench_step(bench_train.step_batch(reader, clips, 1), reps=1)
+    r, t_sp = bench_train.bench_step(bench_train.step_batch(reader, clips, 1, size=128), reps=1)
     assert round(t_sp, 3) == r["step_seconds_superpixel"] > 0 and r["step_seconds_patch"] > 0
     assert r["step_seconds_superpixel_bf16"] > 0 and r["step_speedup_bf16_vs_fp32"] > 0
     assert 1 <= r["nodes_max_superpixel"] <= 30  # the SLIC-30 maps of the store, not CRW's 49 patches

@@ -13,9 +13,10 @@ from .recipes import presets as _study_presets
 
 CRW = {"nodes": "patches", "cycles": "crw", "edge_drop_mode": "crw", "edge_drop": 0.1, "tau": 0.05,
        "padding": "reflect", "frame_transforms": "crop", "norm": "cifar", "patch_jitter": "crw",
-       "clips_per_video": 5, "clip_len": 4, "lr": 1e-4, "lr_drop_at": 0.8, "lr_gamma": 0.3,
-       # not CRW's own (batch 20 on GPUs, image 256, 25 epochs): what a plain `python -m train` / `make train` does
-       "batch": 8, "steps": 200, "img_size": 256, "lr_schedule": "drop", "warmup": 0, "precision": "auto"}
+       "clips_per_video": 5, "clip_len": 4, "lr": 1e-4, "lr_drop_at": 0.8, "lr_gamma": 0.3}
+# the size of a run, not one of CRW's choices (it trained batch 20 for 25 epochs on GPUs): what a plain
+# `python -m train` / `make train` does under every preset unless the preset or the command line says otherwise
+RUN_DEFAULTS = {"batch": 8, "steps": 200, "img_size": 256, "lr_schedule": "drop", "warmup": 0, "precision": "auto"}
 PRESETS = {
     "crw": CRW,
     "thesis": {**CRW, "cycles": "all", "nodes": "superpixels"},
@@ -23,6 +24,7 @@ PRESETS = {
                "frame_transforms": "crop,cj,flip", "norm": "imagenet", "patch_jitter": "clamp",
                "clips_per_video": 0, "lr_drop_at": 0.0},
 }
+PRESETS = {name: {**RUN_DEFAULTS, **p} for name, p in PRESETS.items()}
 PRESETS.update(_study_presets(PRESETS))
 DEFAULT_PRESET = "thesis"
 

@@ -123,10 +123,10 @@ def _score(a, snap: Path, key: str) -> dict:
     common = ["--threads", str(a.threads), "--device", a.device, *scale]
     feats = ["--features", "rgb"] if snap.name == "rgb" else ["--ckpt", str(snap)]
     if not metrics.exists():
-        stage(["spixwalk.evaluate", "davis", "--davis", a.davis, "--year", "2016", "--set", "val", "--sequences",
+        stage(["spixwalk.evaluate", "davis", "--davis", a.davis, "--set", "val", "--sequences",
                   ",".join(a.scored_list), *feats, "--out", str(davis), "--no-overlays", "--no-metrics", *common],
                  f"evaluating {key}")
-        stage(["spixwalk.evaluate", "metrics", "--davis", a.davis, "--year", "2016", "--set", "val", "--sequences",
+        stage(["spixwalk.evaluate", "metrics", "--davis", a.davis, "--set", "val", "--sequences",
                   ",".join(a.scored_list), "--results", str(davis), *scale],
                  f"scoring {key}")
     res = json.loads(metrics.read_text())
