@@ -158,7 +158,7 @@ def _empty_step(model, opt, a, device, autocast) -> None:
     joins every gradient bucket's all-reduce and steps Adam with the ranks' mean gradient like the others."""
     frames = torch.zeros(1, a.clip_len, 3, a.img_size, a.img_size, dtype=torch.uint8, device=device)
     with autocast:
-        q = model(frames, None, torch.ones(1, dtype=torch.bool, device=device))
+        q = model(frames, None, (True,))  # host flags, as train_step passes them: no device read-back
     opt.zero_grad(set_to_none=True)
     (q.float().sum() * 0.0).backward()
     opt.step()

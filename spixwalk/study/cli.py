@@ -90,16 +90,14 @@ def check(a) -> None:
 
 
 def scored_sequences(a) -> list[str]:
-    jpeg = Path(a.davis) / "JPEGImages" / "480p"
-    if not jpeg.is_dir():
+    from spixwalk.evaluate.davis_io import InputError, sequence_list
+
+    if not (Path(a.davis) / "JPEGImages" / "480p").is_dir():
         raise StudyError(f"--davis {a.davis}: no JPEGImages/480p folder")
-    have = sorted(d.name for d in jpeg.iterdir() if d.is_dir())
-    listing = Path(a.davis) / "ImageSets" / "2016" / "val.txt"
-    scored = (listing.read_text().split() if listing.is_file() else have) if a.scored == "all" else [
-        s for s in a.scored.split(",") if s]
-    unknown = [s for s in scored if s not in have]
-    if unknown or not scored:
-        raise StudyError(f"--scored: unknown sequences {unknown or '(none given)'} in {jpeg}")
+    try:
+        scored = sequence_list(a.davis, 2016, "val", None if a.scored == "all" else [s for s in a.scored.split(",") if s])
+    except InputError as e:
+        raise StudyError(f"--scored {a.scored}: {e}") from None
     if a.report_only or a.choose:
         return scored
     if a.store:
