@@ -35,6 +35,7 @@ class KeypointVideo:
     def __init__(self, track, folder: Path, fps: float):
         self.track, self.folder = track, Path(folder)
         self.still_at = track.query + (len(track.frames) - track.query) // 2
+        (self.folder / VIDEO).parent.mkdir(parents=True, exist_ok=True)  # the side-by-side folder
         self.video = Mp4Writer(self.folder / VIDEO, fps)
 
     def add(self, t: int, frame: np.ndarray, pred: np.ndarray) -> None:
@@ -44,7 +45,6 @@ class KeypointVideo:
         both = np.concatenate([left, right], axis=1)
         self.video.write(both)
         if t == self.still_at:
-            (self.folder / STILL).parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(both).save(self.folder / STILL)
 
     def close(self) -> None:
