@@ -27,11 +27,14 @@ SP_OPTS = --n-segments $(N) --compactness $(COMPACTNESS) --scale $(SCALE) --sigm
   --region-size $(REGION) --ratio $(RATIO)
 # superpixel-benchmark: SWEEP=1 the 19 thesis configurations, SWEEP= the one configuration ALG= + options
 SWEEP ?= 1
-NODES ?= superpixels
-BATCH ?= 4
-STEPS ?= 100
-LR ?= 1e-4
-RUN ?= $(WORK)/runs/$(NODES)
+# NODES= empty: the preset's nodes (superpixels under the default preset, thesis)
+NODES ?=
+# BATCH= STEPS= LR= PRESET=: empty means what `python -m train` does by itself (train/presets.py)
+BATCH ?=
+STEPS ?=
+LR ?=
+PRESET ?=
+RUN ?= $(WORK)/runs/$(or $(NODES),$(PRESET),superpixels)
 DAVIS ?= $(WORK)/davis-synth
 # YEAR= 2016|2017; empty: read from the DAVIS root (its ImageSets, else its masks)
 YEAR ?=
@@ -121,9 +124,9 @@ VIDEO ?= real/bikes
 show: $(STAMP) ## superpixel boundaries over a few frames of VIDEO= (id from the manifest)
 	$(PY) -m preprocess show --store $(STORE) --video $(VIDEO) --out $(WORK)/show-$(subst /,_,$(VIDEO)).png
 
-train: $(STAMP) ## train the walk: STORE= ALG= NODES=superpixels|patches|mixed BATCH= STEPS= LR= RUN=
-	$(PY) -m train --store $(STORE) --alg $(ALG) $(SP_OPTS) \
-	  --nodes $(NODES) --batch $(BATCH) --steps $(STEPS) --lr $(LR) --run $(RUN) $(EXTRA)
+train: $(STAMP) ## train the walk: STORE= ALG= NODES=superpixels|patches|mixed PRESET= BATCH= STEPS= LR= RUN=
+	$(PY) -m train --store $(STORE) --alg $(ALG) $(SP_OPTS) $(if $(NODES),--nodes $(NODES)) $(if $(PRESET),--preset $(PRESET)) \
+	  $(if $(BATCH),--batch $(BATCH)) $(if $(STEPS),--steps $(STEPS)) $(if $(LR),--lr $(LR)) --run $(RUN) $(EXTRA)
 
 davis-synth: $(STAMP) ## generate the embedded synthetic DAVIS-format set
 	@test -d $(WORK)/davis-synth || $(PY) -m evaluate synth --out $(WORK)/davis-synth

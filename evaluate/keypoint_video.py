@@ -1,7 +1,7 @@
 """Ground truth beside the prediction for keypoints (`evaluate keypoints --video`), in the style of the masks'
-side-by-side: OUT/<seq>/side-by-side.mp4, left the frame with the annotated visible joints (frames without an
-annotation show none), right with the propagated ones, one colour per joint slot; its middle frame is
-OUT/<seq>/side-by-side.png, the still a report embeds."""
+side-by-side: OUT/<seq>/side-by-side/video.mp4, under the same "ground truth | prediction" label band, left the
+frame with the annotated visible joints (frames without an annotation show none), right with the propagated ones,
+one colour per joint slot; its middle frame is OUT/<seq>/side-by-side/still.png, the still a report embeds."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,7 +12,7 @@ from PIL import Image
 
 from spixwalk.common import Mp4Writer
 
-from .side_by_side import STILL, VIDEO
+from .side_by_side import STILL, VIDEO, label_band
 
 
 def joint_colour(slot: int) -> tuple[int, int, int]:
@@ -42,7 +42,8 @@ class KeypointVideo:
         tr = self.track
         left = frame if t not in tr.points else draw_points(frame, tr.points[t], tr.slots, tr.visible[t])
         right = draw_points(frame, pred, tr.slots, np.ones(len(pred), dtype=bool))
-        both = np.concatenate([left, right], axis=1)
+        h, w = frame.shape[:2]
+        both = np.concatenate([label_band(h, w), np.concatenate([left, right], axis=1)], axis=0)
         self.video.write(both)
         if t == self.still_at:
             Image.fromarray(both).save(self.folder / STILL)

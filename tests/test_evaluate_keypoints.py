@@ -215,8 +215,11 @@ def test_jhmdb_cli_on_generated_files(tmp_path):
     assert main(["keypoints", "--dataset", "jhmdb", "--root", str(tmp_path), "--annotations",
                  str(tmp_path / "list.txt"), "--features", "rgb", "--out", str(out), "--video"]) == 0
     rows = list(csv.DictReader(open(out / "frames" / "keypoints.csv")))
-    still = np.array(Image.open(out / "frames" / "side-by-side" / "still.png"))  # annotated | propagated joints, frame 2
-    assert still.shape == (64, 160, 3) and (out / "frames" / "side-by-side" / "video.mp4").stat().st_size > 0
+    # label band over annotated | propagated joints, frame 2
+    shown = np.array(Image.open(out / "frames" / "side-by-side" / "still.png"))
+    band, still = shown[:16], shown[16:]
+    assert shown.shape == (16 + 64, 160, 3) and (out / "frames" / "side-by-side" / "video.mp4").stat().st_size > 0
+    assert (band[:, :80] > 200).any() and (band[:, 80:] > 200).any()  # "ground truth" | "prediction" in white
     plain = _noise_frame(64, 80, 2)
     assert (still[:, :80] != plain).any(axis=2)[15, 20] and (still[:, 80:] != plain).any(axis=2).sum() > 20
     assert len(rows) == 5 * 3 and "3" not in {r["joint"] for r in rows}  # joint 3 lies outside the frame
