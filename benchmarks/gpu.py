@@ -655,7 +655,7 @@ def measure(a, save=lambda res: None) -> dict:
     """Each part of --parts in turn, its seconds in part_seconds; `save` gets the results after each part, so a
     run stopped by a timeout keeps every part it finished. A part whose estimate exceeds what is left of
     --budget-s is dropped (listed in `dropped`), never started and cut off."""
-    from spixwalk.common import resolve_device
+    from spixwalk.options import resolve_device
 
     t_start = time.perf_counter() - a.startup_s
     parts = a.parts.split(",")

@@ -5,7 +5,9 @@ import os
 import sys
 import time
 
-from spixwalk.common import check_out, show_defaults, stage_parser, write_atomic
+from spixwalk.files import check_out, write_atomic
+
+from spixwalk.options import show_defaults, stage_parser
 
 from . import manifest, sample, scan
 

@@ -8,7 +8,7 @@ import json
 import os
 from dataclasses import asdict
 
-from spixwalk.common import atomic_path
+from spixwalk.files import atomic_path
 
 from .scan import Entry
 

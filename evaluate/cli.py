@@ -2,7 +2,9 @@
 import sys
 from pathlib import Path
 
-from spixwalk.common import check_out, resolve_device, show_defaults, stage_parser
+from spixwalk.files import check_out
+
+from spixwalk.options import resolve_device, show_defaults, stage_parser
 from spixwalk.train.model import PADDINGS
 
 from .davis_io import YEARS, InputError, resolve_year

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from spixwalk.common import replace_dir
+from spixwalk.files import replace_dir
 from spixwalk.progress import Progress
 
 from .davis_io import (InputError, count_frames, load_frame, load_mask, mask_overlay, mask_path,

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from spixwalk.common import Mp4Writer
+from spixwalk.video import Mp4Writer
 
 from .side_by_side import STILL, VIDEO, label_band
 

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import torch
 
-from spixwalk.common import replace_dir
+from spixwalk.files import replace_dir
 from spixwalk.progress import Progress
 
 from . import pck

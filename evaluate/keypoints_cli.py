@@ -4,7 +4,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from spixwalk.common import check_out, resolve_device
+from spixwalk.files import check_out
+
+from spixwalk.options import resolve_device
 from spixwalk.train.model import PADDINGS
 
 from .davis_io import InputError

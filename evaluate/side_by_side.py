@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from spixwalk.common import Mp4Writer
+from spixwalk.video import Mp4Writer
 
 from .davis_io import load_mask, mask_overlay, mask_path
 

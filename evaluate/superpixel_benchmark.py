@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from spixwalk.common import write_atomic
+from spixwalk.files import write_atomic
 from spixwalk.preprocess import spconfig
 
 from .davis_io import InputError, load_frame, load_mask, mask_path, sequence_frames, sequence_list

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from spixwalk.common import stage_parser
+from spixwalk.options import stage_parser
 from spixwalk.data_manifest import manifest as manifest_file
 
 from . import generations, spconfig, store

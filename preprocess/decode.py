@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from spixwalk.common import ffmpeg_exe
+from spixwalk.video import ffmpeg_exe
 
 from .spconfig import FRAME_RATE, FRAME_SIZE
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from spixwalk.common import atomic_path
+from spixwalk.files import atomic_path
 
 from . import generations, store
 

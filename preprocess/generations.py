@@ -30,7 +30,7 @@ import socket
 import uuid
 from pathlib import Path
 
-from spixwalk.common import fsync_dir, write_atomic
+from spixwalk.files import fsync_dir, write_atomic
 
 from spixwalk import faults
 from .lease import _pid_alive  # the lease's liveness test, one home for it

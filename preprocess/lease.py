@@ -20,7 +20,7 @@ import time
 import uuid
 from pathlib import Path
 
-from spixwalk.common import write_atomic
+from spixwalk.files import write_atomic
 
 HEARTBEAT_S = 10.0
 STALE_S = 120.0

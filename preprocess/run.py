@@ -5,7 +5,7 @@ import json
 import time
 from pathlib import Path
 
-from spixwalk.common import write_atomic
+from spixwalk.files import write_atomic
 
 from . import generations, store
 from .decode import DecodeError, decode

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spixwalk.common import check_out
+from spixwalk.files import check_out
 
 from . import generations, store
 from .lease import describe, holder, is_stale, lease_path

@@ -8,7 +8,6 @@
     spixwalk.files           atomic writes, output paths checked before any work
     spixwalk.video           the ffmpeg binary, RGB frames to mp4
     spixwalk.options         what every stage's command line shares (parsers, help, --device)
-    spixwalk.common          the three above under one name (re-exports, for existing imports)
     spixwalk.progress        the progress bar / log lines every stage shows on stderr
 
 Every module has exactly one import name, `spixwalk.<stage>.<module>`: the stages import each other that

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from davis_fixtures import truncated
-from spixwalk.common import Mp4Writer, ffmpeg_exe
+from spixwalk.video import Mp4Writer, ffmpeg_exe
 from spixwalk.evaluate.cli import main
 from spixwalk.evaluate.davis_io import PALETTE, load_frame, load_mask, mask_overlay, mask_path
 from spixwalk.evaluate.side_by_side import STILL, VIDEO, band_height, label_band

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from benchmarks import gpu
-from spixwalk.common import resolve_device
+from spixwalk.options import resolve_device
 from spixwalk.evaluate import davis_run, features
 from spixwalk.evaluate.cli import main as evaluate_main
 from train_synth import make_store

@@ -54,7 +54,7 @@ def test_frame_folder_resampled_to_fps(tmp_path):
 def test_a_one_frame_video_is_too_short_not_frameless(tmp_path):
     import subprocess
 
-    from spixwalk.common import ffmpeg_exe
+    from spixwalk.video import ffmpeg_exe
 
     one = tmp_path / "one.mp4"
     subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "color=red:s=64x64:r=25",

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from spixwalk.common import atomic_path
+from spixwalk.files import atomic_path
 
 from . import digest
 from .weights import WeightsError, config_of, init_from, read  # noqa: F401  init_from: its old home

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from spixwalk.common import write_atomic
+from spixwalk.files import write_atomic
 
 SUFFIX = ".sha256"
 

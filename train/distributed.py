@@ -10,7 +10,7 @@ import os
 
 import torch
 
-from spixwalk.common import resolve_device
+from spixwalk.options import resolve_device
 
 from .options import BadInput
 

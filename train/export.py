@@ -16,7 +16,9 @@ from pathlib import Path
 
 import torch
 
-from spixwalk.common import atomic_path, check_out, stage_parser
+from spixwalk.files import atomic_path, check_out
+
+from spixwalk.options import stage_parser
 
 from . import digest
 from .weights import EXPORT_FORMAT, WeightsError, read, resnet_state

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from spixwalk.common import write_atomic
+from spixwalk.files import write_atomic
 from spixwalk import faults
 from spixwalk.preprocess.store import StoreReader
 from spixwalk.progress import Progress, say

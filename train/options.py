@@ -6,7 +6,7 @@ import math
 import os
 from pathlib import Path
 
-from spixwalk.common import stage_parser
+from spixwalk.options import stage_parser
 from spixwalk.preprocess import spconfig
 
 from . import runconfig, tracking, workers
