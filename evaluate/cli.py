@@ -1,4 +1,4 @@
-"""python -m evaluate {davis,keypoints,vip,metrics,synth,superpixels,report} ...  (see --help of each)."""
+"""python -m evaluate {davis,keypoints,vip,metrics,synth,superpixels,report,walk} ...  (see --help of each)."""
 import sys
 from pathlib import Path
 
@@ -225,6 +225,8 @@ def main(argv=None) -> int:
     from .keypoints_cli import add_parsers as _keypoint_parsers
     _keypoint_parsers(sub)
     _other_parsers(sub)
+    from .walk_score import add_parser as _walk_parser
+    _walk_parser(sub)
     args = show_defaults(ap).parse_args(argv)
     try:
         return args.func(args)

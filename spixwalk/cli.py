@@ -15,7 +15,7 @@ USAGE = """usage: spixwalk COMMAND [options]   (each command has --help; spixwal
   manifest    list videos into a sharded manifest        (python -m data_manifest build|sample)
   preprocess  frames + superpixel label maps to a store  (python -m preprocess [run|status|show|export])
   train       contrastive random walk training           (python -m train; `train export` an encoder)
-  eval        DAVIS label propagation                     (python -m evaluate davis; or eval keypoints|vip|synth|superpixels)
+  eval        DAVIS label propagation                     (python -m evaluate davis; or eval keypoints|vip|walk|synth|superpixels)
   metrics     J&F as the official DAVIS toolkit           (python -m evaluate metrics)
   report      tables and figures across runs              (python -m evaluate report)
   study       arms x seeds at equal training FLOPs, compared  (python -m spixwalk.study)"""
