@@ -150,12 +150,12 @@ def test_alg_random_draws_a_configuration_per_clip(tmp_path):
     from spixwalk.train.data import ClipDataset, clip_index
     root = tmp_path / "s"
     make_store(root, shards=((0, 2),), n_frames=8, size=64)  # slic-n30-c30: 12 moving regions
-    for cfg, value in (("fh-s600-g0.5-m400", 0), ("random-n30", 0)):  # one segment per frame: recognisable
+    for cfg, value in (("fh-s600-g0.5-m400", 0), ("random-n30", 0), ("grid-n25", 0), ("randvid-n25", 0)):  # one segment
         write_labels(root, 0, cfg, [np.full((8, 64, 64), value, np.int16)] * 2, {}, [])
     run = tmp_path / "r"
     assert main(["--store", str(root), "--alg", "random", "--run", str(run), "--steps", "1", *FAST]) == 0
     cfg = json.loads((run / "config.json").read_text())
-    # the random-cell baseline is a configuration of its own (--label-config random-n30), not one of the draws
+    # the controls (random, grid, randvid cells) are configurations of their own (--label-config), not draws
     assert cfg["label_configs"] == ["fh-s600-g0.5-m400", "slic-n30-c30"]
     r = StoreReader(root)
     clips, _ = clip_index(r.videos(), 4, 4)

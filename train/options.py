@@ -53,7 +53,7 @@ def _data_options(p) -> None:
     spconfig.add_options(g, aliases={"--lsc-iterations": ["--iterations"]})  # --iterations: deprecated spelling
     g.add_argument("--label-config", help="configuration name (e.g. slic-n30-c30); overrides --alg")
     g.add_argument("--random-configs", help="comma list for --alg random (default: every complete configuration "
-                   "of the store except the random-cell baselines random-*)")
+                   "of the store except the controls' random-*, grid-*, randvid-*)")
     g.add_argument("--clip-len", type=int, help="frames per clip (T)" + shown("clip_len"))
     g.add_argument("--clip-stride", type=int, default=0, help="frames between clip starts (0: T, non-overlapping); "
                    "used with --clips-per-video 0")

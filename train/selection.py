@@ -9,6 +9,11 @@ from .model import n_patches
 from .options import BadInput
 
 
+def _control(cfg: str) -> bool:
+    """A control's label maps (random, grid, randvid cells), not a superpixel algorithm's."""
+    return cfg.split("-")[0] in spconfig.CONTROLS
+
+
 def label_configs(reader: StoreReader, a) -> list[str]:
     """The configuration(s) the run trains on, checked against the store."""
     have = reader.configs()
@@ -17,7 +22,7 @@ def label_configs(reader: StoreReader, a) -> list[str]:
     if a.label_config:
         want = [a.label_config]
     elif a.alg == "random":
-        want = a.random_configs.split(",") if a.random_configs else [c for c in have if not c.startswith("random")]
+        want = a.random_configs.split(",") if a.random_configs else [c for c in have if not _control(c)]
     else:
         want = [spconfig.from_args(a)[2]]
     missing = [c for c in want if c not in have]
