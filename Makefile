@@ -99,8 +99,11 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## create .venv and install the project (first use only)
 
-test: $(STAMP) ## run the test suite (fault cases included)
-	$(PY) -m pytest -q tests
+# test files spread over this many processes (pytest-xdist; a file's tests stay in one process): most tests
+# wait on subprocesses, signals and ffmpeg, so 2 processes on 2 cores take about half the time of one
+TEST_JOBS ?= 2
+test: $(STAMP) ## run the test suite (fault cases included; TEST_JOBS=1: one process)
+	$(PY) -m pytest -q $(if $(filter-out 1,$(TEST_JOBS)),-n $(TEST_JOBS) --dist loadfile) tests
 
 quickstart: $(STAMP) ## the README's quick start as written, on 2 generated videos and 1 real DAVIS sequence (a test)
 	$(PY) -m pytest -q tests/test_quickstart.py
