@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-EVAL_COMMANDS = ("davis", "keypoints", "vip", "metrics", "synth", "superpixels", "report")
+EVAL_COMMANDS = ("davis", "keypoints", "vip", "walk", "metrics", "synth", "superpixels", "report")
 COMMANDS = ("manifest", "preprocess", "train", "eval", "metrics", "report", "study")
 USAGE = """usage: spixwalk COMMAND [options]   (each command has --help; spixwalk --version)
 

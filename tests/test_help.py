@@ -38,6 +38,7 @@ def plain_command():
     (["eval", "keypoints"], "usage: spixwalk eval keypoints", ["--topk TOPK neighbours averaged per position (default: 10)",
                                                               "--readout {soft,argmax}", "(default: soft)"]),
     (["eval", "vip"], "usage: spixwalk eval vip", ["--tau TAU softmax temperature (default: 0.05)"]),
+    (["eval", "walk"], "usage: spixwalk eval walk", ["--clips CLIPS score the store's first N clips (default: 32)"]),
     (["metrics"], "usage: spixwalk metrics", ["in parallel (processes) (default: 1)"]),
 ])
 def test_help_names_the_command_and_shows_defaults(capsys, argv, usage, shown):
