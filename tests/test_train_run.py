@@ -239,6 +239,18 @@ def test_cpu_bf16_runs_the_forward_under_autocast_and_fp32_stays_the_default(sto
     assert json.loads((tmp_path / "bf16" / "config.json").read_text())["precision"] == "bf16"
 
 
+def test_a_cpu_budget_stops_at_the_step_that_passes_it_not_at_the_next_log_row(store, tmp_path):
+    run = tmp_path / "r"
+    assert main(["--store", str(store), "--run", str(run), "--steps", "2", *FAST]) == 0
+    spent = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()][-1]["cpu_seconds"]
+    budget = spent + 0.2  # passed by the first resumed step (each costs well over 0.2 CPU s at 64 px)
+    assert main(["--store", str(store), "--run", str(run), "--steps", "10", *FAST, "--log-every", "100",
+                 "--budget", str(budget)]) == 0
+    rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert rows[-1]["cpu_seconds"] >= budget and rows[-1]["step"] < 10  # before: every step to the row at 10
+    assert json.loads((run / "summary.json").read_text())["steps"] == rows[-1]["step"]
+
+
 def test_a_short_run_logs_its_first_and_last_step(store, tmp_path):
     run = tmp_path / "r"
     assert main(["--store", str(store), "--run", str(run), "--steps", "5", *FAST[:-2], "--log-every", "10"]) == 0

@@ -219,10 +219,13 @@ def _steps(tr, stop, clock, it, win, autocast, marks, step_marks) -> tuple[float
         bar.note(**{"clips/s": f"{done * clips_per_step / (time.perf_counter() - t_bar):.1f}"})
         at_mark = tr.step in step_marks
         # a row at the run's first step too: the summary's first_loss is that step's, not the first row's mean
-        row_due = not (tr.step % a.log_every and tr.step % a.ckpt_every and tr.step > 1 and not at_mark)
+        row_due = not (tr.step % a.log_every and tr.step % a.ckpt_every and tr.step > 1 and not at_mark) \
+            or _clock_due(a, clock, marks)
         if stop.signum and a.world == 1 or not row_due:  # one process and a signal: this step was the last
             if not a.budget:
                 bar.update()
+            elif clock.kind == "cpu":  # read without a sync: the bar moves every step
+                bar.set(round(clock.now(), 1))
             if stop.signum and a.world == 1:
                 why = "signal"
                 break
@@ -246,6 +249,16 @@ def _steps(tr, stop, clock, it, win, autocast, marks, step_marks) -> tuple[float
         if tr.step % a.ckpt_every == 0 and tr.step < tr.steps:
             tr.checkpoint(seconds, clock)
     return seconds, done, why
+
+
+def _clock_due(a, clock: Clock, marks: list[float]) -> bool:
+    """One process on the CPU clock: has the --budget or the next --snapshot-at mark passed? Then the row (which
+    stops the run or takes the snapshot) is written now, not up to --log-every steps later. The device clock
+    syncs to be read and ranks must agree, so there the rows alone decide."""
+    if a.world > 1 or clock.kind != "cpu":
+        return False
+    limits = ([a.budget] if a.budget else []) + marks[:1]
+    return bool(limits) and clock.now() >= min(limits)
 
 
 def _log_row(tr: Trainer, win: Window, clock: Clock, marks: list[float]):
