@@ -2,8 +2,9 @@
 checkpoints on fixed clips of a store (`evaluate walk`).
 
 Every checkpoint is scored with the options it was trained with (nodes, label configuration, clip length,
-cycles, temperature, crop) on the same clips drawn with `--seed`, in eval mode and without edge dropout, so a
-run's step-0 snapshot and its final checkpoint are compared on identical inputs. Accuracy is the share of
+cycles, temperature, crop) on the same clips drawn with `--seed`, in the same batches, with batch statistics as in
+training and without edge dropout, so a run's step-0 snapshot and its final checkpoint are compared on identical
+inputs. Accuracy is the share of
 start nodes a cycle walk returns to, averaged over the cycle lengths; chance is about 1 / nodes per frame.
 This is the training objective measured on held-out clips: it shows that a short run learns long before label
 propagation (J&F) does.
@@ -71,7 +72,9 @@ def score(path, store: str, n_clips: int = 32, seed: int = 0, batch: int = 4) ->
         raise WalkInputError(f"store {store}: no readable clip")
     net = WalkNet(*patch_grid(a.img_size), padding=a.padding, norm=a.norm, patch_jitter=a.patch_jitter)
     net.load_state_dict(obj["model"])
-    net.eval()
+    # batch statistics, as the walk trains: the running statistics of a network at step 0 are the identity, under
+    # which CRW's 49 patches of a frame all get nearly the same feature (the walk then scores chance exactly)
+    net.train()
     loss = acc = nodes = 0.0
     with torch.no_grad():
         for i in range(0, len(items), batch):

@@ -36,7 +36,7 @@ def test_step_0_and_final_scored_on_the_same_held_out_clips(runs, capsys):
     assert rows[0]["clips"] == rows[1]["clips"] == "10"  # 2 videos x 5 clips (the thesis preset)
     assert step0["chance"] == final["chance"] and 1 / 13 < step0["chance"] < 1 / 5  # 12 regions, cropped
     assert patches["chance"] == pytest.approx(1 / 49, abs=1e-4)  # CRW's 7x7 patches, scaled with the frame
-    assert final["accuracy"] > step0["accuracy"] + 0.03  # 12 steps on colour regions: 0.09 -> 0.15
+    assert final["accuracy"] > step0["accuracy"] + 0.08  # 12 steps on colour regions: 0.13 -> 0.30
     assert "sp: walk accuracy on held-out clips" in out and "): learned" in out
     assert "pa:" not in out  # no step 0 of that run was given: nothing to compare
     assert main(args[:7]) == 0  # the same checkpoints, the same clips: the same figures
