@@ -6,7 +6,6 @@ import sys
 import time
 
 from spixwalk.files import check_out, write_atomic
-
 from spixwalk.options import show_defaults, stage_parser
 
 from . import manifest, sample, scan

@@ -3,7 +3,6 @@ import sys
 from pathlib import Path
 
 from spixwalk.files import check_out
-
 from spixwalk.options import resolve_device, show_defaults, stage_parser
 from spixwalk.train.model import PADDINGS
 

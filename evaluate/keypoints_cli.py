@@ -5,7 +5,6 @@ import sys
 from pathlib import Path
 
 from spixwalk.files import check_out
-
 from spixwalk.options import resolve_device
 from spixwalk.train.model import PADDINGS
 

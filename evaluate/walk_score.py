@@ -4,8 +4,8 @@ checkpoints on fixed clips of a store (`evaluate walk`).
 Every checkpoint is scored with the options it was trained with (nodes, label configuration, clip length,
 cycles, temperature, crop) on the same clips drawn with `--seed`, in the same batches, with batch statistics as in
 training and without edge dropout, so a run's step-0 snapshot and its final checkpoint are compared on identical
-inputs. Accuracy is the share of
-start nodes a cycle walk returns to, averaged over the cycle lengths; chance is about 1 / nodes per frame.
+inputs. Accuracy is the share of start nodes a cycle walk returns to, averaged over the cycle lengths; chance is
+about 1 / nodes per frame.
 This is the training objective measured on held-out clips: it shows that a short run learns long before label
 propagation (J&F) does.
 """
@@ -58,15 +58,16 @@ def _clips(store: str, a: argparse.Namespace, seed: int, n: int):
     return [ds[(0, i)] for i in range(min(n, len(clips)))]
 
 
-def score(path, store: str, n_clips: int = 32, seed: int = 0, batch: int = 4) -> dict:
-    """One checkpoint's mean walk loss and cycle accuracy on the store's first clips."""
+def score(path, store: str, n_clips: int = 32, seed: int = 0, batch: int = 4, loaded=None) -> dict:
+    """One checkpoint's mean walk loss and cycle accuracy on the store's first clips (`loaded`: what _config(path)
+    returned, where the caller has read the file already)."""
     import torch
 
     from spixwalk.train.data import collate
     from spixwalk.train.model import WalkNet, patch_grid
     from spixwalk.train.walk import walk_loss
 
-    obj, a = _config(path)
+    obj, a = loaded or _config(path)
     items = [it for it in _clips(store, a, seed, n_clips) if it is not None]
     if not items:
         raise WalkInputError(f"store {store}: no readable clip")
@@ -123,9 +124,8 @@ def cmd_walk(args) -> int:
             raise WalkInputError(f"--clips {args.clips}: must be at least 1")
         if args.out:
             check_out(args.out)
-        for c in args.ckpt:
-            _config(c)  # every file checked before any is scored
-        rows = [score(c, args.store, args.clips, args.seed) for c in args.ckpt]
+        loaded = [_config(c) for c in args.ckpt]  # every file checked before any is scored
+        rows = [score(c, args.store, args.clips, args.seed, loaded=x) for c, x in zip(args.ckpt, loaded)]
     except (WalkInputError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

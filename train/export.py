@@ -17,7 +17,6 @@ from pathlib import Path
 import torch
 
 from spixwalk.files import atomic_path, check_out
-
 from spixwalk.options import stage_parser
 
 from . import digest
