@@ -42,8 +42,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seeds", default="10,11,12,13,14", help="comma list; seed k gives every arm the same initial "
                    f"weights and clip order (tuning seeds: {','.join(map(str, recipes.TUNING_SEEDS))})")
     p.add_argument("--budget-flops", type=float, default=1.2e14, help="training FLOPs per run (forward + backward)")
-    p.add_argument("--points", type=int, default=2, help="scored budgets per run, each twice the one before "
-                   "(plus step 0)")
+    p.add_argument("--points", type=int, default=1, help="scored budgets per run, each twice the one before "
+                   "and the last the budget (plus step 0); the protocol scores 1 (docs/study-protocol.md)")
     p.add_argument("--eval-scale", type=float, default=0.5, help="DAVIS frames and masks scored at this scale")
     p.add_argument("--img-size", type=int, help="override every arm's crop size (smoke tests, demos; default: the "
                    "recipe's)")
