@@ -6,6 +6,7 @@ from scipy import ndimage
 
 from spixwalk.preprocess.store import StoreReader
 from spixwalk.train.data import Aug, ClipDataset, StreamSampler, augment, clip_index, collate, contiguous
+from spixwalk.train.workers import stop
 from train_synth import moving_regions, palette
 
 
@@ -95,7 +96,10 @@ def test_spawned_workers_give_the_same_batches(store):
                                          num_workers=workers, collate_fn=collate,
                                          multiprocessing_context="spawn" if workers else None)
         it = iter(dl)
-        return [next(it) for _ in range(3)]
+        try:
+            return [next(it) for _ in range(3)]
+        finally:
+            stop(it)  # as the trainer does: workers end here, not at garbage collection (SIGABRT mid-exit)
 
     for a, b in zip(batches(0), batches(2)):
         assert torch.equal(a["frames"], b["frames"]) and torch.equal(a["weights"], b["weights"])
