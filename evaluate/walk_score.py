@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import json
 import sys
 from pathlib import Path
 
@@ -58,9 +59,10 @@ def _clips(store: str, a: argparse.Namespace, seed: int, n: int):
     return [ds[(0, i)] for i in range(min(n, len(clips)))]
 
 
-def score(path, store: str, n_clips: int = 32, seed: int = 0, batch: int = 4, loaded=None) -> dict:
+def score(path, store: str, n_clips: int = 32, seed: int = 0, batch: int = 4, loaded=None, clips=None) -> dict:
     """One checkpoint's mean walk loss and cycle accuracy on the store's first clips (`loaded`: what _config(path)
-    returned, where the caller has read the file already)."""
+    returned, where the caller has read the file already; `clips`: a dict that keeps decoded clips for the next
+    checkpoint recorded with the same options, e.g. a run's step 0 and its final checkpoint)."""
     import torch
 
     from spixwalk.train.data import collate
@@ -68,7 +70,11 @@ def score(path, store: str, n_clips: int = 32, seed: int = 0, batch: int = 4, lo
     from spixwalk.train.walk import walk_loss
 
     obj, a = loaded or _config(path)
-    items = [it for it in _clips(store, a, seed, n_clips) if it is not None]
+    key = json.dumps(vars(a), sort_keys=True, default=str)  # before _clips sets store and world on `a`
+    clips = {} if clips is None else clips
+    if key not in clips:
+        clips[key] = [it for it in _clips(store, a, seed, n_clips) if it is not None]
+    items = clips[key]
     if not items:
         raise WalkInputError(f"store {store}: no readable clip")
     net = WalkNet(*patch_grid(a.img_size), padding=a.padding, norm=a.norm, patch_jitter=a.patch_jitter)
@@ -125,7 +131,8 @@ def cmd_walk(args) -> int:
         if args.out:
             check_out(args.out)
         loaded = [_config(c) for c in args.ckpt]  # every file checked before any is scored
-        rows = [score(c, args.store, args.clips, args.seed, loaded=x) for c, x in zip(args.ckpt, loaded)]
+        clips: dict = {}
+        rows = [score(c, args.store, args.clips, args.seed, loaded=x, clips=clips) for c, x in zip(args.ckpt, loaded)]
     except (WalkInputError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

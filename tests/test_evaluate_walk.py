@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from spixwalk.evaluate.cli import main
-from spixwalk.evaluate.walk_score import verdicts
+from spixwalk.evaluate.walk_score import score, verdicts
 from spixwalk.train.loop import main as train
 from train_synth import make_store
 
@@ -42,6 +42,15 @@ def test_step_0_and_final_scored_on_the_same_held_out_clips(runs, capsys):
     assert main(args[:7]) == 0  # the same checkpoints, the same clips: the same figures
     again = capsys.readouterr().out.splitlines()[1:3]
     assert again == out.splitlines()[1:3]
+
+
+def test_a_runs_checkpoints_share_one_decoding_of_the_clips(runs):
+    sp, held, clips = runs / "sp", str(runs / "held"), {}
+    shared = [score(sp / f, held, 4, clips=clips) for f in ("snapshot-step0.pt", "checkpoint.pt")]
+    assert len(clips) == 1  # step 0 and the final checkpoint recorded the same options: decoded once
+    score(runs / "pa" / "checkpoint.pt", held, 4, clips=clips)
+    assert len(clips) == 2  # other nodes, other clips
+    assert shared == [score(sp / f, held, 4) for f in ("snapshot-step0.pt", "checkpoint.pt")]
 
 
 def test_verdicts_compare_each_run_with_its_own_step_0():
