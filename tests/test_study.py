@@ -192,7 +192,7 @@ def test_scored_sequences_must_not_be_training_video(tiny, tmp_path, capsys):
     assert "synth-01" in capsys.readouterr().err and not (tmp_path / "w").exists()
 
 
-def test_tiny_study_end_to_end_seeds_shared_and_rerun_reuses(tiny, tmp_path):
+def test_tiny_study_end_to_end_seeds_shared_and_rerun_reuses(tiny, tmp_path, capsys):
     work = tmp_path / "w"
     sp = clip_flops("superpixels", img_size=64) * 2
     args = _args(tiny, work, "--arms", "superpixels,grid-cells", "--seeds", "3,4", "--points", "1",
@@ -225,6 +225,13 @@ def test_tiny_study_end_to_end_seeds_shared_and_rerun_reuses(tiny, tmp_path):
     assert len(stamp) == 2 * 2 + 2  # 2 seeds x 2 arms, plus one shared step 0 per seed
     assert main(args) == 0  # rerun: trainings and scores reused
     assert {p: p.stat().st_mtime_ns for p in (work / "eval").rglob("metrics-val.json")} == stamp
+    outputs = {p: p.stat().st_mtime_ns for p in work.glob("study*")}
+    capsys.readouterr()
+    assert main([*args, "--choose"]) == 0  # the tuning's choice: printed from the scores, nothing trained or written
+    out = capsys.readouterr().out
+    mean = sum(float(by[("superpixels", s, "p1")]["J&F-Mean"]) for s in ("3", "4")) / 2
+    assert f"superpixels: lr3e-4-cos {mean:.4f} (2 seeds) -> lr3e-4-cos" in out
+    assert "wrote" not in out and {p: p.stat().st_mtime_ns for p in work.glob("study*")} == outputs
 
 
 def test_verdict_says_which_models_beat_their_step_0(tmp_path, capsys):

@@ -263,5 +263,6 @@ def main(argv=None) -> int:
         print(f"[study] error: {e}", file=sys.stderr)
         return 1
     print(text)
-    print(f"[study] wrote {a.work}/study.csv, study_comparisons.csv, study.md in {time.time() - t0:.0f} s")
+    if not a.choose:  # --choose only prints
+        print(f"[study] wrote {a.work}/study.csv, study_comparisons.csv, study.md in {time.time() - t0:.0f} s")
     return 0
