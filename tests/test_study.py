@@ -130,6 +130,16 @@ def test_paired_keeps_only_what_both_arms_scored():
 # ---------------------------------------------------------------- recipes and seeds
 
 
+def test_each_arm_is_compared_with_raw_rgb_the_same_reference_for_every_seed():
+    seqs = {"a": 0.5, "b": 0.7}
+    rows = [{"arm": "superpixels", "seed": s, "point": "p1", "per_seq": {q: v + 0.01 * s for q, v in seqs.items()},
+             "pck_seq": {}} for s in (0, 1)]
+    ref = {"J&F-Mean": 0.6, "PCK": "", "per_seq": {q: v - 0.1 for q, v in seqs.items()}, "pck_seq": {}}
+    (c,) = [c for c in report.comparisons(rows, "p1", ref) if "raw RGB" in c["comparison"]]
+    assert (c["seeds"], c["sequences"], c["difference"]) == (2, 2, 10.5)  # +10 points, plus the seeds' 0 and 1
+    assert not any("raw RGB" in c["comparison"] for c in report.comparisons(rows, "p1"))
+
+
 def test_train_preset_is_the_recipe_file(tmp_path):
     for arm in recipes.ARMS:
         a = parse_args(["--store", str(tmp_path), "--run", str(tmp_path / "r"), "--preset", f"study-{arm}"])
@@ -217,12 +227,15 @@ def test_tiny_study_end_to_end_seeds_shared_and_rerun_reuses(tiny, tmp_path, cap
         assert cfgs[0]["clips"] == cfgs[1]["clips"] and cfgs[0]["seed"] == cfgs[1]["seed"] == int(seed)
     comps = list(csv.DictReader(open(work / "study_comparisons.csv")))
     assert {"comparison", "primary", "difference", "low", "high"} <= set(comps[0])
-    assert {c["comparison"] for c in comps} >= {"superpixels - grid-cells @ p1", "superpixels - its step 0"}
+    assert {c["comparison"] for c in comps} >= {"superpixels - grid-cells @ p1", "superpixels - its step 0",
+                                                "superpixels - raw RGB features @ p1"}
     assert all(c["seeds"] == "2" for c in comps)
     md = (work / "study.md").read_text()
     assert "primary comparison" in md and (work / "study.png").stat().st_size > 0
+    rgb = json.loads((work / "eval" / "rgb-x1" / "davis" / "metrics-val.json").read_text())["global"]["J&F-Mean"]
+    assert f"raw RGB features (8x8-pooled normalised colour) score J&F {rgb:.3f}" in md
     stamp = {p: p.stat().st_mtime_ns for p in (work / "eval").rglob("metrics-val.json")}
-    assert len(stamp) == 2 * 2 + 2  # 2 seeds x 2 arms, plus one shared step 0 per seed
+    assert len(stamp) == 2 * 2 + 2 + 1  # 2 seeds x 2 arms, one shared step 0 per seed, raw RGB once
     assert main(args) == 0  # rerun: trainings and scores reused
     assert {p: p.stat().st_mtime_ns for p in (work / "eval").rglob("metrics-val.json")} == stamp
     outputs = {p: p.stat().st_mtime_ns for p in work.glob("study*")}

@@ -149,6 +149,18 @@ def snapshot_row(a, run: plan.Run, point: str, snap: Path, budget: float, flops_
             "per_seq": report.per_sequence(res["davis"]), "pck_seq": pck_seq}
 
 
+def reference(a) -> dict | None:
+    """Raw RGB features (no training) scored on the same sequences: what an encoder must beat to have learned
+    more than colour. Cheap (3 channels); None where --report-only finds it unscored."""
+    key = f"rgb-x{a.eval_scale:g}"
+    if a.report_only and not (a.work / "eval" / key / "davis" / "metrics-val.json").exists():
+        return None
+    res = runner.score(a, Path("rgb"), key)
+    pck_seq, pck = pck_table(res["pck"])
+    return {"J&F-Mean": res["davis"]["global"]["J&F-Mean"], "PCK": pck,
+            "per_seq": report.per_sequence(res["davis"]), "pck_seq": pck_seq}
+
+
 def one_run(a, store: Path, run: plan.Run) -> list[dict]:
     """Train one run (or find it trained) and score its snapshots."""
     fps = plan.step_flops(a.work, run.arm, 25, a.img_size, a.batch)
@@ -218,7 +230,7 @@ def study(a) -> str:
     header = (f"Arms {', '.join(a.arm_list)}; cells {', '.join(a.cell_list)}; seeds {a.seeds}; "
               f"{a.budget_flops:.3g} training FLOPs per run, scored at {a.points} budget(s) and step 0 on "
               f"{len(a.scored_list)} DAVIS-2016 sequences at x{a.eval_scale:g}; trained on {a.machine}.")
-    return report.write_all(a.work, rows, f"p{a.points}", a.budget_flops, header)
+    return report.write_all(a.work, rows, f"p{a.points}", a.budget_flops, header, reference(a))
 
 
 def verdict(root: Path) -> int:

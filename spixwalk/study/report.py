@@ -48,8 +48,12 @@ def _scores(rows: list[dict], arm: str, point: str, metric: str = "per_seq") -> 
     return {r["seed"]: r[metric] for r in rows if r["arm"] == arm and r["point"] == point and r.get(metric)}
 
 
-def comparisons(rows: list[dict], final: str) -> list[dict]:
-    """Every comparison both arms ran, at every budget point; plus each arm at `final` against its step 0."""
+RGB = "raw RGB features"
+
+
+def comparisons(rows: list[dict], final: str, ref: dict | None = None) -> list[dict]:
+    """Every comparison both arms ran, at every budget point; plus each arm at `final` against its step 0 and
+    against raw RGB features (`ref`: the same per-sequence scores for every seed, no training)."""
     out = []
     points = sorted({r["point"] for r in rows if r["point"] != "step0"})
     for a, b, what in COMPARISONS:
@@ -57,6 +61,11 @@ def comparisons(rows: list[dict], final: str) -> list[dict]:
             out += _compare(rows, (a, p), (b, p), f"{a} - {b}", what, primary=(a, b) == recipes.PRIMARY and p == final)
     for arm in dict.fromkeys(r["arm"] for r in rows):
         out += _compare(rows, (arm, final), (arm, "step0"), f"{arm} - its step 0", "learning at all", False)
+    if ref:
+        seeds = {r["seed"] for r in rows}
+        with_ref = rows + [{"arm": RGB, "point": final, "seed": s, **ref} for s in seeds]
+        for arm in dict.fromkeys(r["arm"] for r in rows):
+            out += _compare(with_ref, (arm, final), (RGB, final), f"{arm} - {RGB}", "more than colour", False)
     return out
 
 
@@ -105,9 +114,13 @@ def throughput(rows: list[dict]) -> list[str]:
     return lines if len(lines) > 2 else []
 
 
-def markdown(rows: list[dict], comps: list[dict], text: str, header: str) -> str:
+def markdown(rows: list[dict], comps: list[dict], text: str, header: str, ref: dict | None = None) -> str:
+    base = ""
+    if ref:
+        pck = f", PCK@0.2 {float(ref['PCK']):.3f}" if ref["PCK"] != "" else ""
+        base = f"Reference, no training: {RGB} (8x8-pooled normalised colour) score J&F {ref['J&F-Mean']:.3f}{pck}."
     lines = ["# Study: superpixel nodes vs CRW patches at equal training FLOPs", "", header, "", text, "",
-             *throughput(rows), "",
+             *([base, ""] if base else []), *throughput(rows), "",
              "| comparison | metric | primary | seeds | sequences | difference (points) | 95% interval | isolates |",
              "|---|---|---|---|---|---|---|---|"]
     lines += [f"| {c['comparison']} | {c['metric']} | {'yes' if c['primary'] else ''} | {c['seeds']} | {c['sequences']} | "
@@ -118,8 +131,8 @@ def markdown(rows: list[dict], comps: list[dict], text: str, header: str) -> str
     return "\n".join(lines) + "\n"
 
 
-def plot(rows: list[dict], path: Path) -> None:
-    """J&F vs training FLOPs, every seed a thin line, the mean over seeds a thick one."""
+def plot(rows: list[dict], path: Path, ref: dict | None = None) -> None:
+    """J&F vs training FLOPs, every seed a thin line, the mean over seeds a thick one; raw RGB dashed."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -135,6 +148,8 @@ def plot(rows: list[dict], path: Path) -> None:
             by_flops.setdefault(r["budget_flops"], []).append(r["J&F-Mean"])
         xs = sorted(by_flops)
         ax.plot(xs, [np.mean(by_flops[x]) for x in xs], color=colour, lw=2.2, marker="o", label=arm)
+    if ref:
+        ax.axhline(ref["J&F-Mean"], color="grey", ls="--", lw=1, label=RGB)
     ax.set(xlabel="training FLOPs (forward + backward, torch.utils.flop_counter)", ylabel="J&F-Mean",
            title="J&F vs training FLOPs: every seed (thin), mean over seeds (thick)")
     ax.legend(fontsize=8)
@@ -143,17 +158,17 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def write_all(work: Path, rows: list[dict], final: str, budget: float, header: str) -> str:
-    """Every output file under WORK; returns the verdict sentence."""
+def write_all(work: Path, rows: list[dict], final: str, budget: float, header: str, ref: dict | None = None) -> str:
+    """Every output file under WORK (`ref`: raw RGB features' scores, a reference); returns the verdict sentence."""
     write_csv(work / "study.csv", rows, COLUMNS)
     write_csv(work / "study_per_sequence.csv",
               [{**r, "sequence": s, "J&F": v} for r in rows for s, v in sorted(r["per_seq"].items())],
               ["arm", "cell", "seed", "point", "flops", "sequence", "J&F"])
-    comps = comparisons(rows, final)
+    comps = comparisons(rows, final, ref)
     write_csv(work / "study_comparisons.csv", comps,
               ["comparison", "primary", "metric", "point", "seeds", "sequences", "difference", "low", "high", "what"])
     text = verdict(comps, budget)
     if rows:
-        plot(rows, work / "study.png")
-    (work / "study.md").write_text(markdown(rows, comps, text, header))
+        plot(rows, work / "study.png", ref)
+    (work / "study.md").write_text(markdown(rows, comps, text, header, ref))
     return text
