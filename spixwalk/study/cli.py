@@ -126,12 +126,17 @@ def pck_table(text: str | None) -> tuple[dict, float | str]:
     return per, overall
 
 
+def scored(a, key: str) -> bool:
+    """Has the encoder (or baseline) `key` been scored under WORK/eval already?"""
+    return (a.work / "eval" / key / "davis" / "metrics-val.json").exists()
+
+
 def snapshot_row(a, run: plan.Run, point: str, snap: Path, budget: float, flops_per_step: int) -> dict | None:
     """One scored snapshot as a study.csv row (plus its per-sequence scores)."""
     import torch
     ck = torch.load(snap, map_location="cpu", weights_only=False)
     key = f"w-{runner.encoder_hash(ck)}-x{a.eval_scale:g}"
-    if (a.report_only or a.choose) and not (a.work / "eval" / key / "davis" / "metrics-val.json").exists():
+    if (a.report_only or a.choose) and not scored(a, key):
         print(f"[study] {snap}: not scored yet, left out", flush=True)
         return None
     res = runner.score(a, snap, key)
@@ -153,7 +158,7 @@ def reference(a) -> dict | None:
     """Raw RGB features (no training) scored on the same sequences: what an encoder must beat to have learned
     more than colour. Cheap (3 channels); None where --report-only finds it unscored."""
     key = f"rgb-x{a.eval_scale:g}"
-    if a.report_only and not (a.work / "eval" / key / "davis" / "metrics-val.json").exists():
+    if a.report_only and not scored(a, key):
         return None
     res = runner.score(a, Path("rgb"), key)
     pck_seq, pck = pck_table(res["pck"])
