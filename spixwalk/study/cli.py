@@ -139,9 +139,8 @@ def snapshot_row(a, run: plan.Run, point: str, snap: Path, budget: float, flops_
     if (a.report_only or a.choose) and not scored(a, key):
         print(f"[study] {snap}: not scored yet, left out", flush=True)
         return None
-    res = runner.score(a, snap, key)
-    g, cfg = res["davis"]["global"], ck.get("config", {})
-    pck_seq, pck = pck_table(res["pck"])
+    figures = _figures(runner.score(a, snap, key))
+    cfg = ck.get("config", {})
     steps = ck.get("step", 0)
     cpu = float(ck.get("train_cpu_seconds", 0.0))
     return {"arm": run.arm, "cell": run.cell, "seed": run.seed, "point": point, "budget_flops": budget,
@@ -150,7 +149,14 @@ def snapshot_row(a, run: plan.Run, point: str, snap: Path, budget: float, flops_
             "precision": "bf16" if cfg.get("precision") == "bf16" or (
                 cfg.get("precision") == "auto" and "cuda" in str(cfg.get("device"))) else "fp32",
             "threads": cfg.get("threads", a.threads), "torch": cfg.get("torch", torch.__version__),
-            **{k: round(g[k], 4) for k in ("J&F-Mean", "J-Mean", "F-Mean")}, "PCK": pck, "checkpoint": str(snap),
+            **figures, "checkpoint": str(snap)}
+
+
+def _figures(res: dict) -> dict:
+    """A scoring's J&F, J, F, PCK and their per-sequence scores."""
+    g = res["davis"]["global"]
+    pck_seq, pck = pck_table(res["pck"])
+    return {**{k: round(g[k], 4) for k in ("J&F-Mean", "J-Mean", "F-Mean")}, "PCK": pck,
             "per_seq": report.per_sequence(res["davis"]), "pck_seq": pck_seq}
 
 
@@ -160,10 +166,7 @@ def reference(a) -> dict | None:
     key = f"rgb-x{a.eval_scale:g}"
     if a.report_only and not scored(a, key):
         return None
-    res = runner.score(a, Path("rgb"), key)
-    pck_seq, pck = pck_table(res["pck"])
-    return {"J&F-Mean": res["davis"]["global"]["J&F-Mean"], "PCK": pck,
-            "per_seq": report.per_sequence(res["davis"]), "pck_seq": pck_seq}
+    return _figures(runner.score(a, Path("rgb"), key))
 
 
 def one_run(a, store: Path, run: plan.Run) -> list[dict]:

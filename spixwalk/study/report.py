@@ -44,11 +44,14 @@ def write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
         w.writerows(rows)
 
 
-def _scores(rows: list[dict], arm: str, point: str, metric: str = "per_seq") -> dict:
-    return {r["seed"]: r[metric] for r in rows if r["arm"] == arm and r["point"] == point and r.get(metric)}
-
-
+METRICS = (("per_seq", "J&F"), ("pck_seq", "PCK"))
 RGB = "raw RGB features"
+
+
+def _arm(rows: list[dict], arm: str, point: str) -> dict:
+    """{metric: {seed: {sequence: score}}} of one arm at one point."""
+    return {m: {r["seed"]: r[m] for r in rows if r["arm"] == arm and r["point"] == point and r.get(m)}
+            for m, _ in METRICS}
 
 
 def comparisons(rows: list[dict], final: str, ref: dict | None = None) -> list[dict]:
@@ -56,28 +59,32 @@ def comparisons(rows: list[dict], final: str, ref: dict | None = None) -> list[d
     against raw RGB features (`ref`: the same per-sequence scores for every seed, no training)."""
     out = []
     points = sorted({r["point"] for r in rows if r["point"] != "step0"})
+    arms = list(dict.fromkeys(r["arm"] for r in rows))
     for a, b, what in COMPARISONS:
         for p in points:
-            out += _compare(rows, (a, p), (b, p), f"{a} - {b}", what, primary=(a, b) == recipes.PRIMARY and p == final)
-    for arm in dict.fromkeys(r["arm"] for r in rows):
-        out += _compare(rows, (arm, final), (arm, "step0"), f"{arm} - its step 0", "learning at all", False)
+            out += _compare(_arm(rows, a, p), _arm(rows, b, p), f"{a} - {b} @ {p}", p, what,
+                            primary=(a, b) == recipes.PRIMARY and p == final)
+    for arm in arms:
+        out += _compare(_arm(rows, arm, final), _arm(rows, arm, "step0"), f"{arm} - its step 0", final,
+                        "learning at all", False)
     if ref:
         seeds = {r["seed"] for r in rows}
-        with_ref = rows + [{"arm": RGB, "point": final, "seed": s, **ref} for s in seeds]
-        for arm in dict.fromkeys(r["arm"] for r in rows):
-            out += _compare(with_ref, (arm, final), (RGB, final), f"{arm} - {RGB}", "more than colour", False)
+        colour = {m: {s: ref[m] for s in seeds if ref.get(m)} for m, _ in METRICS}
+        for arm in arms:
+            out += _compare(_arm(rows, arm, final), colour, f"{arm} - {RGB} @ {final}", final, "more than colour", False)
     return out
 
 
-def _compare(rows, x, y, name, what, primary) -> list[dict]:
+def _compare(x: dict, y: dict, name: str, point: str, what: str, primary: bool) -> list[dict]:
+    """x - y for each metric both have, x and y as `_arm` gives them."""
     found = []
-    for metric, label in (("per_seq", "J&F"), ("pck_seq", "PCK")):
-        d = paired(_scores(rows, *x, metric), _scores(rows, *y, metric))
+    for metric, label in METRICS:
+        d = paired(x[metric], y[metric])
         if d.size == 0:
             continue
         mean, lo, hi = hierarchical(d)
-        found.append({"comparison": f"{name} @ {x[1]}" if x[1] == y[1] else name, "primary": primary and label == "J&F",
-                      "metric": label, "point": x[1], "what": what, "seeds": d.shape[0], "sequences": d.shape[1],
+        found.append({"comparison": name, "primary": primary and label == "J&F", "metric": label, "point": point,
+                      "what": what, "seeds": d.shape[0], "sequences": d.shape[1],
                       "difference": round(100 * mean, 2), "low": round(100 * lo, 2), "high": round(100 * hi, 2)})
     return found
 
