@@ -68,8 +68,11 @@ def test_bad_options_exit_2_before_any_work(store, tmp_path, capsys):
 def test_cpu_budget_stops_as_finished_with_snapshots(store, tmp_path):
     run = tmp_path / "budget"
     assert main(["--store", str(store), "--run", str(run), "--steps", "1000", "--log-every", "1",
-                 "--cpu-budget", "0.5", "--snapshot-cpu", "0.01", "--snapshot-steps", "0,2", *FAST]) == 0
+                 "--cpu-budget", "0.5", "--snapshot-cpu", "0.01", "--snapshot-steps", "0,2", "--lr-schedule",
+                 "cosine", "--warmup", "0", *FAST]) == 0
     s = json.loads((run / "summary.json").read_text())
+    lrs = [json.loads(x)["lr"] for x in (run / "log.jsonl").read_text().splitlines() if '"lr"' in x]
+    assert lrs and all(x > y for x, y in zip(lrs, lrs[1:])) and lrs[-1] >= 0  # a cosine over the CPU budget
     assert s["stopped_by"] == "cpu_budget" and s["steps"] < 1000 and s["train_cpu_seconds_total"] >= 0.5
     assert (run / "snapshot-cpu0.01.pt").exists()
     assert torch.load(run / "checkpoint.pt", weights_only=False)["step"] == s["steps"]
@@ -109,7 +112,7 @@ def test_cosine_schedule_follows_the_budget_spent_else_the_steps():
     from spixwalk.train.loop import lr_factor
     spent = [0.0]
     a = SimpleNamespace(warmup=2, lr_drop_at=0.8, lr_gamma=0.3, lr_schedule="cosine", budget=100.0)
-    f = lr_factor(a, steps=10 ** 8, budget_spent=lambda: spent[0])
+    f = lr_factor(a, steps=10 ** 8, budget_spent=lambda s: spent[0])
     assert f(0) == 0.5  # warm-up still applies: 0.5 x cos(0)
     values = []
     for sec in (0.0, 25.0, 50.0, 75.0, 100.0, 150.0):
@@ -118,6 +121,24 @@ def test_cosine_schedule_follows_the_budget_spent_else_the_steps():
     assert values == [1.0, 0.853553, 0.5, 0.146447, 0.0, 0.0]
     g = lr_factor(SimpleNamespace(warmup=0, lr_drop_at=0.0, lr_gamma=0.3, lr_schedule="cosine", budget=0), steps=20)
     assert [round(g(s), 6) for s in (0, 10, 20)] == [1.0, 0.5, 0.0]
+
+
+def test_budget_cosine_moves_every_step_between_log_rows():
+    """The clock is read at log rows only; between them the seconds spent are extrapolated at the last
+    window's seconds per step, so the lr falls step by step instead of in stairs of --log-every steps."""
+    from types import SimpleNamespace
+
+    from spixwalk.train.schedule import BudgetSpent, lr_factor
+    spent = BudgetSpent()
+    spent.row(30.0, 10)  # a resumed run: 10 steps in 30 s so far
+    assert [spent(s) for s in (10, 12, 15)] == [30.0, 36.0, 45.0]
+    spent.row(40.0, 15)  # a row: 2 s per step since the last one
+    assert [spent(s) for s in (15, 16, 20)] == [40.0, 42.0, 50.0]
+    assert spent(14) == 40.0  # never before the row's own figure
+    a = SimpleNamespace(warmup=0, lr_drop_at=0.0, lr_gamma=0.3, lr_schedule="cosine", budget=80.0)
+    f = lr_factor(a, steps=10 ** 8, budget_spent=spent)
+    lrs = [f(s) for s in range(15, 36)]
+    assert all(x > y for x, y in zip(lrs, lrs[1:-1])) and lrs[-1] == 0.0  # 40 s + 20 steps x 2 s = the budget
 
 
 def test_sigterm_saves_a_checkpoint_and_the_rerun_resumes(store, tmp_path):

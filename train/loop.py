@@ -29,7 +29,7 @@ from .data import Aug, ClipDataset, StreamSampler, collate
 from .log import RunLog
 from .model import WalkNet, patch_grid
 from .options import BadInput, parse_args, uses_bf16, validate
-from .schedule import lr_factor, steps_plan
+from .schedule import BudgetSpent, lr_factor, steps_plan
 from .selection import clips_of, label_configs, static_nodes  # noqa: F401  static_nodes: benchmarks/gpu.py
 from .signals import Preempted, StopSignal
 from .stats import Window, stat_keys, summary_table
@@ -66,8 +66,8 @@ class Trainer:
         self.cfg.pop("snapshots", None)
         self.cfg.pop("snapshot_step_list", None)
         self.net, self.opt = build_model(a, device)
-        self.spent = 0.0  # --clock seconds at the last log row, resumed ones included (--lr-schedule cosine)
-        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_factor(a, self.steps, lambda: self.spent))
+        self.spent = BudgetSpent()  # --clock seconds by each step, resumed ones included (--lr-schedule cosine)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_factor(a, self.steps, self.spent))
         self.resumed = checkpoints.Progress()
         ckpt = checkpoints.read_for_resume(self.run, a.resume, self.cfg)
         if ckpt:
@@ -80,7 +80,7 @@ class Trainer:
         # a rerun of a finished run (its steps, or its --budget: a larger one resumes) changes nothing:
         # no run directory writes, no tracker
         spent = self.resumed.device if resolve_clock(a.clock, device) == "device" else self.resumed.cpu
-        self.spent = spent
+        self.spent.row(spent, self.step)  # a resumed run's mean seconds per step, until its first row
         self.already_finished = bool(ckpt) and (self.run / SUMMARY).exists() and (
             self.resumed.finished or self.step >= self.steps or bool(a.budget) and spent >= a.budget)
         self.model = torch.nn.parallel.DistributedDataParallel(
@@ -271,7 +271,7 @@ def _log_row(tr: Trainer, win: Window, clock: Clock, marks: list[float]):
     row, flags = win.row(tr.step, a.world, [over, snap, now], busy)
     if "loss" in row and not math.isfinite(row["loss"]):
         raise RuntimeError(f"steps {tr.step - win.n + 1}-{tr.step}: non-finite loss {row['loss']}")
-    tr.spent = flags.pop() / a.world  # the ranks' mean clock: every rank steps with the same cosine lr
+    tr.spent.row(flags.pop() / a.world, tr.step)  # the ranks' mean clock: every rank steps with the same cosine lr
     row.update(epoch=round(tr.step / tr.per_epoch, 4), lr=tr.sched.get_last_lr()[0], cpu_seconds=round(clock.cpu(), 2),
                clock_seconds=round(now, 3))
     if clock.cuda:

@@ -5,19 +5,37 @@ from __future__ import annotations
 import math
 
 
-def lr_factor(a, steps: int, budget_spent=lambda: 0.0):
+def lr_factor(a, steps: int, budget_spent=lambda s: 0.0):
     """Linear warm-up, then CRW's single step decay at --lr-drop-at of the run, or (--lr-schedule cosine) a
-    half cosine from --lr to 0 over the --budget (budget_spent(): clock seconds at the last log row) or, without
-    a budget, over the steps."""
+    half cosine from --lr to 0 over the --budget (budget_spent(s): clock seconds by step s, a BudgetSpent) or,
+    without a budget, over the steps."""
     drop_step = drop_step_of(a, steps)
 
     def f(s: int) -> float:
         warm = min(1.0, (s + 1) / a.warmup) if a.warmup else 1.0
         if a.lr_schedule == "cosine":
-            done = budget_spent() / a.budget if a.budget else s / steps
+            done = budget_spent(s) / a.budget if a.budget else s / steps
             return warm * 0.5 * (1.0 + math.cos(math.pi * min(1.0, done)))
         return warm * (a.lr_gamma if drop_step is not None and s >= drop_step else 1.0)
     return f
+
+
+class BudgetSpent:
+    """Clock seconds spent by step s, for a --budget's cosine: the last log row's figure (the ranks' mean, so
+    every rank steps with the same lr), extrapolated past it at the seconds per step between the last two rows.
+    The clock is read only at rows (the device clock syncs to be read), yet the lr moves every step."""
+
+    def __init__(self):
+        self.seconds, self.step, self.rate = 0.0, 0, 0.0
+
+    def row(self, seconds: float, step: int) -> None:
+        """The clock read at a log row (or a resumed checkpoint) after `step` steps."""
+        if step > self.step:
+            self.rate = (seconds - self.seconds) / (step - self.step)
+        self.seconds, self.step = seconds, step
+
+    def __call__(self, s: int) -> float:
+        return self.seconds + max(0, s - self.step) * self.rate
 
 
 def steps_plan(old: dict, cfg: dict, at: int, a, rank: int) -> dict:
