@@ -96,7 +96,8 @@ def verdict(comps: list[dict], budget: float) -> str:
         return "The primary comparison (superpixels - CRW patches at the final budget) has not been scored yet."
     cite = f"{p['difference']:+.1f} J&F points [{p['low']:+.1f}, {p['high']:+.1f}]"
     head = (f"At equal training FLOPs ({budget:.3g} per run), superpixels - CRW patches = {cite} "
-            f"({p['seeds']} seeds x {p['sequences']} sequences, 95% hierarchical bootstrap)")
+            f"({p['seeds']} seeds x {p['sequences']} sequences, 95% hierarchical bootstrap, expanded percentile "
+            f"interval)")
     if p["low"] > 0:
         return f"{head}: superpixel nodes learn more per FLOP than CRW's patches here."
     if p["high"] < 0:
