@@ -3,7 +3,7 @@
 An arm is what a study compares (the node type, the loss, the label configuration); a recipe is the
 optimisation every arm is tuned over with the same effort (one small grid, the same seeds, the dev split);
 the recipe chosen for each arm is written into FROZEN and is what its preset trains. Reported figures come
-from seeds the choice never saw (spixwalk/study/protocol.py).
+from seeds the choice never saw (docs/study-protocol.md).
 """
 from __future__ import annotations
 
