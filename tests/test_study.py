@@ -150,6 +150,12 @@ def test_one_seed_of_one_sequence_has_no_interval():
         [{"primary": True, "difference": 10.0, "low": lo, "high": hi, "seeds": 1, "sequences": 1}], 1e14)
 
 
+def test_a_verdict_from_fewer_seeds_than_planned_says_it_is_provisional():
+    comp = [{"primary": True, "difference": 5.0, "low": 1.0, "high": 9.0, "seeds": 2, "sequences": 14}]
+    assert report.verdict(comp, 1e14, planned=5).startswith("Provisional, 2 of the 5 seeds planned scored: At equal")
+    assert report.verdict(comp, 1e14, planned=2).startswith("At equal training FLOPs")
+
+
 def test_paired_keeps_only_what_both_arms_scored():
     a = {0: {"x": 0.5, "y": 0.6}, 1: {"x": 0.4, "y": 0.3}, 2: {"x": 0.1, "y": 0.1}}
     b = {0: {"x": 0.4, "y": 0.5, "z": 0.9}, 1: {"x": 0.4, "y": 0.2}}

@@ -238,7 +238,7 @@ def study(a) -> str:
     header = (f"Arms {', '.join(a.arm_list)}; cells {', '.join(a.cell_list)}; seeds {a.seeds}; "
               f"{a.budget_flops:.3g} training FLOPs per run, scored at {a.points} budget(s) and step 0 on "
               f"{len(a.scored_list)} DAVIS-2016 sequences at x{a.eval_scale:g}; trained on {a.machine}.")
-    return report.write_all(a.work, rows, f"p{a.points}", a.budget_flops, header, reference(a))
+    return report.write_all(a.work, rows, f"p{a.points}", a.budget_flops, header, reference(a), len(a.seed_list))
 
 
 def verdict(root: Path) -> int:

@@ -89,11 +89,18 @@ def _compare(x: dict, y: dict, name: str, point: str, what: str, primary: bool) 
     return found
 
 
-def verdict(comps: list[dict], budget: float) -> str:
-    """The answer in one sentence, from the primary comparison's interval."""
+def verdict(comps: list[dict], budget: float, planned: int = 0) -> str:
+    """The answer in one sentence, from the primary comparison's interval; marked provisional while fewer
+    than the `planned` seeds are scored (a study cut short, reported so far)."""
     p = next((c for c in comps if c["primary"]), None)
     if p is None:
         return "The primary comparison (superpixels - CRW patches at the final budget) has not been scored yet."
+    if p["seeds"] < planned:
+        return f"Provisional, {p['seeds']} of the {planned} seeds planned scored: {_answer(p, budget)}"
+    return _answer(p, budget)
+
+
+def _answer(p: dict, budget: float) -> str:
     cite = f"{p['difference']:+.1f} J&F points [{p['low']:+.1f}, {p['high']:+.1f}]"
     head = (f"At equal training FLOPs ({budget:.3g} per run), superpixels - CRW patches = {cite} "
             f"({p['seeds']} seeds x {p['sequences']} sequences, 95% hierarchical bootstrap, expanded percentile "
@@ -166,8 +173,10 @@ def plot(rows: list[dict], path: Path, ref: dict | None = None) -> None:
     plt.close(fig)
 
 
-def write_all(work: Path, rows: list[dict], final: str, budget: float, header: str, ref: dict | None = None) -> str:
-    """Every output file under WORK (`ref`: raw RGB features' scores, a reference); returns the verdict sentence."""
+def write_all(work: Path, rows: list[dict], final: str, budget: float, header: str, ref: dict | None = None,
+              planned: int = 0) -> str:
+    """Every output file under WORK (`ref`: raw RGB features' scores, a reference; `planned`: the seeds the
+    study runs); returns the verdict sentence."""
     write_csv(work / "study.csv", rows, COLUMNS)
     write_csv(work / "study_per_sequence.csv",
               [{**r, "sequence": s, "J&F": v} for r in rows for s, v in sorted(r["per_seq"].items())],
@@ -175,7 +184,7 @@ def write_all(work: Path, rows: list[dict], final: str, budget: float, header: s
     comps = comparisons(rows, final, ref)
     write_csv(work / "study_comparisons.csv", comps,
               ["comparison", "primary", "metric", "point", "seeds", "sequences", "difference", "low", "high", "what"])
-    text = verdict(comps, budget)
+    text = verdict(comps, budget, planned)
     if rows:
         plot(rows, work / "study.png", ref)
     (work / "study.md").write_text(markdown(rows, comps, text, header, ref))
