@@ -114,8 +114,8 @@ def _optimisation_options(p) -> None:
     g.add_argument("--lr-gamma", type=float, help="factor of the lr drop at --lr-drop-at" + shown("lr_gamma"))
     g.add_argument("--lr-schedule", choices=LR_SCHEDULES, help="drop: CRW's step decay "
                    "(--lr-drop-at, --lr-gamma); cosine: a half cosine from --lr to 0 over the --budget (clock seconds, "
-                   "read at each log row and extrapolated between rows; a larger --budget on resume raises lr again) or, without one, over the "
-                   "steps; warm-up applies to both" + shown("lr_schedule"))
+                   "read at each log row and extrapolated between rows; a larger --budget on resume raises lr "
+                   "again) or, without one, over the steps; warm-up applies to both" + shown("lr_schedule"))
     g.add_argument("--warmup-steps", "--warmup", dest="warmup", type=int,
                    help="linear learning-rate warm-up over this many steps (lr x (s+1)/N), then constant until "
                    "--lr-drop-at" + shown("warmup"))

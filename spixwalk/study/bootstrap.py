@@ -11,7 +11,7 @@ bootstrap", 2015): the percentiles are taken at the level whose normal quantile 
 Student's t quantile with m - 1 degrees of freedom, m the number of top-level units (seeds; sequences when
 there is one seed). A plain percentile interval from 5 seeds is too narrow: its coverage of a known mean was
 82-90% in simulations of this design (5 seeds x 14 sequences), the expanded one's 94-98%
-(`tests/test_study.py` checks the width against the t interval of seed means).
+(`tests/test_study.py` checks that coverage, and the width against the t interval of seed means).
 """
 from __future__ import annotations
 
