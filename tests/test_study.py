@@ -150,6 +150,20 @@ def test_one_seed_of_one_sequence_has_no_interval():
         [{"primary": True, "difference": 10.0, "low": lo, "high": hi, "seeds": 1, "sequences": 1}], 1e14)
 
 
+def test_frozen_cells_read_before_the_tuning_chose_them_are_called_provisional(monkeypatch):
+    from spixwalk.study import cli
+    a = cli.parse_args(["--arms", "superpixels,patches-crw", "--work", "w"])
+    a.arm_list, a.cell_list, a.scored_list, a.machine = ["superpixels", "patches-crw"], ["frozen"], ["x"], "cpu"
+    monkeypatch.setattr(recipes, "FROZEN_ON", None)
+    monkeypatch.setattr(recipes, "FROZEN", {arm: "lr3e-4-cos" for arm in recipes.ARMS})
+    assert "superpixels lr3e-4-cos, patches-crw lr3e-4-cos; PROVISIONAL" in cli.header(a)
+    monkeypatch.setattr(recipes, "FROZEN_ON", "2026-12-09 from work/study")
+    monkeypatch.setattr(recipes, "FROZEN", {**recipes.FROZEN, "patches-crw": "lr1e-4-cos"})
+    assert "patches-crw lr1e-4-cos; chosen 2026-12-09 from work/study)" in cli.header(a)
+    a.cell_list = ["lr1e-4-cos"]
+    assert "cells lr1e-4-cos; seeds" in cli.header(a)
+
+
 def test_a_verdict_from_fewer_seeds_than_planned_says_it_is_provisional():
     comp = [{"primary": True, "difference": 5.0, "low": 1.0, "high": 9.0, "seeds": 2, "sequences": 14}]
     assert report.verdict(comp, 1e14, planned=5).startswith("Provisional, 2 of the 5 seeds planned scored: At equal")

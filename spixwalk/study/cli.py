@@ -235,10 +235,18 @@ def study(a) -> str:
     rows.sort(key=lambda r: (order[plan.Run(r["arm"], r["cell"], r["seed"])], r["point"]))
     if a.choose:
         return choose(rows)
-    header = (f"Arms {', '.join(a.arm_list)}; cells {', '.join(a.cell_list)}; seeds {a.seeds}; "
-              f"{a.budget_flops:.3g} training FLOPs per run, scored at {a.points} budget(s) and step 0 on "
-              f"{len(a.scored_list)} DAVIS-2016 sequences at x{a.eval_scale:g}; trained on {a.machine}.")
-    return report.write_all(a.work, rows, f"p{a.points}", a.budget_flops, header, reference(a), len(a.seed_list))
+    return report.write_all(a.work, rows, f"p{a.points}", a.budget_flops, header(a), reference(a), len(a.seed_list))
+
+
+def header(a) -> str:
+    """What study.md says was run; 'frozen' cells read before the tuning chose them are called provisional."""
+    cells = ", ".join(a.cell_list)
+    if "frozen" in a.cell_list:
+        state = f"chosen {recipes.FROZEN_ON}" if recipes.FROZEN_ON else "PROVISIONAL, not yet chosen by the tuning"
+        cells += f" ({', '.join(f'{arm} {recipes.FROZEN[arm]}' for arm in a.arm_list)}; {state})"
+    return (f"Arms {', '.join(a.arm_list)}; cells {cells}; seeds {a.seeds}; {a.budget_flops:.3g} training FLOPs per "
+            f"run, scored at {a.points} budget(s) and step 0 on {len(a.scored_list)} DAVIS-2016 sequences at "
+            f"x{a.eval_scale:g}; trained on {a.machine}.")
 
 
 def verdict(root: Path) -> int:
