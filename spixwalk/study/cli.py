@@ -128,7 +128,7 @@ def pck_table(text: str | None) -> tuple[dict, float | str]:
 
 def scored(a, key: str) -> bool:
     """Has the encoder (or baseline) `key` been scored under WORK/eval already?"""
-    return (a.work / "eval" / key / "davis" / "metrics-val.json").exists()
+    return runner.metrics_path(a.work, key).exists()
 
 
 def snapshot_row(a, run: plan.Run, point: str, snap: Path, budget: float, flops_per_step: int) -> dict | None:

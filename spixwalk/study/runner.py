@@ -115,10 +115,14 @@ def score(a, snap: Path, key: str) -> dict:
         return _score(a, snap, key)
 
 
+def metrics_path(work: Path, key: str) -> Path:
+    """Where the J&F of encoder (or baseline) `key` is kept: it exists once the encoder is scored."""
+    return work / "eval" / key / "davis" / "metrics-val.json"
+
+
 def _score(a, snap: Path, key: str) -> dict:
-    out = a.work / "eval" / key
-    davis = out / "davis"
-    metrics = davis / "metrics-val.json"
+    metrics = metrics_path(a.work, key)
+    davis, out = metrics.parent, metrics.parent.parent
     scale = ["--eval-scale", f"{a.eval_scale:g}"] if a.eval_scale != 1 else []
     common = ["--threads", str(a.threads), "--device", a.device, *scale]
     feats = ["--features", "rgb"] if snap.name == "rgb" else ["--ckpt", str(snap)]
